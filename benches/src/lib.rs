@@ -1,0 +1,7 @@
+//! Fixtures shared by the criterion benches of the Kasmina workspace.
+//!
+//! Layer L3: may depend on every workspace crate. The fixtures mirror the ones Esper's Python
+//! prototype was measured on (`shared/perf/python-prototype.md`), so figures compare like with
+//! like. Run the benches with `cargo xtask bench`.
+
+pub mod fixtures;

@@ -1,0 +1,3 @@
+//! Per-seed ownership of trainable candle variables with an immutable teacher fence.
+//!
+//! (Being written: see the issue for this crate.)

@@ -1,0 +1,3 @@
+//! Circuit breakers, monotonic timers, deadline guards and pause quotas for Kasmina.
+//!
+//! (Being written: see the issue for this crate.)

@@ -1,0 +1,99 @@
+//! Repository automation for the Kasmina workspace (rust-analyzer's xtask pattern).
+//!
+//! `cargo xtask proto [--check]` regenerates (or checks) the committed Leyline code,
+//! `cargo xtask layering` checks the crate dependency graph against the allowed edges,
+//! `cargo xtask bench [--strict] [--save-baseline]` runs the criterion benches and writes
+//! `target/bench-results/summary.json`, and `cargo xtask ci` runs the CI sequence locally.
+//!
+//! Paths come from `CARGO_MANIFEST_DIR`, never from the working directory.
+
+mod bench;
+mod layering;
+mod proto;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  proto [--check]                   regenerate crates/leyline/src/generated (or fail on drift)
+  layering                          check the crate graph against the allowed dependency edges
+  bench [--strict] [--save-baseline] [--filter RE]
+                                    run the criterion benches, write target/bench-results/summary.json
+  ci                                run the CI sequence (fmt, clippy, tests, proto --check, layering)
+";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((cmd, rest)) = args.split_first() else {
+        eprint!("{USAGE}");
+        bail!("no command given");
+    };
+    match cmd.as_str() {
+        "proto" => {
+            let check = parse_flags(rest, &["--check"])?.contains(&"--check");
+            proto::run(&workspace_root(), check)
+        }
+        "layering" => {
+            parse_flags(rest, &[])?;
+            layering::run(&workspace_root())
+        }
+        "bench" => bench::run(&workspace_root(), rest),
+        "ci" => {
+            parse_flags(rest, &[])?;
+            ci(&workspace_root())
+        }
+        "-h" | "--help" | "help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            eprint!("{USAGE}");
+            bail!("unknown command `{other}`")
+        }
+    }
+}
+
+fn parse_flags<'a>(rest: &'a [String], allowed: &[&'a str]) -> Result<Vec<&'a str>> {
+    let mut out = Vec::new();
+    for a in rest {
+        match allowed.iter().find(|f| **f == a.as_str()) {
+            Some(f) => out.push(*f),
+            None => bail!("unexpected argument `{a}`\n{USAGE}"),
+        }
+    }
+    Ok(out)
+}
+
+/// The workspace root: the parent of this crate's manifest directory.
+pub(crate) fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+pub(crate) fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
+}
+
+fn ci(root: &Path) -> Result<()> {
+    let steps: &[&[&str]] = &[
+        &["fmt", "--all", "--check"],
+        &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"],
+        &["test", "--workspace", "--locked"],
+    ];
+    for step in steps {
+        eprintln!("$ cargo {}", step.join(" "));
+        let status = cargo().args(*step).current_dir(root).status().context("running cargo")?;
+        if !status.success() {
+            bail!("`cargo {}` failed", step.join(" "));
+        }
+    }
+    proto::run(root, true)?;
+    layering::run(root)
+}
