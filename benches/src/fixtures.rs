@@ -27,11 +27,7 @@ pub fn adaptation_command() -> AdaptationCommand {
         payload: Some(Payload::SeedOperation(CommandSeedOperation {
             operation: SeedOperation::SeedOpGerminate as i32,
             blueprint_id: "BP001".into(),
-            parameters: BTreeMap::from([
-                ("alpha".to_owned(), 0.5),
-                ("lr".to_owned(), 0.001),
-                ("rank".to_owned(), 8.0),
-            ]),
+            parameters: BTreeMap::from([("alpha".to_owned(), 0.5), ("lr".to_owned(), 0.001), ("rank".to_owned(), 8.0)]),
         })),
         annotations: BTreeMap::from([
             ("slot".to_owned(), "layer2".to_owned()),

@@ -169,11 +169,7 @@ fn read_json(path: &Path) -> Result<Value> {
 fn per_iteration(sample: &Value) -> Vec<f64> {
     let iters = sample["iters"].as_array().cloned().unwrap_or_default();
     let times = sample["times"].as_array().cloned().unwrap_or_default();
-    iters
-        .iter()
-        .zip(times.iter())
-        .filter_map(|(i, t)| Some(t.as_f64()? / i.as_f64()?.max(1.0)))
-        .collect()
+    iters.iter().zip(times.iter()).filter_map(|(i, t)| Some(t.as_f64()? / i.as_f64()?.max(1.0))).collect()
 }
 
 /// Nearest-rank percentile; NaN on an empty slice.
@@ -189,11 +185,7 @@ pub(crate) fn percentile(values: &[f64], q: f64) -> f64 {
 
 /// The soft regression threshold of a benchmark (design: 10 % for load and isolation).
 pub(crate) fn threshold(name: &str) -> f64 {
-    if name.contains("load") || name.contains("isolation") || name.contains("kernel_cache") {
-        0.10
-    } else {
-        0.20
-    }
+    if name.contains("load") || name.contains("isolation") || name.contains("kernel_cache") { 0.10 } else { 0.20 }
 }
 
 /// Regressions of `entries` against a baseline summary, as human-readable lines.
@@ -248,7 +240,9 @@ fn summary_json(entries: &[Entry], root: &Path) -> Value {
 fn machine() -> Value {
     let cpu = fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown".into());
     json!({
         "cpu": cpu,

@@ -63,11 +63,7 @@ pub(crate) fn edge_allowed(from: &str, to: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "`{from}` (layer {}) must not depend on `{to}` (layer {})",
-            layer_name(lf),
-            layer_name(lt)
-        ))
+        Err(format!("`{from}` (layer {}) must not depend on `{to}` (layer {})", layer_name(lf), layer_name(lt)))
     }
 }
 

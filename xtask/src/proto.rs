@@ -38,7 +38,8 @@ pub(crate) fn run(root: &Path, check: bool) -> Result<()> {
         for entry in fs::read_dir(&committed_dir).with_context(|| format!("reading {}", committed_dir.display()))? {
             let name = entry?.file_name().to_string_lossy().into_owned();
             if !expected.contains(&name.as_str()) {
-                drift.push(format!("{} is not generated from proto/ (stale file)", committed_dir.join(&name).display()));
+                drift
+                    .push(format!("{} is not generated from proto/ (stale file)", committed_dir.join(&name).display()));
             }
         }
         if !drift.is_empty() {
@@ -85,6 +86,7 @@ fn generate(root: &Path, scratch: &Path) -> Result<Vec<(String, String)>> {
         .extern_path(".google.protobuf", "::pbjson_types")
         .file_descriptor_set_path(&descriptor_path)
         .disable_comments(["."])
+        .enable_type_names()
         .out_dir(scratch);
 
     tonic_prost_build::configure()
@@ -107,6 +109,8 @@ fn generate(root: &Path, scratch: &Path) -> Result<Vec<(String, String)>> {
         .context("running the pbjson generator")?;
 
     let mut out = Vec::new();
+    let schema = schema_table(&descriptors)?;
+    out.push((format!("{PACKAGE}.schema.rs"), rustfmt(root, &format!("{HEADER}{schema}"))?));
     for name in [format!("{PACKAGE}.rs"), format!("{PACKAGE}.serde.rs")] {
         let path = scratch.join(&name);
         let body = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -126,14 +130,81 @@ fn rustfmt(root: &Path, source: &str) -> Result<String> {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .context("running rustfmt (install it with `rustup component add rustfmt`)")?;
-    child
-        .stdin
-        .take()
-        .context("rustfmt stdin")?
-        .write_all(source.as_bytes())?;
+    child.stdin.take().context("rustfmt stdin")?.write_all(source.as_bytes())?;
     let output = child.wait_with_output()?;
     if !output.status.success() {
         bail!("rustfmt failed on generated code");
     }
     Ok(String::from_utf8(output.stdout)?)
+}
+
+/// Emits the table `leyline::peer` needs: for every message, its map fields (with the wire
+/// kinds of key and value) and its nested message fields.
+fn schema_table(descriptors: &[u8]) -> Result<String> {
+    use prost::Message;
+    use prost_types::field_descriptor_proto::Type;
+
+    let set = prost_types::FileDescriptorSet::decode(descriptors).context("decoding the descriptor set")?;
+    // Full name (without leading dot) -> message descriptor, for every message and nested message.
+    let mut messages = std::collections::BTreeMap::new();
+    fn collect<'a>(
+        prefix: &str,
+        msgs: &'a [prost_types::DescriptorProto],
+        out: &mut std::collections::BTreeMap<String, &'a prost_types::DescriptorProto>,
+    ) {
+        for m in msgs {
+            let name = format!("{prefix}.{}", m.name());
+            collect(&name, &m.nested_type, out);
+            out.insert(name, m);
+        }
+    }
+    for file in &set.file {
+        collect(file.package(), &file.message_type, &mut messages);
+    }
+    let wire = |t: Type| match t {
+        Type::Double | Type::Fixed64 | Type::Sfixed64 => "Fixed64",
+        Type::Float | Type::Fixed32 | Type::Sfixed32 => "Fixed32",
+        Type::String | Type::Bytes | Type::Message | Type::Group => "Len",
+        _ => "Varint",
+    };
+    let mut rows = String::new();
+    for (name, msg) in &messages {
+        if msg.options.as_ref().is_some_and(|o| o.map_entry()) {
+            continue;
+        }
+        let mut fields = String::new();
+        for f in &msg.field {
+            if f.r#type() != Type::Message {
+                continue;
+            }
+            let type_name = f.type_name().trim_start_matches('.');
+            let target = messages.get(type_name).with_context(|| format!("unknown type {type_name}"))?;
+            if target.options.as_ref().is_some_and(|o| o.map_entry()) {
+                let key = target.field.iter().find(|x| x.number() == 1).context("map entry without key")?;
+                let value = target.field.iter().find(|x| x.number() == 2).context("map entry without value")?;
+                let value_message = if value.r#type() == Type::Message {
+                    format!("Some({:?})", value.type_name().trim_start_matches('.'))
+                } else {
+                    "None".to_owned()
+                };
+                fields.push_str(&format!(
+                    "FieldSchema {{ number: {}, kind: FieldKind::Map {{ key: WireKind::{}, value: WireKind::{}, value_message: {value_message} }} }},\n",
+                    f.number(),
+                    wire(key.r#type()),
+                    wire(value.r#type()),
+                ));
+            } else {
+                fields.push_str(&format!(
+                    "FieldSchema {{ number: {}, kind: FieldKind::Message({type_name:?}) }},\n",
+                    f.number()
+                ));
+            }
+        }
+        if !fields.is_empty() {
+            rows.push_str(&format!("MessageSchema {{ name: {name:?}, fields: &[\n{fields}] }},\n"));
+        }
+    }
+    Ok(format!(
+        "/// Map and nested-message fields of every message (sorted by name), from the descriptors.\npub(crate) const SCHEMA: &[MessageSchema] = &[\n{rows}];\n"
+    ))
 }

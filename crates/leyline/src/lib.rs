@@ -11,7 +11,8 @@
 //! - Every message also implements `serde::Serialize`/`Deserialize` in protobuf's canonical JSON
 //!   mapping (lowerCamelCase names, enum values by name, 64-bit integers as strings, RFC 3339
 //!   timestamps), so JSON written here is readable by any protobuf library and vice versa.
-//! - Maps are `BTreeMap`s, so encoding is deterministic (map entries sorted by key).
+//! - Maps are `BTreeMap`s, so encoding is deterministic (map entries sorted by key), and
+//!   [`encode_peer`] writes byte-for-byte what Esper's Python peer writes for the same content.
 //! - The `KasminaControl` gRPC stubs are behind the `client` and `server` features.
 //! - [`constants`] holds the values of the contract's budget messages, and the `impl` blocks in
 //!   this file add name helpers built on the generated enums.
@@ -28,21 +29,42 @@
 
 pub mod constants;
 mod names;
+mod peer;
 
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic, missing_debug_implementations)]
 #[rustfmt::skip]
 mod generated {
     include!("generated/esper.leyline.v1.rs");
     include!("generated/esper.leyline.v1.serde.rs");
+
+    /// The schema table behind [`crate::encode_peer`].
+    pub(crate) mod schema {
+        /// How a map key or value travels on the wire (what its default looks like).
+        #[derive(Debug, Clone, Copy)]
+        #[allow(dead_code)] // every kind is handled; the current contract uses only some
+        pub(crate) enum WireKind { Varint, Fixed32, Fixed64, Len }
+        /// A field that holds a map or a nested message.
+        #[derive(Debug)]
+        pub(crate) enum FieldKind {
+            Map { key: WireKind, value: WireKind, value_message: Option<&'static str> },
+            Message(&'static str),
+        }
+        #[derive(Debug)]
+        pub(crate) struct FieldSchema { pub(crate) number: u32, pub(crate) kind: FieldKind }
+        #[derive(Debug)]
+        pub(crate) struct MessageSchema { pub(crate) name: &'static str, pub(crate) fields: &'static [FieldSchema] }
+        include!("generated/esper.leyline.v1.schema.rs");
+    }
 }
 
 pub use generated::*;
 pub use names::UnknownName;
-pub use prost::{self, DecodeError, EncodeError, Message};
+pub use peer::encode_peer;
+pub use prost::{self, DecodeError, EncodeError, Message, Name};
 
 /// Protobuf well-known types (`Timestamp`, `Duration`, `Struct`, `Value`) with canonical JSON.
 pub mod wkt {
-    pub use pbjson_types::{Duration, ListValue, NullValue, Struct, Timestamp, Value, value::Kind};
+    pub use pbjson_types::{Duration, ListValue, NullValue, Struct, Timestamp, Value, value};
 }
 
 /// The fully qualified protobuf package of every type in this crate.

@@ -67,7 +67,10 @@ enum_helpers!(
         SeedStageTerminated
     ]
 );
-enum_helpers!(SeedLifecycleGate, "SEED_GATE_", [
+enum_helpers!(
+    SeedLifecycleGate,
+    "SEED_GATE_",
+    [
         SeedGateUnknown,
         SeedGateG0Sanity,
         SeedGateG1GradientHealth,
@@ -75,9 +78,14 @@ enum_helpers!(SeedLifecycleGate, "SEED_GATE_", [
         SeedGateG3Interface,
         SeedGateG4SystemImpact,
         SeedGateG5Reset
-    ]);
+    ]
+);
 enum_helpers!(HealthStatus, "HEALTH_STATUS_", [Unknown, Healthy, Degraded, Unhealthy, Critical]);
-enum_helpers!(CircuitBreakerState, "CIRCUIT_STATE_", [CircuitStateUnknown, CircuitStateClosed, CircuitStateOpen, CircuitStateHalfOpen]);
+enum_helpers!(
+    CircuitBreakerState,
+    "CIRCUIT_STATE_",
+    [CircuitStateUnknown, CircuitStateClosed, CircuitStateOpen, CircuitStateHalfOpen]
+);
 enum_helpers!(TelemetryLevel, "TELEMETRY_LEVEL_", [Unspecified, Info, Warning, Error, Critical]);
 
 impl SeedLifecycleStage {

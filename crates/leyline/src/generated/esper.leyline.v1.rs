@@ -18,6 +18,16 @@ pub struct HardwareContext {
     #[prost(uint32, tag = "7")]
     pub compute_capability: u32,
 }
+impl ::prost::Name for HardwareContext {
+    const NAME: &'static str = "HardwareContext";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.HardwareContext".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.HardwareContext".into()
+    }
+}
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct SeedState {
@@ -37,6 +47,16 @@ pub struct SeedState {
     pub age_epochs: u32,
     #[prost(float, tag = "8")]
     pub risk_score: f32,
+}
+impl ::prost::Name for SeedState {
+    const NAME: &'static str = "SeedState";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.SeedState".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.SeedState".into()
+    }
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -70,6 +90,16 @@ pub struct SystemStatePacket {
     #[prost(string, tag = "14")]
     pub experiment_name: ::prost::alloc::string::String,
 }
+impl ::prost::Name for SystemStatePacket {
+    const NAME: &'static str = "SystemStatePacket";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.SystemStatePacket".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.SystemStatePacket".into()
+    }
+}
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CommandSeedOperation {
@@ -80,6 +110,16 @@ pub struct CommandSeedOperation {
     #[prost(btree_map = "string, float", tag = "3")]
     pub parameters: ::prost::alloc::collections::BTreeMap<::prost::alloc::string::String, f32>,
 }
+impl ::prost::Name for CommandSeedOperation {
+    const NAME: &'static str = "CommandSeedOperation";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.CommandSeedOperation".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.CommandSeedOperation".into()
+    }
+}
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CommandOptimizerAdjustment {
@@ -88,6 +128,16 @@ pub struct CommandOptimizerAdjustment {
     #[prost(btree_map = "string, float", tag = "2")]
     pub hyperparameters: ::prost::alloc::collections::BTreeMap<::prost::alloc::string::String, f32>,
 }
+impl ::prost::Name for CommandOptimizerAdjustment {
+    const NAME: &'static str = "CommandOptimizerAdjustment";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.CommandOptimizerAdjustment".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.CommandOptimizerAdjustment".into()
+    }
+}
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct CommandCircuitBreaker {
@@ -95,6 +145,16 @@ pub struct CommandCircuitBreaker {
     pub desired_state: i32,
     #[prost(string, tag = "2")]
     pub rationale: ::prost::alloc::string::String,
+}
+impl ::prost::Name for CommandCircuitBreaker {
+    const NAME: &'static str = "CommandCircuitBreaker";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.CommandCircuitBreaker".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.CommandCircuitBreaker".into()
+    }
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -134,6 +194,16 @@ pub mod adaptation_command {
         RollbackPayload(::pbjson_types::Struct),
     }
 }
+impl ::prost::Name for AdaptationCommand {
+    const NAME: &'static str = "AdaptationCommand";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.AdaptationCommand".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.AdaptationCommand".into()
+    }
+}
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct MitigationAction {
@@ -141,6 +211,16 @@ pub struct MitigationAction {
     pub action_type: ::prost::alloc::string::String,
     #[prost(string, tag = "2")]
     pub rationale: ::prost::alloc::string::String,
+}
+impl ::prost::Name for MitigationAction {
+    const NAME: &'static str = "MitigationAction";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.MitigationAction".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.MitigationAction".into()
+    }
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -172,6 +252,16 @@ pub struct FieldReport {
     #[prost(string, tag = "13")]
     pub notes: ::prost::alloc::string::String,
 }
+impl ::prost::Name for FieldReport {
+    const NAME: &'static str = "FieldReport";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.FieldReport".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.FieldReport".into()
+    }
+}
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, ::prost::Message)]
 pub struct BlueprintParameterBounds {
@@ -179,6 +269,16 @@ pub struct BlueprintParameterBounds {
     pub min_value: f64,
     #[prost(double, tag = "2")]
     pub max_value: f64,
+}
+impl ::prost::Name for BlueprintParameterBounds {
+    const NAME: &'static str = "BlueprintParameterBounds";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.BlueprintParameterBounds".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.BlueprintParameterBounds".into()
+    }
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -203,6 +303,16 @@ pub struct BlueprintDescriptor {
     #[prost(string, tag = "9")]
     pub description: ::prost::alloc::string::String,
 }
+impl ::prost::Name for BlueprintDescriptor {
+    const NAME: &'static str = "BlueprintDescriptor";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.BlueprintDescriptor".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.BlueprintDescriptor".into()
+    }
+}
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct BusEnvelope {
@@ -213,6 +323,16 @@ pub struct BusEnvelope {
     #[prost(btree_map = "string, string", tag = "3")]
     pub attributes:
         ::prost::alloc::collections::BTreeMap<::prost::alloc::string::String, ::prost::alloc::string::String>,
+}
+impl ::prost::Name for BusEnvelope {
+    const NAME: &'static str = "BusEnvelope";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.BusEnvelope".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.BusEnvelope".into()
+    }
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -230,6 +350,16 @@ pub struct PolicyUpdate {
     #[prost(bytes = "vec", tag = "6")]
     pub payload: ::prost::alloc::vec::Vec<u8>,
 }
+impl ::prost::Name for PolicyUpdate {
+    const NAME: &'static str = "PolicyUpdate";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.PolicyUpdate".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.PolicyUpdate".into()
+    }
+}
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct MetricPoint {
@@ -243,6 +373,16 @@ pub struct MetricPoint {
     pub attributes:
         ::prost::alloc::collections::BTreeMap<::prost::alloc::string::String, ::prost::alloc::string::String>,
 }
+impl ::prost::Name for MetricPoint {
+    const NAME: &'static str = "MetricPoint";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.MetricPoint".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.MetricPoint".into()
+    }
+}
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct TelemetryEvent {
@@ -255,6 +395,16 @@ pub struct TelemetryEvent {
     #[prost(btree_map = "string, string", tag = "4")]
     pub attributes:
         ::prost::alloc::collections::BTreeMap<::prost::alloc::string::String, ::prost::alloc::string::String>,
+}
+impl ::prost::Name for TelemetryEvent {
+    const NAME: &'static str = "TelemetryEvent";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.TelemetryEvent".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.TelemetryEvent".into()
+    }
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -273,6 +423,16 @@ pub struct TraceSpan {
     pub attributes:
         ::prost::alloc::collections::BTreeMap<::prost::alloc::string::String, ::prost::alloc::string::String>,
 }
+impl ::prost::Name for TraceSpan {
+    const NAME: &'static str = "TraceSpan";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.TraceSpan".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.TraceSpan".into()
+    }
+}
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct SystemHealth {
@@ -283,6 +443,16 @@ pub struct SystemHealth {
     #[prost(btree_map = "string, string", tag = "3")]
     pub indicators:
         ::prost::alloc::collections::BTreeMap<::prost::alloc::string::String, ::prost::alloc::string::String>,
+}
+impl ::prost::Name for SystemHealth {
+    const NAME: &'static str = "SystemHealth";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.SystemHealth".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.SystemHealth".into()
+    }
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -303,6 +473,16 @@ pub struct TelemetryPacket {
     pub spans: ::prost::alloc::vec::Vec<TraceSpan>,
     #[prost(message, optional, tag = "40")]
     pub system_health: ::core::option::Option<SystemHealth>,
+}
+impl ::prost::Name for TelemetryPacket {
+    const NAME: &'static str = "TelemetryPacket";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.TelemetryPacket".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.TelemetryPacket".into()
+    }
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -338,6 +518,16 @@ pub struct EventEnvelope {
     #[prost(uint32, tag = "32")]
     pub current_attempt: u32,
 }
+impl ::prost::Name for EventEnvelope {
+    const NAME: &'static str = "EventEnvelope";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.EventEnvelope".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.EventEnvelope".into()
+    }
+}
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct PerformanceBudgets {
@@ -372,6 +562,16 @@ pub struct PerformanceBudgets {
     #[prost(uint32, tag = "15")]
     pub rollback_coordination_seconds: u32,
 }
+impl ::prost::Name for PerformanceBudgets {
+    const NAME: &'static str = "PerformanceBudgets";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.PerformanceBudgets".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.PerformanceBudgets".into()
+    }
+}
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, ::prost::Message)]
 pub struct MemoryBudgets {
@@ -393,6 +593,16 @@ pub struct MemoryBudgets {
     pub importance_statistics_percent: f32,
     #[prost(float, tag = "9")]
     pub pruning_metadata_percent: f32,
+}
+impl ::prost::Name for MemoryBudgets {
+    const NAME: &'static str = "MemoryBudgets";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.MemoryBudgets".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.MemoryBudgets".into()
+    }
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
@@ -418,6 +628,16 @@ pub struct SystemLimits {
     #[prost(uint32, tag = "10")]
     pub max_importance_history_days: u32,
 }
+impl ::prost::Name for SystemLimits {
+    const NAME: &'static str = "SystemLimits";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.SystemLimits".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.SystemLimits".into()
+    }
+}
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct GateEvent {
@@ -439,6 +659,16 @@ pub struct GateEvent {
     #[prost(enumeration = "SeedLifecycleStage", tag = "8")]
     pub to_stage: i32,
 }
+impl ::prost::Name for GateEvent {
+    const NAME: &'static str = "GateEvent";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.GateEvent".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.GateEvent".into()
+    }
+}
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct SignedCommand {
@@ -448,6 +678,16 @@ pub struct SignedCommand {
     pub signature: ::prost::alloc::string::String,
     #[prost(string, tag = "3")]
     pub key_id: ::prost::alloc::string::String,
+}
+impl ::prost::Name for SignedCommand {
+    const NAME: &'static str = "SignedCommand";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.SignedCommand".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.SignedCommand".into()
+    }
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
@@ -940,18 +1180,58 @@ pub struct CommandReceipt {
     #[prost(enumeration = "SeedLifecycleStage", tag = "5")]
     pub stage: i32,
 }
+impl ::prost::Name for CommandReceipt {
+    const NAME: &'static str = "CommandReceipt";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.CommandReceipt".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.CommandReceipt".into()
+    }
+}
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct SystemStateRequest {}
+impl ::prost::Name for SystemStateRequest {
+    const NAME: &'static str = "SystemStateRequest";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.SystemStateRequest".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.SystemStateRequest".into()
+    }
+}
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct TelemetryRequest {
     #[prost(enumeration = "TelemetryLevel", tag = "1")]
     pub min_level: i32,
 }
+impl ::prost::Name for TelemetryRequest {
+    const NAME: &'static str = "TelemetryRequest";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.TelemetryRequest".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.TelemetryRequest".into()
+    }
+}
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct HealthRequest {}
+impl ::prost::Name for HealthRequest {
+    const NAME: &'static str = "HealthRequest";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.HealthRequest".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.HealthRequest".into()
+    }
+}
 /// Generated client implementations.
 #[cfg(feature = "client")]
 pub mod kasmina_control_client {

@@ -1,0 +1,179 @@
+//! Peer-compatible encoding: the exact bytes Esper's Python peer (protobuf's upb) writes.
+//!
+//! prost and upb both write valid protobuf, and each decodes the other. They differ in one
+//! place: inside a map entry, upb always writes the key and the value, while prost leaves out
+//! a key or value equal to its default (`"alpha": 0.0` costs 5 more bytes in upb). Where the
+//! bytes themselves matter — golden vectors, signatures a peer recomputes over re-encoded bytes,
+//! size budgets compared with the peer's — use [`encode_peer`]: it encodes with prost, sorted
+//! map keys included, then restores the default keys and values of map entries at the wire
+//! level, driven by a schema table generated from `proto/` with the rest of the code.
+
+use prost::bytes::Buf;
+use prost::encoding::{WireType, decode_key, decode_varint, encode_key, encode_varint};
+use prost::{Message, Name};
+
+use crate::generated::schema::{FieldKind, MessageSchema, SCHEMA, WireKind};
+
+/// Encodes `msg` exactly as Esper's Python peer does (deterministic map order, map entries
+/// with both key and value).
+///
+/// ```
+/// use leyline::{Message, SeedState};
+///
+/// let state = SeedState { metrics: [("alpha".to_owned(), 0.0f32)].into(), ..Default::default() };
+/// let peer = leyline::encode_peer(&state);
+/// assert_eq!(peer.len(), state.encoded_len() + 5); // the explicit 0.0 value
+/// assert_eq!(SeedState::decode(peer.as_slice()).unwrap(), state);
+/// ```
+pub fn encode_peer<M: Message + Name>(msg: &M) -> Vec<u8> {
+    let prost_bytes = msg.encode_to_vec();
+    let mut out = Vec::with_capacity(prost_bytes.len() + 16);
+    match rewrite(&prost_bytes, &M::full_name(), &mut out) {
+        Ok(()) => out,
+        // prost's own output always parses; fall back to it rather than fail.
+        Err(_) => prost_bytes,
+    }
+}
+
+/// Bytes that do not parse as protobuf (never produced by prost itself).
+#[derive(Debug)]
+struct Malformed;
+
+impl From<prost::DecodeError> for Malformed {
+    fn from(_: prost::DecodeError) -> Self {
+        Malformed
+    }
+}
+
+fn schema(name: &str) -> Option<&'static MessageSchema> {
+    SCHEMA.binary_search_by(|m| m.name.cmp(name)).ok().map(|i| &SCHEMA[i])
+}
+
+fn rewrite(mut buf: &[u8], message: &str, out: &mut Vec<u8>) -> Result<(), Malformed> {
+    let Some(schema) = schema(message) else {
+        out.extend_from_slice(buf);
+        return Ok(());
+    };
+    while buf.has_remaining() {
+        let start = buf;
+        let (tag, wire_type) = decode_key(&mut buf)?;
+        let kind = schema.fields.iter().find(|f| f.number == tag).map(|f| &f.kind);
+        match (wire_type, kind) {
+            (WireType::LengthDelimited, Some(kind)) => {
+                let payload = take_len(&mut buf)?;
+                let mut inner = Vec::with_capacity(payload.len() + 8);
+                match kind {
+                    FieldKind::Map { key, value, value_message } => {
+                        rewrite_entry(payload, *key, *value, *value_message, &mut inner)?
+                    }
+                    FieldKind::Message(name) => rewrite(payload, name, &mut inner)?,
+                }
+                encode_key(tag, WireType::LengthDelimited, out);
+                encode_varint(inner.len() as u64, out);
+                out.extend_from_slice(&inner);
+            }
+            _ => {
+                skip(wire_type, &mut buf)?;
+                out.extend_from_slice(&start[..start.len() - buf.len()]);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn rewrite_entry(
+    mut buf: &[u8],
+    key_kind: WireKind,
+    value_kind: WireKind,
+    value_message: Option<&str>,
+    out: &mut Vec<u8>,
+) -> Result<(), Malformed> {
+    let mut key: Option<&[u8]> = None;
+    let mut value: Option<(WireType, &[u8])> = None;
+    while buf.has_remaining() {
+        let start = buf;
+        let (tag, wire_type) = decode_key(&mut buf)?;
+        match tag {
+            1 => {
+                skip(wire_type, &mut buf)?;
+                key = Some(&start[..start.len() - buf.len()]);
+            }
+            2 if wire_type == WireType::LengthDelimited && value_message.is_some() => {
+                value = Some((wire_type, take_len(&mut buf)?));
+            }
+            2 => {
+                skip(wire_type, &mut buf)?;
+                value = Some((wire_type, &start[..start.len() - buf.len()]));
+            }
+            _ => skip(wire_type, &mut buf)?,
+        }
+    }
+    match key {
+        Some(raw) => out.extend_from_slice(raw),
+        None => write_default(1, key_kind, out),
+    }
+    match (value, value_message) {
+        (Some((_, payload)), Some(name)) => {
+            let mut inner = Vec::with_capacity(payload.len());
+            rewrite(payload, name, &mut inner)?;
+            encode_key(2, WireType::LengthDelimited, out);
+            encode_varint(inner.len() as u64, out);
+            out.extend_from_slice(&inner);
+        }
+        (Some((_, raw)), None) => out.extend_from_slice(raw),
+        (None, _) => write_default(2, value_kind, out),
+    }
+    Ok(())
+}
+
+fn write_default(tag: u32, kind: WireKind, out: &mut Vec<u8>) {
+    match kind {
+        WireKind::Varint => {
+            encode_key(tag, WireType::Varint, out);
+            out.push(0);
+        }
+        WireKind::Fixed32 => {
+            encode_key(tag, WireType::ThirtyTwoBit, out);
+            out.extend_from_slice(&[0; 4]);
+        }
+        WireKind::Fixed64 => {
+            encode_key(tag, WireType::SixtyFourBit, out);
+            out.extend_from_slice(&[0; 8]);
+        }
+        WireKind::Len => {
+            encode_key(tag, WireType::LengthDelimited, out);
+            out.push(0);
+        }
+    }
+}
+
+fn take_len<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], Malformed> {
+    let len = usize::try_from(decode_varint(buf)?).map_err(|_| Malformed)?;
+    if len > buf.len() {
+        return Err(Malformed);
+    }
+    let (payload, rest) = buf.split_at(len);
+    *buf = rest;
+    Ok(payload)
+}
+
+fn skip(wire_type: WireType, buf: &mut &[u8]) -> Result<(), Malformed> {
+    let n = match wire_type {
+        WireType::Varint => {
+            decode_varint(buf)?;
+            0
+        }
+        WireType::SixtyFourBit => 8,
+        WireType::ThirtyTwoBit => 4,
+        WireType::LengthDelimited => {
+            take_len(buf)?;
+            0
+        }
+        WireType::StartGroup | WireType::EndGroup => return Err(Malformed),
+    };
+    if n > buf.len() {
+        return Err(Malformed);
+    }
+    *buf = &buf[n..];
+    Ok(())
+}
