@@ -1,0 +1,662 @@
+//! Gates G0–G5 as guard functions over explicit, typed evidence (decisions D2).
+//!
+//! Each evaluator is a pure function of a [`GateContext`] (seed, move, wall time) and its
+//! evidence struct, and returns the [`GateEvent`] to emit, pass or fail. A failing gate names the
+//! first check that failed in `reason` (one of the [`reasons`] constants) and carries the values
+//! it looked at in `attributes`. [`evaluate`] dispatches a [`GateEvidence`] to its evaluator.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use leyline::SeedLifecycleGate as Gate;
+use leyline::SeedLifecycleStage as Stage;
+use leyline::{BlueprintDescriptor, CircuitBreakerState, GateEvent};
+
+/// The stable reason strings a failing gate reports (`GateEvent::reason`), in snake_case.
+pub mod reasons {
+    /// G0: the seed id is empty, longer than [`super::MAX_SEED_ID_LEN`] bytes, or holds whitespace
+    /// or control characters.
+    pub const INVALID_SEED_ID: &str = "invalid_seed_id";
+    /// G0: a seed with this id is already live in another slot.
+    pub const SEED_ALREADY_LIVE: &str = "seed_already_live";
+    /// G0: the requested blueprint id is blank.
+    pub const MISSING_BLUEPRINT_ID: &str = "missing_blueprint_id";
+    /// G0: the blueprint library does not know the blueprint.
+    pub const BLUEPRINT_UNKNOWN: &str = "blueprint_unknown";
+    /// G0: the descriptor given is for another blueprint than the one requested.
+    pub const BLUEPRINT_MISMATCH: &str = "blueprint_mismatch";
+    /// G0: a parameter is NaN or infinite (attribute `parameter`).
+    pub const PARAMETER_NOT_FINITE: &str = "parameter_not_finite";
+    /// G0: a parameter is not among the blueprint's `allowed_parameters` (attribute `parameter`).
+    pub const PARAMETER_NOT_ALLOWED: &str = "parameter_not_allowed";
+    /// G0: a parameter lies outside its `allowed_parameters` bounds (attributes `parameter`,
+    /// `value`, `min`, `max`).
+    pub const PARAMETER_OUT_OF_BOUNDS: &str = "parameter_out_of_bounds";
+    /// G1 (GERMINATED → TRAINING): no kernel is attached to the seed.
+    pub const KERNEL_NOT_ATTACHED: &str = "kernel_not_attached";
+    /// G1 (GERMINATED → TRAINING): the seed's parameters are not registered.
+    pub const PARAMETERS_NOT_REGISTERED: &str = "parameters_not_registered";
+    /// G1 (GERMINATED → TRAINING): registering the seed's parameters hit a conflict.
+    pub const REGISTRATION_CONFLICT: &str = "registration_conflict";
+    /// G1 (GERMINATED → TRAINING): the isolation monitor is not armed for the seed.
+    pub const ISOLATION_NOT_ARMED: &str = "isolation_not_armed";
+    /// G1, G4: the seed has gradient-isolation violations (attribute `violations`).
+    pub const ISOLATION_VIOLATIONS_PRESENT: &str = "isolation_violations_present";
+    /// G1 (TRAINING → BLENDING): fewer than two seed-loss samples in the window.
+    pub const SEED_LOSS_WINDOW_TOO_SHORT: &str = "seed_loss_window_too_short";
+    /// G1 (TRAINING → BLENDING): a seed-loss sample is NaN or infinite.
+    pub const SEED_LOSS_NOT_FINITE: &str = "seed_loss_not_finite";
+    /// G1 (TRAINING → BLENDING): the mean of the window's last part is not below the mean of its
+    /// first part.
+    pub const SEED_LOSS_NOT_IMPROVED: &str = "seed_loss_not_improved";
+    /// G1 (TRAINING → BLENDING): the isolation hook took longer than its budget.
+    pub const HOOK_LATENCY_EXCEEDED: &str = "hook_latency_exceeded";
+    /// G2: the alpha schedule has not reached its end.
+    pub const ALPHA_SCHEDULE_INCOMPLETE: &str = "alpha_schedule_incomplete";
+    /// G2: the blended output holds NaN or infinite values.
+    pub const BLENDED_OUTPUT_NOT_FINITE: &str = "blended_output_not_finite";
+    /// G2: fewer than two loss samples in the window.
+    pub const LOSS_WINDOW_TOO_SHORT: &str = "loss_window_too_short";
+    /// G2: a loss sample is NaN or infinite.
+    pub const LOSS_NOT_FINITE: &str = "loss_not_finite";
+    /// G2: the loss variance over the window is not below the threshold (oscillation).
+    pub const LOSS_VARIANCE_TOO_HIGH: &str = "loss_variance_too_high";
+    /// G2: kernel fetch or hook latency exceeded its budget.
+    pub const LATENCY_BUDGET_EXCEEDED: &str = "latency_budget_exceeded";
+    /// G3: the seed's output shape differs from the host activation's.
+    pub const OUTPUT_SHAPE_MISMATCH: &str = "output_shape_mismatch";
+    /// G3: the seed's output dtype differs from the host activation's.
+    pub const OUTPUT_DTYPE_MISMATCH: &str = "output_dtype_mismatch";
+    /// G3: the seed's telemetry is incomplete.
+    pub const TELEMETRY_INCOMPLETE: &str = "telemetry_incomplete";
+    /// G3: a pause/resume cycle happened and did not restore the kernel.
+    pub const KERNEL_NOT_RESTORED: &str = "kernel_not_restored";
+    /// G4: the validation metric or the baseline is NaN or infinite.
+    pub const VALIDATION_METRIC_NOT_FINITE: &str = "validation_metric_not_finite";
+    /// G4: the tolerance is negative or not finite.
+    pub const INVALID_TOLERANCE: &str = "invalid_tolerance";
+    /// G4: the validation metric is worse than the baseline beyond the tolerance.
+    pub const VALIDATION_REGRESSED: &str = "validation_regressed";
+    /// G4: the protecting circuit breaker is not closed (attribute `breaker_state`).
+    pub const BREAKER_NOT_CLOSED: &str = "breaker_not_closed";
+    /// G5: the seed's kernel is still held.
+    pub const KERNEL_NOT_DROPPED: &str = "kernel_not_dropped";
+    /// G5: the seed's parameters are still registered.
+    pub const PARAMETERS_NOT_DEREGISTERED: &str = "parameters_not_deregistered";
+    /// G5: the seed's isolation session is still open.
+    pub const ISOLATION_SESSION_OPEN: &str = "isolation_session_open";
+    /// G5: the seed's counters (violations, windows) are not zero.
+    pub const COUNTERS_NOT_ZEROED: &str = "counters_not_zeroed";
+    /// G5: cache entries for the seed remain.
+    pub const CACHE_ENTRIES_REMAINING: &str = "cache_entries_remaining";
+}
+
+/// Longest seed id G0 accepts, in bytes.
+pub const MAX_SEED_ID_LEN: usize = 128;
+/// Default fraction of the seed-loss window compared at each end by G1 (TRAINING → BLENDING).
+pub const DEFAULT_LOSS_WINDOW_PART: f64 = 0.25;
+/// Default ceiling on the loss variance over G2's window.
+pub const DEFAULT_MAX_LOSS_VARIANCE: f64 = 0.25;
+/// Default relative tolerance of G4 against the pre-germination baseline (1 %).
+pub const DEFAULT_G4_TOLERANCE: f64 = 0.01;
+
+/// Who is evaluated, for which move, and when (wall time, for the event's timestamp).
+#[derive(Debug, Clone, Copy)]
+pub struct GateContext<'a> {
+    /// The seed under evaluation.
+    pub seed_id: &'a str,
+    /// The stage the seed is in.
+    pub from: Stage,
+    /// The stage the move leads to.
+    pub to: Stage,
+    /// Wall-clock time stamped on the event.
+    pub at: SystemTime,
+}
+
+/// G0 evidence (DORMANT → GERMINATED).
+#[derive(Debug, Clone, Copy)]
+pub struct SanityEvidence<'a> {
+    /// The blueprint the germination asks for.
+    pub blueprint_id: &'a str,
+    /// The blueprint library's descriptor for it, `None` when the library does not know it.
+    pub blueprint: Option<&'a BlueprintDescriptor>,
+    /// The requested parameters; each must be finite and inside `allowed_parameters` bounds.
+    pub parameters: &'a BTreeMap<String, f32>,
+    /// Whether a seed with this id is already live elsewhere.
+    pub seed_already_live: bool,
+}
+
+/// G1 evidence for GERMINATED → TRAINING.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GerminatedEvidence {
+    /// A kernel is attached to the seed.
+    pub kernel_attached: bool,
+    /// The seed's parameters are registered.
+    pub parameters_registered: bool,
+    /// Registration reported a conflict (a parameter owned by the host or another seed).
+    pub registration_conflict: bool,
+    /// The isolation monitor is armed for the seed.
+    pub isolation_armed: bool,
+    /// Isolation violations recorded for the seed so far.
+    pub isolation_violations: u32,
+}
+
+/// G1 evidence for TRAINING → BLENDING.
+#[derive(Debug, Clone, Copy)]
+pub struct TrainingEvidence<'a> {
+    /// Seed loss (task loss through the seed branch, as a shadow) over the training window, oldest first.
+    pub seed_loss_window: &'a [f32],
+    /// Fraction of the window compared at each end (clamped to at least one sample and at most
+    /// half the window); [`DEFAULT_LOSS_WINDOW_PART`] by default.
+    pub window_part: f64,
+    /// Isolation violations recorded for the seed.
+    pub isolation_violations: u32,
+    /// The isolation hook's latency (worst or last over the window), in ms.
+    pub hook_latency_ms: f64,
+    /// The hook's budget, in ms.
+    pub hook_latency_budget_ms: f64,
+}
+
+/// G2 evidence (BLENDING → SHADOWING).
+#[derive(Debug, Clone, Copy)]
+pub struct StabilityEvidence<'a> {
+    /// The alpha schedule has reached its end.
+    pub alpha_schedule_complete: bool,
+    /// Every blended output in the window was finite.
+    pub blended_output_finite: bool,
+    /// Loss over the blending window, oldest first.
+    pub loss_window: &'a [f32],
+    /// Ceiling on the window's (population) variance; [`DEFAULT_MAX_LOSS_VARIANCE`] by default.
+    pub max_loss_variance: f64,
+    /// Kernel fetch / hook latency, in ms.
+    pub latency_ms: f64,
+    /// Its budget, in ms.
+    pub latency_budget_ms: f64,
+    /// A fallback kernel serves the seed. Reported, never a failure by itself.
+    pub fallback_used: bool,
+}
+
+/// Whether a pause/resume cycle happened to the seed and how it ended (G3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum PauseResumeCheck {
+    /// The seed was never paused.
+    #[default]
+    NotExercised,
+    /// The seed was paused and resumed, and its kernel is back.
+    KernelRestored,
+    /// The seed was paused and resumed, and its kernel is not back.
+    KernelNotRestored,
+}
+
+/// G3 evidence (SHADOWING → PROBATIONARY).
+#[derive(Debug, Clone, Copy)]
+pub struct InterfaceEvidence<'a> {
+    /// Shape of the seed's output.
+    pub seed_output_shape: &'a [usize],
+    /// Shape of the host activation the seed replaces.
+    pub host_output_shape: &'a [usize],
+    /// Dtype name of the seed's output (e.g. `f32`).
+    pub seed_dtype: &'a str,
+    /// Dtype name of the host activation.
+    pub host_dtype: &'a str,
+    /// Telemetry for the seed is complete.
+    pub telemetry_complete: bool,
+    /// The pause/resume check.
+    pub pause_resume: PauseResumeCheck,
+}
+
+/// Which way a validation metric improves (G4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetricDirection {
+    /// Smaller is better (a loss).
+    LowerIsBetter,
+    /// Larger is better (an accuracy).
+    HigherIsBetter,
+}
+
+impl MetricDirection {
+    /// `lower_is_better` or `higher_is_better`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LowerIsBetter => "lower_is_better",
+            Self::HigherIsBetter => "higher_is_better",
+        }
+    }
+}
+
+/// G4 evidence (PROBATIONARY → FOSSILIZED).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SystemImpactEvidence {
+    /// Which way the metric improves.
+    pub direction: MetricDirection,
+    /// The validation metric now.
+    pub validation_metric: f64,
+    /// The same metric before germination.
+    pub baseline_metric: f64,
+    /// Relative tolerance (fraction of `|baseline|`); [`DEFAULT_G4_TOLERANCE`] by default.
+    pub tolerance: f64,
+    /// Isolation violations recorded for the seed.
+    pub isolation_violations: u32,
+    /// State of the breaker that protects the seed's operations; only CLOSED passes.
+    pub breaker_state: CircuitBreakerState,
+}
+
+/// G5 evidence (RESETTING → DORMANT): the slot-clean report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResetEvidence {
+    /// The seed's kernel has been dropped.
+    pub kernel_dropped: bool,
+    /// The seed's parameters have been deregistered.
+    pub parameters_deregistered: bool,
+    /// The seed's isolation session has been closed.
+    pub isolation_session_closed: bool,
+    /// The seed's counters are back to zero.
+    pub counters_zeroed: bool,
+    /// Cache entries for the seed have been removed.
+    pub cache_entries_removed: bool,
+}
+
+/// The evidence for one gated move; the variant names the gate and the move it fits.
+#[derive(Debug, Clone, Copy)]
+pub enum GateEvidence<'a> {
+    /// G0, DORMANT → GERMINATED.
+    Sanity(SanityEvidence<'a>),
+    /// G1, GERMINATED → TRAINING.
+    Germinated(GerminatedEvidence),
+    /// G1, TRAINING → BLENDING.
+    Training(TrainingEvidence<'a>),
+    /// G2, BLENDING → SHADOWING.
+    Stability(StabilityEvidence<'a>),
+    /// G3, SHADOWING → PROBATIONARY.
+    Interface(InterfaceEvidence<'a>),
+    /// G4, PROBATIONARY → FOSSILIZED.
+    SystemImpact(SystemImpactEvidence),
+    /// G5, RESETTING → DORMANT.
+    Reset(ResetEvidence),
+}
+
+impl GateEvidence<'_> {
+    /// The gate this evidence is for.
+    pub fn gate(&self) -> Gate {
+        match self {
+            Self::Sanity(_) => Gate::SeedGateG0Sanity,
+            Self::Germinated(_) | Self::Training(_) => Gate::SeedGateG1GradientHealth,
+            Self::Stability(_) => Gate::SeedGateG2Stability,
+            Self::Interface(_) => Gate::SeedGateG3Interface,
+            Self::SystemImpact(_) => Gate::SeedGateG4SystemImpact,
+            Self::Reset(_) => Gate::SeedGateG5Reset,
+        }
+    }
+
+    /// The move (`from`, `to`) this evidence is for.
+    pub fn transition(&self) -> (Stage, Stage) {
+        use Stage::*;
+        match self {
+            Self::Sanity(_) => (SeedStageDormant, SeedStageGerminated),
+            Self::Germinated(_) => (SeedStageGerminated, SeedStageTraining),
+            Self::Training(_) => (SeedStageTraining, SeedStageBlending),
+            Self::Stability(_) => (SeedStageBlending, SeedStageShadowing),
+            Self::Interface(_) => (SeedStageShadowing, SeedStageProbationary),
+            Self::SystemImpact(_) => (SeedStageProbationary, SeedStageFossilized),
+            Self::Reset(_) => (SeedStageResetting, SeedStageDormant),
+        }
+    }
+}
+
+macro_rules! evidence_from {
+    ($($variant:ident($ty:ty)),+ $(,)?) => {$(
+        impl<'a> From<$ty> for GateEvidence<'a> {
+            fn from(e: $ty) -> Self {
+                Self::$variant(e)
+            }
+        }
+    )+};
+}
+evidence_from!(
+    Sanity(SanityEvidence<'a>),
+    Germinated(GerminatedEvidence),
+    Training(TrainingEvidence<'a>),
+    Stability(StabilityEvidence<'a>),
+    Interface(InterfaceEvidence<'a>),
+    SystemImpact(SystemImpactEvidence),
+    Reset(ResetEvidence),
+);
+
+/// Runs the evaluator that `evidence` is for.
+pub fn evaluate(ctx: &GateContext<'_>, evidence: &GateEvidence<'_>) -> GateEvent {
+    match evidence {
+        GateEvidence::Sanity(e) => evaluate_g0_sanity(ctx, e),
+        GateEvidence::Germinated(e) => evaluate_g1_germinated(ctx, e),
+        GateEvidence::Training(e) => evaluate_g1_training(ctx, e),
+        GateEvidence::Stability(e) => evaluate_g2_stability(ctx, e),
+        GateEvidence::Interface(e) => evaluate_g3_interface(ctx, e),
+        GateEvidence::SystemImpact(e) => evaluate_g4_system_impact(ctx, e),
+        GateEvidence::Reset(e) => evaluate_g5_reset(ctx, e),
+    }
+}
+
+/// Converts wall time to a protobuf `Timestamp` (times before 1970 count backwards).
+pub fn timestamp(at: SystemTime) -> leyline::wkt::Timestamp {
+    let (seconds, nanos) = match at.duration_since(UNIX_EPOCH) {
+        Ok(d) => (i64::try_from(d.as_secs()).unwrap_or(i64::MAX), d.subsec_nanos() as i32),
+        Err(e) => {
+            let d = e.duration();
+            let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+            match d.subsec_nanos() {
+                0 => (-secs, 0),
+                n => (-secs - 1, 1_000_000_000 - n as i32),
+            }
+        }
+    };
+    leyline::wkt::Timestamp { seconds, nanos }
+}
+
+/// Accumulates attributes and the first failure of a gate run.
+struct Run {
+    gate: Gate,
+    attributes: BTreeMap<String, String>,
+}
+
+impl Run {
+    fn new(gate: Gate) -> Self {
+        Self { gate, attributes: BTreeMap::new() }
+    }
+
+    fn attr(&mut self, key: &str, value: impl ToString) -> &mut Self {
+        self.attributes.insert(key.to_owned(), value.to_string());
+        self
+    }
+
+    fn finish(self, ctx: &GateContext<'_>, outcome: Result<(), &'static str>) -> GateEvent {
+        let (passed, reason) = match outcome {
+            Ok(()) => (true, String::new()),
+            Err(reason) => (false, reason.to_owned()),
+        };
+        GateEvent {
+            gate: self.gate as i32,
+            passed,
+            reason,
+            seed_id: ctx.seed_id.to_owned(),
+            attributes: self.attributes,
+            timestamp: Some(timestamp(ctx.at)),
+            from_stage: ctx.from as i32,
+            to_stage: ctx.to as i32,
+        }
+    }
+}
+
+fn seed_id_valid(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_SEED_ID_LEN && !id.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// `value <= budget`, false for NaN on either side.
+fn within(value: f64, budget: f64) -> bool {
+    value <= budget
+}
+
+/// `value < ceiling`, false for NaN on either side.
+fn below(value: f64, ceiling: f64) -> bool {
+    value < ceiling
+}
+
+/// G0 Sanity: seed id valid and not live, blueprint present and known, every parameter finite,
+/// allowed and inside its bounds.
+pub fn evaluate_g0_sanity(ctx: &GateContext<'_>, e: &SanityEvidence<'_>) -> GateEvent {
+    use reasons::*;
+    let mut run = Run::new(Gate::SeedGateG0Sanity);
+    let blueprint_id = e.blueprint_id.trim();
+    run.attr("blueprint_id", blueprint_id);
+    let outcome = (|| {
+        if !seed_id_valid(ctx.seed_id) {
+            return Err(INVALID_SEED_ID);
+        }
+        if e.seed_already_live {
+            return Err(SEED_ALREADY_LIVE);
+        }
+        if blueprint_id.is_empty() {
+            return Err(MISSING_BLUEPRINT_ID);
+        }
+        let Some(descriptor) = e.blueprint else {
+            return Err(BLUEPRINT_UNKNOWN);
+        };
+        if descriptor.blueprint_id.trim() != blueprint_id {
+            run.attr("descriptor_id", &descriptor.blueprint_id);
+            return Err(BLUEPRINT_MISMATCH);
+        }
+        for (name, &value) in e.parameters {
+            if !value.is_finite() {
+                run.attr("parameter", name).attr("value", value);
+                return Err(PARAMETER_NOT_FINITE);
+            }
+            let Some(bounds) = descriptor.allowed_parameters.get(name) else {
+                run.attr("parameter", name);
+                return Err(PARAMETER_NOT_ALLOWED);
+            };
+            let v = f64::from(value);
+            if !(bounds.min_value <= v && v <= bounds.max_value) {
+                run.attr("parameter", name)
+                    .attr("value", value)
+                    .attr("min", bounds.min_value)
+                    .attr("max", bounds.max_value);
+                return Err(PARAMETER_OUT_OF_BOUNDS);
+            }
+        }
+        run.attr("parameters", e.parameters.len());
+        Ok(())
+    })();
+    run.finish(ctx, outcome)
+}
+
+/// G1 Gradient health at GERMINATED → TRAINING: kernel attached, parameters registered without
+/// conflict, isolation monitor armed, no violation so far.
+pub fn evaluate_g1_germinated(ctx: &GateContext<'_>, e: &GerminatedEvidence) -> GateEvent {
+    use reasons::*;
+    let mut run = Run::new(Gate::SeedGateG1GradientHealth);
+    run.attr("kernel_attached", e.kernel_attached);
+    run.attr("violations", e.isolation_violations);
+    let outcome = if !e.kernel_attached {
+        Err(KERNEL_NOT_ATTACHED)
+    } else if e.registration_conflict {
+        Err(REGISTRATION_CONFLICT)
+    } else if !e.parameters_registered {
+        Err(PARAMETERS_NOT_REGISTERED)
+    } else if !e.isolation_armed {
+        Err(ISOLATION_NOT_ARMED)
+    } else if e.isolation_violations > 0 {
+        Err(ISOLATION_VIOLATIONS_PRESENT)
+    } else {
+        Ok(())
+    };
+    run.finish(ctx, outcome)
+}
+
+fn mean(xs: &[f32]) -> f64 {
+    xs.iter().map(|&x| f64::from(x)).sum::<f64>() / xs.len() as f64
+}
+
+/// G1 Gradient health at TRAINING → BLENDING: no violations, seed loss finite over the window and
+/// improved (mean of the last part below mean of the first part), hook latency within budget.
+pub fn evaluate_g1_training(ctx: &GateContext<'_>, e: &TrainingEvidence<'_>) -> GateEvent {
+    use reasons::*;
+    let mut run = Run::new(Gate::SeedGateG1GradientHealth);
+    run.attr("violations", e.isolation_violations);
+    let w = e.seed_loss_window;
+    let outcome = (|| {
+        if e.isolation_violations > 0 {
+            return Err(ISOLATION_VIOLATIONS_PRESENT);
+        }
+        if w.len() < 2 {
+            run.attr("window", w.len());
+            return Err(SEED_LOSS_WINDOW_TOO_SHORT);
+        }
+        if w.iter().any(|x| !x.is_finite()) {
+            return Err(SEED_LOSS_NOT_FINITE);
+        }
+        // `as usize` maps NaN to 0; the clamp keeps one sample at least and half the window at most.
+        let part = ((w.len() as f64 * e.window_part).ceil() as usize).clamp(1, w.len() / 2);
+        let (first, last) = (mean(&w[..part]), mean(&w[w.len() - part..]));
+        run.attr("seed_loss_first", first).attr("seed_loss_last", last);
+        if last >= first {
+            return Err(SEED_LOSS_NOT_IMPROVED);
+        }
+        run.attr("hook_latency_ms", e.hook_latency_ms);
+        if !within(e.hook_latency_ms, e.hook_latency_budget_ms) {
+            run.attr("budget_ms", e.hook_latency_budget_ms);
+            return Err(HOOK_LATENCY_EXCEEDED);
+        }
+        Ok(())
+    })();
+    run.finish(ctx, outcome)
+}
+
+/// G2 Stability: alpha schedule complete, blended output finite, loss variance over the window
+/// below the ceiling, latency within budget. A fallback kernel is reported, not failed.
+pub fn evaluate_g2_stability(ctx: &GateContext<'_>, e: &StabilityEvidence<'_>) -> GateEvent {
+    use reasons::*;
+    let mut run = Run::new(Gate::SeedGateG2Stability);
+    run.attr("fallback_used", e.fallback_used);
+    let w = e.loss_window;
+    let outcome = (|| {
+        if !e.alpha_schedule_complete {
+            return Err(ALPHA_SCHEDULE_INCOMPLETE);
+        }
+        if !e.blended_output_finite {
+            return Err(BLENDED_OUTPUT_NOT_FINITE);
+        }
+        if w.len() < 2 {
+            run.attr("window", w.len());
+            return Err(LOSS_WINDOW_TOO_SHORT);
+        }
+        if w.iter().any(|x| !x.is_finite()) {
+            return Err(LOSS_NOT_FINITE);
+        }
+        let m = mean(w);
+        let variance = w.iter().map(|&x| (f64::from(x) - m).powi(2)).sum::<f64>() / w.len() as f64;
+        run.attr("loss_variance", variance);
+        if !below(variance, e.max_loss_variance) {
+            run.attr("max_loss_variance", e.max_loss_variance);
+            return Err(LOSS_VARIANCE_TOO_HIGH);
+        }
+        run.attr("latency_ms", e.latency_ms);
+        if !within(e.latency_ms, e.latency_budget_ms) {
+            run.attr("budget_ms", e.latency_budget_ms);
+            return Err(LATENCY_BUDGET_EXCEEDED);
+        }
+        Ok(())
+    })();
+    run.finish(ctx, outcome)
+}
+
+fn shape_str(shape: &[usize]) -> String {
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    format!("[{}]", dims.join(","))
+}
+
+/// G3 Interface: output shape and dtype match the host activation, telemetry complete, and a
+/// pause/resume cycle (when one happened) restored the kernel.
+pub fn evaluate_g3_interface(ctx: &GateContext<'_>, e: &InterfaceEvidence<'_>) -> GateEvent {
+    use reasons::*;
+    let mut run = Run::new(Gate::SeedGateG3Interface);
+    let outcome = if e.seed_output_shape != e.host_output_shape {
+        run.attr("seed_shape", shape_str(e.seed_output_shape)).attr("host_shape", shape_str(e.host_output_shape));
+        Err(OUTPUT_SHAPE_MISMATCH)
+    } else if e.seed_dtype != e.host_dtype {
+        run.attr("seed_dtype", e.seed_dtype).attr("host_dtype", e.host_dtype);
+        Err(OUTPUT_DTYPE_MISMATCH)
+    } else if !e.telemetry_complete {
+        Err(TELEMETRY_INCOMPLETE)
+    } else if e.pause_resume == PauseResumeCheck::KernelNotRestored {
+        Err(KERNEL_NOT_RESTORED)
+    } else {
+        run.attr("dtype", e.seed_dtype);
+        Ok(())
+    };
+    run.finish(ctx, outcome)
+}
+
+/// G4 System impact: validation metric not worse than the baseline beyond the relative
+/// tolerance, no violations, breaker closed.
+pub fn evaluate_g4_system_impact(ctx: &GateContext<'_>, e: &SystemImpactEvidence) -> GateEvent {
+    use reasons::*;
+    let mut run = Run::new(Gate::SeedGateG4SystemImpact);
+    run.attr("metric", e.validation_metric)
+        .attr("baseline", e.baseline_metric)
+        .attr("direction", e.direction.as_str())
+        .attr("tolerance", e.tolerance);
+    let outcome = (|| {
+        if !e.validation_metric.is_finite() || !e.baseline_metric.is_finite() {
+            return Err(VALIDATION_METRIC_NOT_FINITE);
+        }
+        if !(e.tolerance >= 0.0 && e.tolerance.is_finite()) {
+            return Err(INVALID_TOLERANCE);
+        }
+        let slack = e.tolerance * e.baseline_metric.abs();
+        let regressed = match e.direction {
+            MetricDirection::LowerIsBetter => e.validation_metric > e.baseline_metric + slack,
+            MetricDirection::HigherIsBetter => e.validation_metric < e.baseline_metric - slack,
+        };
+        if regressed {
+            return Err(VALIDATION_REGRESSED);
+        }
+        if e.isolation_violations > 0 {
+            run.attr("violations", e.isolation_violations);
+            return Err(ISOLATION_VIOLATIONS_PRESENT);
+        }
+        if e.breaker_state != CircuitBreakerState::CircuitStateClosed {
+            run.attr("breaker_state", e.breaker_state.short_name());
+            return Err(BREAKER_NOT_CLOSED);
+        }
+        Ok(())
+    })();
+    run.finish(ctx, outcome)
+}
+
+/// G5 Reset: the slot is clean. `reason` names the first unclean item; attribute `unclean` lists
+/// them all, comma-separated.
+pub fn evaluate_g5_reset(ctx: &GateContext<'_>, e: &ResetEvidence) -> GateEvent {
+    use reasons::*;
+    let mut run = Run::new(Gate::SeedGateG5Reset);
+    let unclean: Vec<&'static str> = [
+        (e.kernel_dropped, KERNEL_NOT_DROPPED),
+        (e.parameters_deregistered, PARAMETERS_NOT_DEREGISTERED),
+        (e.isolation_session_closed, ISOLATION_SESSION_OPEN),
+        (e.counters_zeroed, COUNTERS_NOT_ZEROED),
+        (e.cache_entries_removed, CACHE_ENTRIES_REMAINING),
+    ]
+    .into_iter()
+    .filter_map(|(ok, reason)| (!ok).then_some(reason))
+    .collect();
+    let outcome = match unclean.first() {
+        None => Ok(()),
+        Some(&first) => {
+            run.attr("unclean", unclean.join(","));
+            Err(first)
+        }
+    };
+    run.finish(ctx, outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps_convert_on_both_sides_of_the_epoch() {
+        let ts = timestamp(UNIX_EPOCH + Duration::new(5, 7));
+        assert_eq!((ts.seconds, ts.nanos), (5, 7));
+        let ts = timestamp(UNIX_EPOCH - Duration::new(1, 250_000_000));
+        assert_eq!((ts.seconds, ts.nanos), (-2, 750_000_000));
+        let ts = timestamp(UNIX_EPOCH - Duration::from_secs(3));
+        assert_eq!((ts.seconds, ts.nanos), (-3, 0));
+    }
+
+    #[test]
+    fn seed_ids_are_checked() {
+        assert!(seed_id_valid("seed-1"));
+        assert!(!seed_id_valid(""));
+        assert!(!seed_id_valid("a b"));
+        assert!(!seed_id_valid("a\u{7}"));
+        assert!(!seed_id_valid(&"x".repeat(MAX_SEED_ID_LEN + 1)));
+    }
+}

@@ -1,0 +1,386 @@
+//! One seed's lifecycle: the current stage, its bounded history, gated moves and the timed embargo.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use leyline::GateEvent;
+use leyline::SeedLifecycleGate as Gate;
+use leyline::SeedLifecycleStage as Stage;
+use quanta::{Clock, Instant};
+
+use crate::gates::{self, GateContext, GateEvidence};
+use crate::table::{self, MoveKind};
+use crate::{Error, Result};
+
+/// Default embargo after a cull (decisions D5).
+pub const DEFAULT_EMBARGO: Duration = Duration::from_secs(30);
+/// Default number of transitions a lifecycle remembers.
+pub const DEFAULT_HISTORY_CAPACITY: usize = 32;
+
+/// Wall-clock source for gate-event timestamps (monotonic time comes from `quanta::Clock`).
+pub trait WallClock: Send + Sync + fmt::Debug {
+    /// The current wall-clock time.
+    fn now(&self) -> SystemTime;
+}
+
+/// [`WallClock`] reading the system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemWallClock;
+
+impl WallClock for SystemWallClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// [`WallClock`] that always reads the same time (tests, replay).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FixedWallClock(pub SystemTime);
+
+impl WallClock for FixedWallClock {
+    fn now(&self) -> SystemTime {
+        self.0
+    }
+}
+
+/// Settings of a [`SeedLifecycle`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifecycleConfig {
+    /// How long a culled seed stays EMBARGOED before it may be reset ([`DEFAULT_EMBARGO`]).
+    pub embargo: Duration,
+    /// How many transitions the history keeps; 0 keeps none ([`DEFAULT_HISTORY_CAPACITY`]).
+    pub history_capacity: usize,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        Self { embargo: DEFAULT_EMBARGO, history_capacity: DEFAULT_HISTORY_CAPACITY }
+    }
+}
+
+/// One move a seed made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransitionRecord {
+    /// The stage left.
+    pub from: Stage,
+    /// The stage entered.
+    pub to: Stage,
+    /// When, on the lifecycle's monotonic clock.
+    pub at: Instant,
+    /// The gate that passed for it, `None` for an ungated move.
+    pub gate: Option<Gate>,
+}
+
+/// What a successful move did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransitionOutcome {
+    /// The move, as recorded in the history.
+    pub record: TransitionRecord,
+    /// The gate event to emit (`passed == true`), for a gated move.
+    pub gate_event: Option<GateEvent>,
+    /// The embargo event to emit, for a move into or out of EMBARGOED.
+    pub embargo_event: Option<EmbargoEvent>,
+}
+
+/// Embargo boundaries, returned for the runtime to emit as `embargo_start` / `embargo_end`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmbargoEvent {
+    /// The seed entered EMBARGOED.
+    Start {
+        /// The seed.
+        seed_id: String,
+        /// Why it was culled.
+        reason: String,
+        /// When, on the monotonic clock.
+        at: Instant,
+        /// When the embargo ends.
+        until: Instant,
+        /// The embargo's length.
+        duration: Duration,
+    },
+    /// The embargo elapsed and the seed moved to RESETTING.
+    End {
+        /// The seed.
+        seed_id: String,
+        /// When the move happened.
+        at: Instant,
+        /// How long the seed was embargoed.
+        embargoed_for: Duration,
+    },
+}
+
+impl EmbargoEvent {
+    /// The telemetry name: `embargo_start` or `embargo_end`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Start { .. } => "embargo_start",
+            Self::End { .. } => "embargo_end",
+        }
+    }
+}
+
+/// The lifecycle of one seed slot over Leyline stages, starting in DORMANT.
+///
+/// Every move is checked against the table of decisions D1; a gated move (D2) happens only
+/// through [`guarded_transition`](Self::guarded_transition) with passing evidence; the failure
+/// path is [`cull`](Self::cull) → [`poll`](Self::poll) (after the embargo) → G5 → DORMANT. A
+/// refused operation returns an [`Error`] and leaves the lifecycle unchanged.
+#[derive(Debug)]
+pub struct SeedLifecycle {
+    seed_id: String,
+    stage: Stage,
+    clock: Clock,
+    wall: Arc<dyn WallClock>,
+    config: LifecycleConfig,
+    history: VecDeque<TransitionRecord>,
+    transitions: u64,
+    entered_at: Instant,
+    embargo_started: Option<Instant>,
+    embargo_until: Option<Instant>,
+    cull_reason: Option<String>,
+}
+
+impl SeedLifecycle {
+    /// A lifecycle in DORMANT. The bootstrap move UNKNOWN → DORMANT is the first history entry.
+    /// Gate events are stamped from the system wall clock (see [`with_wall_clock`](Self::with_wall_clock)).
+    pub fn new(seed_id: impl Into<String>, clock: Clock, config: LifecycleConfig) -> Self {
+        let now = clock.now();
+        let mut lifecycle = Self {
+            seed_id: seed_id.into(),
+            stage: Stage::SeedStageUnknown,
+            clock,
+            wall: Arc::new(SystemWallClock),
+            history: VecDeque::with_capacity(config.history_capacity.min(DEFAULT_HISTORY_CAPACITY)),
+            config,
+            transitions: 0,
+            entered_at: now,
+            embargo_started: None,
+            embargo_until: None,
+            cull_reason: None,
+        };
+        lifecycle.apply(Stage::SeedStageDormant, now, None);
+        lifecycle
+    }
+
+    /// Replaces the wall clock that stamps gate events.
+    pub fn with_wall_clock(mut self, wall: Arc<dyn WallClock>) -> Self {
+        self.wall = wall;
+        self
+    }
+
+    /// The seed's id.
+    pub fn seed_id(&self) -> &str {
+        &self.seed_id
+    }
+
+    /// The current stage.
+    pub fn stage(&self) -> Stage {
+        self.stage
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &LifecycleConfig {
+        &self.config
+    }
+
+    /// The injected monotonic clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The most recent moves, oldest first (at most `history_capacity`).
+    pub fn history(&self) -> impl DoubleEndedIterator<Item = &TransitionRecord> + ExactSizeIterator + '_ {
+        self.history.iter()
+    }
+
+    /// The most recent move.
+    pub fn last_transition(&self) -> Option<&TransitionRecord> {
+        self.history.back()
+    }
+
+    /// How many moves the seed made in all, the bootstrap included (the history may hold fewer).
+    pub fn transition_count(&self) -> u64 {
+        self.transitions
+    }
+
+    /// When the seed entered its current stage.
+    pub fn entered_at(&self) -> Instant {
+        self.entered_at
+    }
+
+    /// When the embargo ends, while the seed is EMBARGOED.
+    pub fn embargo_until(&self) -> Option<Instant> {
+        self.embargo_until
+    }
+
+    /// Time left in the embargo at `now` (zero once elapsed), while the seed is EMBARGOED.
+    pub fn embargo_remaining(&self, now: Instant) -> Option<Duration> {
+        self.embargo_until.map(|until| until.saturating_duration_since(now))
+    }
+
+    /// Why the seed was culled, from the cull until it is DORMANT again.
+    pub fn cull_reason(&self) -> Option<&str> {
+        self.cull_reason.as_deref()
+    }
+
+    /// Whether `to` is a legal next stage from the current one.
+    pub fn can_transition(&self, to: Stage) -> bool {
+        table::is_legal(self.stage, to)
+    }
+
+    /// The gate that guards the move to `to`, if the move is gated.
+    pub fn gate_for(&self, to: Stage) -> Option<Gate> {
+        table::gate_for(self.stage, to)
+    }
+
+    /// Runs the gate decisions D2 assigns to the move to `to` on `evidence` and makes the move if
+    /// it passes, returning the passed [`GateEvent`] in the outcome.
+    ///
+    /// # Errors
+    /// [`Error::IllegalTransition`] when the move is not in the table, [`Error::NotGated`] when no
+    /// gate guards it, [`Error::EvidenceMismatch`] when the evidence is for another move, and
+    /// [`Error::GateFailed`] (carrying the failed event) when the gate refuses. In every case the
+    /// seed stays where it was; after a `GateFailed` in an active stage, the caller emits the event
+    /// and calls [`cull`](Self::cull) with its reason.
+    pub fn guarded_transition(&mut self, to: Stage, evidence: &GateEvidence<'_>) -> Result<TransitionOutcome> {
+        let from = self.stage;
+        let gate = match table::classify(from, to) {
+            None => return Err(Error::IllegalTransition { from, to }),
+            Some(MoveKind::Gated(gate)) => gate,
+            Some(_) => return Err(Error::NotGated { from, to }),
+        };
+        if evidence.transition() != (from, to) {
+            return Err(Error::EvidenceMismatch { from, to, expected: gate, evidence: evidence.gate() });
+        }
+        let ctx = GateContext { seed_id: &self.seed_id, from, to, at: self.wall.now() };
+        let event = gates::evaluate(&ctx, evidence);
+        if !event.passed {
+            return Err(Error::GateFailed { gate, from, to, reason: event.reason.clone(), event: Box::new(event) });
+        }
+        let record = self.apply(to, self.clock.now(), Some(gate));
+        Ok(TransitionOutcome { record, gate_event: Some(event), embargo_event: None })
+    }
+
+    /// Makes an ungated move: active → CULLED, CULLED → EMBARGOED (starting the embargo; prefer
+    /// [`cull`](Self::cull)), EMBARGOED → RESETTING (only once the embargo elapsed; prefer
+    /// [`poll`](Self::poll)), or teardown to TERMINATED.
+    ///
+    /// # Errors
+    /// [`Error::IllegalTransition`] when the move is not in the table, [`Error::GateRequired`]
+    /// when a gate guards it, [`Error::EmbargoActive`] when the embargo has not elapsed.
+    pub fn transition(&mut self, to: Stage) -> Result<TransitionOutcome> {
+        let from = self.stage;
+        match table::classify(from, to) {
+            None => Err(Error::IllegalTransition { from, to }),
+            Some(MoveKind::Gated(gate)) => Err(Error::GateRequired { from, to, gate }),
+            Some(MoveKind::Bootstrap | MoveKind::Teardown) => {
+                let record = self.apply(to, self.clock.now(), None);
+                Ok(TransitionOutcome { record, gate_event: None, embargo_event: None })
+            }
+            Some(MoveKind::FailurePath) => {
+                let now = self.clock.now();
+                match to {
+                    Stage::SeedStageCulled => {
+                        self.cull_reason.get_or_insert_with(|| "cull".to_owned());
+                        let record = self.apply(to, now, None);
+                        Ok(TransitionOutcome { record, gate_event: None, embargo_event: None })
+                    }
+                    Stage::SeedStageEmbargoed => Ok(self.start_embargo(now)),
+                    _ => self.end_embargo(now).ok_or_else(|| Error::EmbargoActive {
+                        seed_id: self.seed_id.clone(),
+                        remaining: self.embargo_remaining(now).unwrap_or_default(),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Starts the failure path: an active seed moves to CULLED and then EMBARGOED, with
+    /// `embargo_until = now + embargo`; returns the [`EmbargoEvent::Start`]. A seed already on the
+    /// failure path is left as it is and `Ok(None)` is returned: a cull never shortens (or
+    /// lengthens) a running embargo.
+    ///
+    /// # Errors
+    /// [`Error::IllegalTransition`] (to CULLED) from DORMANT, FOSSILIZED, TERMINATED or UNKNOWN.
+    pub fn cull(&mut self, reason: impl Into<String>, now: Instant) -> Result<Option<EmbargoEvent>> {
+        let from = self.stage;
+        match from {
+            Stage::SeedStageEmbargoed | Stage::SeedStageResetting => Ok(None),
+            Stage::SeedStageCulled => Ok(self.start_embargo(now).embargo_event),
+            _ if table::is_active(from) => {
+                self.cull_reason = Some(reason.into());
+                self.apply(Stage::SeedStageCulled, now, None);
+                Ok(self.start_embargo(now).embargo_event)
+            }
+            _ => Err(Error::IllegalTransition { from, to: Stage::SeedStageCulled }),
+        }
+    }
+
+    /// Checks the embargo at `now`: once it has elapsed, moves EMBARGOED → RESETTING and returns
+    /// the [`EmbargoEvent::End`]. `None` in any other stage or while the embargo runs.
+    pub fn poll(&mut self, now: Instant) -> Option<EmbargoEvent> {
+        self.end_embargo(now).and_then(|outcome| outcome.embargo_event)
+    }
+
+    /// Administrative teardown: any non-terminal stage → TERMINATED (D1).
+    ///
+    /// # Errors
+    /// [`Error::IllegalTransition`] when the seed is already TERMINATED.
+    pub fn terminate(&mut self) -> Result<TransitionOutcome> {
+        self.transition(Stage::SeedStageTerminated)
+    }
+
+    fn start_embargo(&mut self, now: Instant) -> TransitionOutcome {
+        let until = now + self.config.embargo;
+        let record = self.apply(Stage::SeedStageEmbargoed, now, None);
+        self.embargo_started = Some(now);
+        self.embargo_until = Some(until);
+        let event = EmbargoEvent::Start {
+            seed_id: self.seed_id.clone(),
+            reason: self.cull_reason.clone().unwrap_or_default(),
+            at: now,
+            until,
+            duration: self.config.embargo,
+        };
+        TransitionOutcome { record, gate_event: None, embargo_event: Some(event) }
+    }
+
+    fn end_embargo(&mut self, now: Instant) -> Option<TransitionOutcome> {
+        if self.stage != Stage::SeedStageEmbargoed || self.embargo_until.is_some_and(|until| now < until) {
+            return None;
+        }
+        let started = self.embargo_started.unwrap_or(now);
+        let record = self.apply(Stage::SeedStageResetting, now, None);
+        let event = EmbargoEvent::End {
+            seed_id: self.seed_id.clone(),
+            at: now,
+            embargoed_for: now.saturating_duration_since(started),
+        };
+        Some(TransitionOutcome { record, gate_event: None, embargo_event: Some(event) })
+    }
+
+    /// Enters `to` (already checked against the table) and records the move.
+    fn apply(&mut self, to: Stage, at: Instant, gate: Option<Gate>) -> TransitionRecord {
+        debug_assert!(table::is_legal(self.stage, to), "{} -> {}", self.stage, to);
+        let record = TransitionRecord { from: self.stage, to, at, gate };
+        if self.stage == Stage::SeedStageEmbargoed {
+            self.embargo_started = None;
+            self.embargo_until = None;
+        }
+        if to == Stage::SeedStageDormant {
+            self.cull_reason = None;
+        }
+        self.stage = to;
+        self.entered_at = at;
+        self.transitions += 1;
+        if self.config.history_capacity > 0 {
+            if self.history.len() == self.config.history_capacity {
+                self.history.pop_front();
+            }
+            self.history.push_back(record.clone());
+        }
+        record
+    }
+}
