@@ -1,0 +1,80 @@
+//! The error type of `kasmina-isolation`.
+
+use leyline::SeedLifecycleStage;
+
+/// Everything that can go wrong in the slot forward, the alpha schedule or the isolation monitor.
+///
+/// Bad input is reported here and never panics; a failed call changes no state of the schedule or
+/// the monitor (counters included).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A candle tensor operation failed (device error, dtype or shape the operation rejects, or an
+    /// error returned by the seed kernel itself).
+    #[error("tensor operation `{op}` failed: {source}")]
+    Candle {
+        /// Which step of this crate ran the operation (`"blend"`, `"seed kernel"`, `"probe backward"`, ...).
+        op: &'static str,
+        /// candle's error.
+        #[source]
+        source: candle_core::Error,
+    },
+    /// Two tensors that must have the same shape do not (typically the seed's output and the host
+    /// activation: gate G3's interface check).
+    #[error("{what}: shape {actual:?} does not match {expected:?}")]
+    ShapeMismatch {
+        /// What was compared.
+        what: &'static str,
+        /// The shape required (the host activation's).
+        expected: Vec<usize>,
+        /// The shape received.
+        actual: Vec<usize>,
+    },
+    /// A blend factor that is not a finite number.
+    #[error("alpha must be a finite number, got {alpha}")]
+    InvalidAlpha {
+        /// The value received.
+        alpha: f64,
+    },
+    /// An alpha-schedule temperature that is not a finite number.
+    #[error("alpha schedule temperature must be a finite number, got {temperature}")]
+    InvalidTemperature {
+        /// The value received.
+        temperature: f64,
+    },
+    /// A monitor configuration value out of range.
+    #[error("invalid isolation monitor config: {field} {reason}")]
+    InvalidConfig {
+        /// The offending field of [`crate::MonitorConfig`].
+        field: &'static str,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// The stage has no defined slot output (only the wire default `SEED_STAGE_UNKNOWN`).
+    #[error("stage {} has no slot output", stage.as_str_name())]
+    UnknownStage {
+        /// The stage received.
+        stage: SeedLifecycleStage,
+    },
+    /// The probe needs a tensor whose first dimension is the batch and holds at least one row.
+    #[error("probe tensor needs a batch dimension and at least one row, got shape {shape:?}")]
+    ProbeShape {
+        /// The shape received.
+        shape: Vec<usize>,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attaches the name of the failing step to a candle error.
+pub(crate) trait CandleContext<T> {
+    /// Maps a candle error to [`Error::Candle`] tagged with `op`.
+    fn op(self, op: &'static str) -> Result<T>;
+}
+
+impl<T> CandleContext<T> for candle_core::Result<T> {
+    fn op(self, op: &'static str) -> Result<T> {
+        self.map_err(|source| Error::Candle { op, source })
+    }
+}
