@@ -1,3 +1,66 @@
-//! The authenticated command envelope: HMAC-SHA256 signatures, nonce ledger, freshness, key rotation.
+//! The authenticated command envelope: HMAC-SHA256 signatures, nonce ledger, freshness and key
+//! rotation for the commands Kasmina receives (decisions D8, D11).
 //!
-//! (Being written: see the issue for this crate.)
+//! Layer L1 (domain crate): it depends only on `leyline` and small external crates (`hmac`,
+//! `sha2`, `base64`, `subtle`, `dashmap`, `parking_lot`, `quanta`), never on another Kasmina crate.
+//! It returns typed values; the runtime turns a [`Rejection`] into a `command_rejected` event.
+//!
+//! Main types:
+//! - [`CommandVerifier`]: checks a [`SignedCommand`](leyline::SignedCommand) envelope (signature
+//!   over the exact bytes, before decoding) or a legacy command (signature in
+//!   `annotations["signature"]`, checked on the received bytes with that entry removed at the wire
+//!   level), then required fields, freshness on an injected [`WallClock`] and replay in a
+//!   [`NonceLedger`] on an injected [`quanta::Clock`]. Returns a [`VerifiedCommand`] or a
+//!   [`Rejection`] whose [`reason`](Rejection::reason) is one of the D8 strings.
+//! - [`KeyRing`] / [`SigningKey`]: keys by id, loaded from `ESPER_LEYLINE_SECRET` (id `default`),
+//!   `ESPER_LEYLINE_KEYS="id1:secret1,id2:secret2"` or a key file of `id=secret` lines; keys can be
+//!   added and removed at run time for rotation. Secrets never appear in `Debug` output.
+//! - [`sign`], [`sign_command`], [`sign_legacy`]: the signer's side (CLI, tests, peers).
+//!
+//! ```
+//! use kasmina_security::{CommandVerifier, FixedWallClock, KeyRing, sign_command};
+//! use leyline::{AdaptationCommand, wkt::Timestamp};
+//!
+//! let keys = KeyRing::with_key("default", "s3cret")?;
+//! let verifier = CommandVerifier::new(keys.clone()).with_wall_clock(FixedWallClock::at_unix(1_790_000_000));
+//! let command = AdaptationCommand {
+//!     command_id: "c-1".into(),
+//!     issued_at: Some(Timestamp { seconds: 1_790_000_000, nanos: 0 }),
+//!     ..Default::default()
+//! };
+//! let signed = sign_command(&command, "default", &keys)?;
+//! let verified = verifier.verify_signed(&signed)?;
+//! assert_eq!(verified.command(), &command);
+//! // The same command again is a replay.
+//! assert_eq!(verifier.verify_signed(&signed).unwrap_err().reason(), "nonce_replayed");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Fuzzing
+//! `fuzz/` at the repository root (outside the workspace) holds the cargo-fuzz target
+//! `verify_envelope`, which feeds arbitrary bytes to [`CommandVerifier::verify_envelope_bytes`],
+//! [`CommandVerifier::verify_legacy_bytes`] and a correctly signed envelope around them:
+//!
+//! ```text
+//! cargo install cargo-fuzz
+//! cd fuzz && cargo +nightly fuzz run verify_envelope -- -max_total_time=60
+//! # or, on stable: RUSTC_BOOTSTRAP=1 cargo fuzz run verify_envelope -- -max_total_time=60
+//! ```
+
+mod clock;
+mod error;
+mod keys;
+mod ledger;
+mod rejection;
+mod verifier;
+mod wire;
+
+pub use clock::{FixedWallClock, SystemWallClock, WallClock};
+pub use error::{Error, Result};
+pub use keys::{
+    DEFAULT_KEY_ID, KEY_FILE_ENV, KEYS_ENV, KeyRing, MAX_KEY_ID_LEN, SECRET_ENV, SIGNATURE_ANNOTATION, SIGNATURE_LEN,
+    SigningKey, sign, sign_command, sign_legacy,
+};
+pub use ledger::{NonceLedger, Registration};
+pub use rejection::{Rejection, UnavailableCause};
+pub use verifier::{CommandForm, CommandVerifier, ENVELOPE_OVERHEAD_BYTES, VerifiedCommand, VerifierConfig};

@@ -1,0 +1,382 @@
+//! HMAC-SHA256 signing keys, the key ring used for rotation, and the signing helpers.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
+use leyline::{AdaptationCommand, Message, SignedCommand};
+use parking_lot::RwLock;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::error::{Error, Result};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Environment variable holding the secret of key id [`DEFAULT_KEY_ID`] (UTF-8 bytes are the key).
+pub const SECRET_ENV: &str = "ESPER_LEYLINE_SECRET";
+/// Environment variable holding several keys: `id1:secret1,id2:secret2` (split at the first `:`).
+pub const KEYS_ENV: &str = "ESPER_LEYLINE_KEYS";
+/// Environment variable naming a key file (`id=secret` lines, see [`KeyRing::from_file`]).
+pub const KEY_FILE_ENV: &str = "ESPER_LEYLINE_KEY_FILE";
+/// The key id of [`SECRET_ENV`], and the id an envelope with an empty `key_id` refers to.
+pub const DEFAULT_KEY_ID: &str = "default";
+/// The annotation that carries the signature in the legacy form.
+pub const SIGNATURE_ANNOTATION: &str = "signature";
+/// Length of a signature: standard padded base64 of a 32-byte HMAC-SHA256 tag.
+pub const SIGNATURE_LEN: usize = 44;
+/// Longest accepted key id, in bytes.
+pub const MAX_KEY_ID_LEN: usize = 128;
+
+/// Signs `bytes` with the secret `key`: standard padded base64 of HMAC-SHA256 (44 characters).
+///
+/// ```
+/// let sig = kasmina_security::sign(b"secret", b"payload");
+/// assert_eq!(sig.len(), 44);
+/// ```
+pub fn sign(key: &[u8], bytes: &[u8]) -> String {
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    mac.update(bytes);
+    encode_tag(mac)
+}
+
+fn encode_tag(mac: HmacSha256) -> String {
+    STANDARD.encode(mac.finalize().into_bytes())
+}
+
+fn encode_tag_array(mac: HmacSha256) -> [u8; SIGNATURE_LEN] {
+    let mut out = [0u8; SIGNATURE_LEN];
+    let written = STANDARD
+        .encode_slice(mac.finalize().into_bytes(), &mut out)
+        .expect("a 32-byte tag always fits 44 base64 characters");
+    debug_assert_eq!(written, SIGNATURE_LEN);
+    out
+}
+
+/// One HMAC-SHA256 key.
+///
+/// It keeps only the HMAC state derived from the secret (the inner and outer pads already absorbed),
+/// never the secret text, so each signature costs no key setup. Its `Debug` output is redacted.
+#[derive(Clone)]
+pub struct SigningKey {
+    mac: HmacSha256,
+}
+
+impl SigningKey {
+    /// A key from secret bytes (the UTF-8 bytes of the secret string, as Esper's peers use).
+    ///
+    /// # Errors
+    /// [`Error::EmptySecret`] when `secret` is empty.
+    pub fn new(secret: impl AsRef<[u8]>) -> Result<Self> {
+        let secret = secret.as_ref();
+        if secret.is_empty() {
+            return Err(Error::EmptySecret { key_id: None });
+        }
+        let mac = <HmacSha256 as Mac>::new_from_slice(secret).expect("HMAC accepts keys of any length");
+        Ok(Self { mac })
+    }
+
+    /// The signature of `bytes`: standard padded base64 of HMAC-SHA256.
+    pub fn sign(&self, bytes: &[u8]) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(bytes);
+        encode_tag(mac)
+    }
+
+    /// Whether `signature` is the signature of `bytes` (constant-time comparison).
+    pub fn verify(&self, bytes: &[u8], signature: &str) -> bool {
+        self.verify_parts(&[bytes], signature)
+    }
+
+    /// Constant-time check of `signature` against the signature of the concatenation of `parts`.
+    pub(crate) fn verify_parts(&self, parts: &[&[u8]], signature: &str) -> bool {
+        let mut mac = self.mac.clone();
+        for part in parts {
+            mac.update(part);
+        }
+        let expected = encode_tag_array(mac);
+        bool::from(expected[..].ct_eq(signature.as_bytes()))
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey").field("secret", &"<redacted>").finish()
+    }
+}
+
+/// The keys a verifier accepts, by key id; a cheap shared handle for rotation at run time.
+///
+/// Clones share the same keys: keep one clone beside the [`CommandVerifier`](crate::CommandVerifier)
+/// and [`insert`](Self::insert) / [`remove`](Self::remove) keys while it runs. Rotation: insert the
+/// new key, let both verify during the overlap, remove the old one (its commands then get
+/// `unknown_key`). `Debug` shows key ids only.
+///
+/// Sources:
+/// - [`from_env`](Self::from_env): `ESPER_LEYLINE_SECRET` → key id `default`;
+///   `ESPER_LEYLINE_KEYS="id1:secret1,id2:secret2"` (each item split at its first `:`, so a secret
+///   may hold `:` but not `,`); `ESPER_LEYLINE_KEY_FILE=/path` → [`from_file`](Self::from_file).
+///   Empty variables count as unset; an id given twice is an error.
+/// - [`from_file`](Self::from_file): one `id=secret` per line (split at the first `=`; spaces
+///   around id and secret are trimmed), blank lines and lines starting with `#` ignored.
+///
+/// Key ids are 1 to 128 printable ASCII characters without space, `:`, `,` or `=`.
+#[derive(Clone, Default)]
+pub struct KeyRing {
+    keys: Arc<RwLock<BTreeMap<String, SigningKey>>>,
+}
+
+impl KeyRing {
+    /// An empty key ring (a verifier over it rejects everything with `verifier_unavailable`).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A key ring holding one key.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKeyId`] or [`Error::EmptySecret`].
+    pub fn with_key(key_id: impl Into<String>, secret: impl AsRef<[u8]>) -> Result<Self> {
+        let ring = Self::new();
+        ring.insert(key_id, secret)?;
+        Ok(ring)
+    }
+
+    /// Loads keys from the process environment (see the type's docs); the ring may be empty.
+    ///
+    /// # Errors
+    /// Syntax errors in `ESPER_LEYLINE_KEYS`, an unreadable key file, invalid or duplicate ids.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`from_env`](Self::from_env), reading variables through `lookup` (for tests and for
+    /// configuration systems other than the process environment).
+    ///
+    /// # Errors
+    /// As [`from_env`](Self::from_env).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let mut keys = BTreeMap::new();
+        let get = |name: &str| lookup(name).filter(|value| !value.is_empty());
+        if let Some(secret) = get(SECRET_ENV) {
+            add_unique(&mut keys, DEFAULT_KEY_ID, secret.as_bytes())?;
+        }
+        if let Some(list) = get(KEYS_ENV) {
+            for (index, item) in list.split(',').enumerate() {
+                let item = item.trim();
+                if item.is_empty() {
+                    continue;
+                }
+                let (id, secret) = item.split_once(':').ok_or_else(|| Error::KeyListSyntax {
+                    source_name: KEYS_ENV.to_owned(),
+                    entry: index + 1,
+                    reason: "expected id:secret",
+                })?;
+                add_unique(&mut keys, id.trim(), secret.trim().as_bytes())?;
+            }
+        }
+        if let Some(path) = get(KEY_FILE_ENV) {
+            for (id, key) in Self::from_file(path)?.snapshot() {
+                if keys.contains_key(&id) {
+                    return Err(Error::DuplicateKey { key_id: id });
+                }
+                keys.insert(id, key);
+            }
+        }
+        Ok(Self { keys: Arc::new(RwLock::new(keys)) })
+    }
+
+    /// Loads a key file: `id=secret` lines (see the type's docs).
+    ///
+    /// # Errors
+    /// [`Error::KeyFileRead`], [`Error::KeyListSyntax`], invalid or duplicate ids, empty secrets.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text =
+            std::fs::read_to_string(path).map_err(|source| Error::KeyFileRead { path: path.to_owned(), source })?;
+        Self::parse_key_file(&text, &path.display().to_string())
+    }
+
+    /// Parses the text of a key file; `source_name` names it in errors.
+    ///
+    /// # Errors
+    /// As [`from_file`](Self::from_file), without the read.
+    pub fn parse_key_file(text: &str, source_name: &str) -> Result<Self> {
+        let mut keys = BTreeMap::new();
+        for (index, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (id, secret) = line.split_once('=').ok_or_else(|| Error::KeyListSyntax {
+                source_name: source_name.to_owned(),
+                entry: index + 1,
+                reason: "expected id=secret",
+            })?;
+            add_unique(&mut keys, id.trim(), secret.trim().as_bytes())?;
+        }
+        Ok(Self { keys: Arc::new(RwLock::new(keys)) })
+    }
+
+    /// Adds or replaces the key `key_id`; returns whether a key was replaced.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKeyId`] or [`Error::EmptySecret`]; the ring is unchanged.
+    pub fn insert(&self, key_id: impl Into<String>, secret: impl AsRef<[u8]>) -> Result<bool> {
+        let key_id = key_id.into();
+        validate_key_id(&key_id)?;
+        let key = SigningKey::new(secret).map_err(|_| Error::EmptySecret { key_id: Some(key_id.clone()) })?;
+        Ok(self.keys.write().insert(key_id, key).is_some())
+    }
+
+    /// Adds or replaces `key_id` with an existing [`SigningKey`]; returns whether a key was replaced.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKeyId`]; the ring is unchanged.
+    pub fn insert_key(&self, key_id: impl Into<String>, key: SigningKey) -> Result<bool> {
+        let key_id = key_id.into();
+        validate_key_id(&key_id)?;
+        Ok(self.keys.write().insert(key_id, key).is_some())
+    }
+
+    /// Removes `key_id`; returns whether it was present. Commands naming it then get `unknown_key`.
+    pub fn remove(&self, key_id: &str) -> bool {
+        self.keys.write().remove(key_id).is_some()
+    }
+
+    /// Replaces every key with the keys of `other` in one step (for instance after re-reading a
+    /// key file), so no verification sees a half-updated ring.
+    pub fn replace_with(&self, other: &KeyRing) {
+        let fresh = other.keys.read().clone();
+        *self.keys.write() = fresh;
+    }
+
+    /// Whether `key_id` is present.
+    pub fn contains(&self, key_id: &str) -> bool {
+        self.keys.read().contains_key(key_id)
+    }
+
+    /// A copy of the key `key_id`.
+    pub fn get(&self, key_id: &str) -> Option<SigningKey> {
+        self.keys.read().get(key_id).cloned()
+    }
+
+    /// The key ids, sorted.
+    pub fn key_ids(&self) -> Vec<String> {
+        self.keys.read().keys().cloned().collect()
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.read().len()
+    }
+
+    /// Whether the ring holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.read().is_empty()
+    }
+
+    fn snapshot(&self) -> BTreeMap<String, SigningKey> {
+        self.keys.read().clone()
+    }
+
+    /// Runs `f` on the key `key_id` under the read lock (no copy of the HMAC state).
+    pub(crate) fn using_key<R>(&self, key_id: &str, f: impl FnOnce(&SigningKey) -> R) -> Option<R> {
+        self.keys.read().get(key_id).map(f)
+    }
+
+    /// The id of the first key for which `f` holds.
+    pub(crate) fn find(&self, mut f: impl FnMut(&SigningKey) -> bool) -> Option<String> {
+        self.keys.read().iter().find(|(_, key)| f(key)).map(|(id, _)| id.clone())
+    }
+}
+
+impl fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyRing").field("key_ids", &self.key_ids()).finish()
+    }
+}
+
+fn add_unique(keys: &mut BTreeMap<String, SigningKey>, key_id: &str, secret: &[u8]) -> Result<()> {
+    validate_key_id(key_id)?;
+    if keys.contains_key(key_id) {
+        return Err(Error::DuplicateKey { key_id: key_id.to_owned() });
+    }
+    let key = SigningKey::new(secret).map_err(|_| Error::EmptySecret { key_id: Some(key_id.to_owned()) })?;
+    keys.insert(key_id.to_owned(), key);
+    Ok(())
+}
+
+fn validate_key_id(key_id: &str) -> Result<()> {
+    let reason = if key_id.is_empty() {
+        "empty"
+    } else if key_id.len() > MAX_KEY_ID_LEN {
+        "longer than 128 bytes"
+    } else if !key_id.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b':' | b',' | b'=')) {
+        "only printable ASCII without space, ':', ',' or '=' is allowed"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidKeyId { key_id: key_id.to_owned(), reason })
+}
+
+/// Signs `command` with the key `key_id` of `keys` into the primary form: a [`SignedCommand`]
+/// whose signature covers exactly its `command` bytes.
+///
+/// # Errors
+/// [`Error::UnknownKey`] when the ring has no such key.
+pub fn sign_command(command: &AdaptationCommand, key_id: &str, keys: &KeyRing) -> Result<SignedCommand> {
+    let bytes = command.encode_to_vec();
+    let signature = keys
+        .using_key(key_id, |key| key.sign(&bytes))
+        .ok_or_else(|| Error::UnknownKey { key_id: key_id.to_owned() })?;
+    Ok(SignedCommand { command: bytes, signature, key_id: key_id.to_owned() })
+}
+
+/// Signs `command` in Esper's legacy form: drops any `annotations["signature"]`, signs the
+/// encoding of the rest, then inserts the signature as `annotations["signature"]`.
+pub fn sign_legacy(command: &mut AdaptationCommand, key: &SigningKey) {
+    command.annotations.remove(SIGNATURE_ANNOTATION);
+    let signature = key.sign(&command.encode_to_vec());
+    command.annotations.insert(SIGNATURE_ANNOTATION.to_owned(), signature);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_matches_known_hmac_sha256_vector() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        let tag = hex_tag("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        assert_eq!(sign(b"Jefe", b"what do ya want for nothing?"), STANDARD.encode(&tag));
+        let key = SigningKey::new("Jefe").unwrap();
+        assert!(key.verify(b"what do ya want for nothing?", &STANDARD.encode(&tag)));
+        assert!(!key.verify(b"what do ya want for nothing!", &STANDARD.encode(&tag)));
+    }
+
+    fn hex_tag(text: &str) -> Vec<u8> {
+        (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
+    }
+
+    #[test]
+    fn verify_parts_equals_verify_of_concatenation() {
+        let key = SigningKey::new("k").unwrap();
+        let sig = key.sign(b"abcdef");
+        assert!(key.verify_parts(&[b"ab", b"cdef"], &sig));
+        assert!(!key.verify_parts(&[b"ab", b"cde"], &sig));
+        assert!(!key.verify(b"abcdef", &sig[..43]));
+    }
+
+    #[test]
+    fn key_ids_are_validated() {
+        for bad in ["", "a b", "a:b", "a,b", "a=b", "é", &"x".repeat(129)] {
+            assert!(matches!(validate_key_id(bad), Err(Error::InvalidKeyId { .. })), "{bad:?}");
+        }
+        validate_key_id("key-2026.09_a").unwrap();
+    }
+}

@@ -1,0 +1,239 @@
+//! The nonce ledger: command ids accepted within the last TTL, on the injected monotonic clock.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use parking_lot::Mutex;
+use quanta::{Clock, Instant};
+
+/// How many expired entries one registration removes at most; the amortised cost of eviction
+/// stays O(1) per call and no call scans the ledger.
+const SWEEP_PER_CALL: usize = 32;
+
+/// Outcome of [`NonceLedger::try_register`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Registration {
+    /// The nonce was not live; it is now recorded until the TTL runs out.
+    Registered,
+    /// The nonce is live: a replay.
+    Replayed,
+    /// The ledger holds `capacity` live nonces; the nonce was not recorded.
+    Full {
+        /// The ledger's capacity.
+        capacity: usize,
+    },
+}
+
+/// Nonces (command ids) seen within the last TTL, safe to share between threads.
+///
+/// A concurrent map from nonce to expiry instant, plus a FIFO of `(expiry, nonce)` in registration
+/// order. The TTL is fixed, so the FIFO is ordered by expiry: each registration first evicts up
+/// to 32 expired entries from its front, and [`purge_expired`](Self::purge_expired) evicts all
+/// of them. Registration is an atomic insert-if-absent under the map's shard lock, so of two
+/// threads registering the same nonce at once exactly one gets [`Registration::Registered`].
+/// Memory is bounded by `capacity` entries; a full ledger refuses new nonces rather than forget
+/// live ones.
+pub struct NonceLedger {
+    entries: DashMap<Arc<str>, Instant>,
+    expiry_queue: Mutex<VecDeque<(Instant, Arc<str>)>>,
+    live: AtomicUsize,
+    ttl: Duration,
+    capacity: usize,
+    clock: Clock,
+}
+
+impl NonceLedger {
+    /// A ledger whose nonces live `ttl` on `clock`, holding at most `capacity` (at least 1) entries.
+    pub fn new(ttl: Duration, capacity: usize, clock: Clock) -> Self {
+        Self {
+            entries: DashMap::new(),
+            expiry_queue: Mutex::new(VecDeque::new()),
+            live: AtomicUsize::new(0),
+            ttl,
+            capacity: capacity.max(1),
+            clock,
+        }
+    }
+
+    /// Records `nonce` unless it is live (a replay) or the ledger is full of live nonces.
+    pub fn try_register(&self, nonce: &str) -> Registration {
+        let now = self.clock.now();
+        self.sweep(now, SWEEP_PER_CALL);
+        if !self.reserve_slot() {
+            self.sweep(now, usize::MAX);
+            if !self.reserve_slot() {
+                return if self.is_live(nonce) {
+                    Registration::Replayed
+                } else {
+                    Registration::Full { capacity: self.capacity }
+                };
+            }
+        }
+        // One slot is reserved; an existing entry (live or expired) gives it back.
+        // Overflow would need 584 years of uptime; an entry expiring at once is the fallback.
+        let expiry = now.checked_add(self.ttl).unwrap_or(now);
+        let key = match self.entries.entry(Arc::from(nonce)) {
+            Entry::Occupied(mut occupied) => {
+                self.live.fetch_sub(1, Ordering::SeqCst);
+                if *occupied.get() > now {
+                    return Registration::Replayed;
+                }
+                occupied.insert(expiry);
+                occupied.key().clone()
+            }
+            Entry::Vacant(vacant) => {
+                let key = vacant.key().clone();
+                vacant.insert(expiry);
+                key
+            }
+        };
+        self.expiry_queue.lock().push_back((expiry, key));
+        Registration::Registered
+    }
+
+    /// Whether `nonce` is recorded and not yet expired.
+    pub fn is_live(&self, nonce: &str) -> bool {
+        let now = self.clock.now();
+        self.entries.get(nonce).is_some_and(|expiry| *expiry > now)
+    }
+
+    /// Evicts every expired entry; returns how many were removed. Costs O(expired entries).
+    pub fn purge_expired(&self) -> usize {
+        self.sweep(self.clock.now(), usize::MAX)
+    }
+
+    /// Entries held, including expired ones not yet evicted (never more than the capacity).
+    pub fn len(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
+    }
+
+    /// Whether the ledger holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How long a nonce stays live.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The most entries the ledger holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    fn reserve_slot(&self) -> bool {
+        self.live.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < self.capacity).then_some(n + 1)).is_ok()
+    }
+
+    /// Pops up to `max` expired entries from the front of the expiry queue. An entry re-registered
+    /// since (a newer expiry in the map) is left alone: its newer queue item evicts it later.
+    fn sweep(&self, now: Instant, max: usize) -> usize {
+        let mut queue = self.expiry_queue.lock();
+        let mut removed = 0;
+        for _ in 0..max {
+            match queue.front() {
+                Some((expiry, _)) if *expiry <= now => {}
+                _ => break,
+            }
+            let Some((_, key)) = queue.pop_front() else { break };
+            if self.entries.remove_if(&key, |_, expiry| *expiry <= now).is_some() {
+                self.live.fetch_sub(1, Ordering::SeqCst);
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    #[cfg(test)]
+    fn queue_len(&self) -> usize {
+        self.expiry_queue.lock().len()
+    }
+}
+
+impl fmt::Debug for NonceLedger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NonceLedger")
+            .field("len", &self.len())
+            .field("ttl", &self.ttl)
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ledger(ttl_s: u64, capacity: usize) -> (NonceLedger, Arc<quanta::Mock>) {
+        let (clock, mock) = Clock::mock();
+        (NonceLedger::new(Duration::from_secs(ttl_s), capacity, clock), mock)
+    }
+
+    #[test]
+    fn replay_within_ttl_and_reuse_after() {
+        let (ledger, mock) = ledger(300, 10);
+        assert_eq!(ledger.try_register("a"), Registration::Registered);
+        assert_eq!(ledger.try_register("a"), Registration::Replayed);
+        mock.increment(Duration::from_secs(299));
+        assert_eq!(ledger.try_register("a"), Registration::Replayed);
+        assert!(ledger.is_live("a"));
+        mock.increment(Duration::from_secs(1));
+        assert!(!ledger.is_live("a"));
+        assert_eq!(ledger.try_register("a"), Registration::Registered);
+        assert_eq!(ledger.len(), 1);
+        assert_eq!(ledger.try_register("a"), Registration::Replayed);
+    }
+
+    #[test]
+    fn full_ledger_refuses_until_entries_expire() {
+        let (ledger, mock) = ledger(10, 3);
+        for id in ["a", "b", "c"] {
+            assert_eq!(ledger.try_register(id), Registration::Registered);
+        }
+        assert_eq!(ledger.try_register("d"), Registration::Full { capacity: 3 });
+        assert_eq!(ledger.try_register("a"), Registration::Replayed);
+        assert_eq!(ledger.len(), 3);
+        mock.increment(Duration::from_secs(10));
+        assert_eq!(ledger.try_register("d"), Registration::Registered);
+        assert_eq!(ledger.len(), 1);
+    }
+
+    #[test]
+    fn re_registered_entry_survives_its_old_queue_item() {
+        let (ledger, mock) = ledger(10, 10);
+        assert_eq!(ledger.try_register("a"), Registration::Registered);
+        mock.increment(Duration::from_secs(10));
+        // Expired "a" is swept by this call, then registered again.
+        assert_eq!(ledger.try_register("a"), Registration::Registered);
+        mock.increment(Duration::from_secs(5));
+        assert_eq!(ledger.purge_expired(), 0);
+        assert!(ledger.is_live("a"));
+        mock.increment(Duration::from_secs(5));
+        assert_eq!(ledger.purge_expired(), 1);
+        assert!(ledger.is_empty());
+        assert_eq!(ledger.queue_len(), 0);
+    }
+
+    #[test]
+    fn eviction_per_call_is_bounded_and_drains_the_backlog() {
+        let (ledger, mock) = ledger(1, 10_000);
+        for i in 0..1000 {
+            assert_eq!(ledger.try_register(&format!("n{i}")), Registration::Registered);
+        }
+        mock.increment(Duration::from_secs(1));
+        assert_eq!(ledger.try_register("fresh"), Registration::Registered);
+        assert_eq!(ledger.len(), 1000 - SWEEP_PER_CALL + 1);
+        for i in 0..40 {
+            assert_eq!(ledger.try_register(&format!("m{i}")), Registration::Registered);
+        }
+        assert_eq!(ledger.len(), 41);
+        assert_eq!(ledger.queue_len(), 41);
+    }
+}

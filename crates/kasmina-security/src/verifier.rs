@@ -1,0 +1,346 @@
+//! The command verifier: envelope and legacy forms, checked in the order of decision D8.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use leyline::prost::bytes::Buf;
+use leyline::{AdaptationCommand, Message, SignedCommand};
+
+use crate::clock::{SystemWallClock, WallClock};
+use crate::error::{Error, Result};
+use crate::keys::{DEFAULT_KEY_ID, KeyRing};
+use crate::ledger::{NonceLedger, Registration};
+use crate::rejection::{Rejection, UnavailableCause};
+use crate::wire::{SplitError, split_legacy};
+
+/// Bytes an encoded [`SignedCommand`] may add to its command (tags, lengths, a 44-character
+/// signature and a key id of up to 128 bytes) before [`CommandVerifier::verify_envelope_bytes`]
+/// calls it oversized.
+pub const ENVELOPE_OVERHEAD_BYTES: usize = 256;
+
+/// Limits of a [`CommandVerifier`]. Start from [`Default`] and set fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VerifierConfig {
+    /// Largest accepted command, in bytes (`oversized_command` above it). Default 4096 (D11;
+    /// the contract's 280-byte budget is a size target, reported by the benches, not a limit).
+    pub max_command_bytes: usize,
+    /// Oldest accepted `issued_at` relative to the wall clock (`stale_command` beyond). Default 60 s.
+    pub max_age: Duration,
+    /// Furthest accepted `issued_at` ahead of the wall clock (`issued_in_future` beyond). Default 60 s.
+    pub max_future_skew: Duration,
+    /// How long an accepted command id stays in the nonce ledger. Default 300 s; at least
+    /// `max_age + max_future_skew`, the time a command stays fresh.
+    pub nonce_ttl: Duration,
+    /// Most nonces the ledger holds (about 100 bytes each). Default 1 048 576, enough for
+    /// 3 495 commands/s sustained over the default TTL; beyond, new commands get
+    /// `verifier_unavailable` until nonces expire.
+    pub nonce_capacity: usize,
+}
+
+impl Default for VerifierConfig {
+    fn default() -> Self {
+        Self {
+            max_command_bytes: 4096,
+            max_age: Duration::from_secs(60),
+            max_future_skew: Duration::from_secs(60),
+            nonce_ttl: Duration::from_secs(300),
+            nonce_capacity: 1 << 20,
+        }
+    }
+}
+
+impl VerifierConfig {
+    /// Checks the values.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a zero size limit or capacity, or a nonce TTL shorter than
+    /// the freshness window (a command could then be replayed while still fresh).
+    pub fn validate(&self) -> Result<()> {
+        if self.max_command_bytes == 0 {
+            return Err(Error::InvalidConfig { field: "max_command_bytes", reason: "must be positive".into() });
+        }
+        if self.nonce_capacity == 0 {
+            return Err(Error::InvalidConfig { field: "nonce_capacity", reason: "must be positive".into() });
+        }
+        let window = self.max_age.saturating_add(self.max_future_skew);
+        if self.nonce_ttl < window {
+            return Err(Error::InvalidConfig {
+                field: "nonce_ttl",
+                reason: format!("{:?} is shorter than the freshness window {window:?}", self.nonce_ttl),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Which of D8's two forms a command arrived in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CommandForm {
+    /// A [`SignedCommand`] envelope: the signature covers the exact `command` bytes.
+    Envelope,
+    /// An [`AdaptationCommand`] carrying its signature in `annotations["signature"]`.
+    Legacy,
+}
+
+impl CommandForm {
+    /// `"envelope"` or `"legacy"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Envelope => "envelope",
+            Self::Legacy => "legacy",
+        }
+    }
+}
+
+/// A command that passed every check; only a [`CommandVerifier`] makes one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedCommand {
+    command: AdaptationCommand,
+    key_id: String,
+    form: CommandForm,
+}
+
+impl VerifiedCommand {
+    /// The decoded command. For the legacy form it holds exactly what the peer signed: the
+    /// `signature` annotation is not part of it.
+    pub fn command(&self) -> &AdaptationCommand {
+        &self.command
+    }
+
+    /// The decoded command, by value.
+    pub fn into_command(self) -> AdaptationCommand {
+        self.command
+    }
+
+    /// The command's id (its nonce).
+    pub fn command_id(&self) -> &str {
+        &self.command.command_id
+    }
+
+    /// The id of the key whose signature matched.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// The form it arrived in.
+    pub fn form(&self) -> CommandForm {
+        self.form
+    }
+}
+
+/// Verifies signed commands: size, signature, decoding, required fields, freshness and replay.
+///
+/// Checks run in the order of decision D8 and stop at the first failure:
+/// no key configured (`verifier_unavailable`) → size (`oversized_command`) → signature
+/// (`missing_signature`, `unknown_key`, `invalid_signature`; constant-time) → decoding
+/// (`malformed_command`) → `command_id` (`missing_command_id`) → `issued_at`
+/// (`missing_timestamp`) → freshness on the wall clock (`issued_in_future`, `stale_command`) →
+/// nonce (`nonce_replayed`). The nonce is spent only by a command that passed every other check;
+/// a rejected command changes no state.
+///
+/// `Send + Sync`: share one verifier (e.g. in an `Arc`) between all ingress threads; replay
+/// protection holds across them.
+pub struct CommandVerifier {
+    keys: KeyRing,
+    config: VerifierConfig,
+    wall_clock: Arc<dyn WallClock>,
+    ledger: NonceLedger,
+}
+
+impl CommandVerifier {
+    /// A verifier over `keys` with the default limits, the system wall clock and a real
+    /// monotonic clock.
+    pub fn new(keys: KeyRing) -> Self {
+        let config = VerifierConfig::default();
+        let ledger = NonceLedger::new(config.nonce_ttl, config.nonce_capacity, quanta::Clock::new());
+        Self { keys, config, wall_clock: Arc::new(SystemWallClock), ledger }
+    }
+
+    /// A verifier with the given limits.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] (see [`VerifierConfig::validate`]).
+    pub fn with_config(keys: KeyRing, config: VerifierConfig) -> Result<Self> {
+        config.validate()?;
+        let ledger = NonceLedger::new(config.nonce_ttl, config.nonce_capacity, quanta::Clock::new());
+        Ok(Self { keys, config, wall_clock: Arc::new(SystemWallClock), ledger })
+    }
+
+    /// Uses `clock` for the freshness check (pass an `Arc<FixedWallClock>` to move it from a test).
+    pub fn with_wall_clock(mut self, clock: impl WallClock + 'static) -> Self {
+        self.wall_clock = Arc::new(clock);
+        self
+    }
+
+    /// Uses `clock` for the nonce ledger (e.g. `quanta::Clock::mock()` in tests). Starts a new,
+    /// empty ledger.
+    pub fn with_monotonic_clock(mut self, clock: quanta::Clock) -> Self {
+        self.ledger = NonceLedger::new(self.config.nonce_ttl, self.config.nonce_capacity, clock);
+        self
+    }
+
+    /// The key ring (a shared handle: inserting or removing keys affects this verifier).
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &VerifierConfig {
+        &self.config
+    }
+
+    /// The nonce ledger.
+    pub fn ledger(&self) -> &NonceLedger {
+        &self.ledger
+    }
+
+    /// Verifies a decoded envelope. An envelope with an empty `signature` carries the legacy form
+    /// in `command` and is verified as [`verify_legacy_bytes`](Self::verify_legacy_bytes) does.
+    /// An empty `key_id` means [`DEFAULT_KEY_ID`].
+    ///
+    /// # Errors
+    /// The [`Rejection`] of the first failed check.
+    pub fn verify_signed(&self, signed: &SignedCommand) -> Result<VerifiedCommand, Rejection> {
+        if signed.signature.is_empty() {
+            return self.verify_legacy_bytes(&signed.command);
+        }
+        self.check_available()?;
+        self.check_size(signed.command.len(), self.config.max_command_bytes)?;
+        let key_id = if signed.key_id.is_empty() { DEFAULT_KEY_ID } else { signed.key_id.as_str() };
+        match self.keys.using_key(key_id, |key| key.verify(&signed.command, &signed.signature)) {
+            None => return Err(Rejection::UnknownKey { key_id: key_id.to_owned() }),
+            Some(false) => return Err(Rejection::InvalidSignature { key_id: Some(key_id.to_owned()) }),
+            Some(true) => {}
+        }
+        let command = decode(signed.command.as_slice())?;
+        self.admit(command, key_id.to_owned(), CommandForm::Envelope)
+    }
+
+    /// Verifies an encoded [`SignedCommand`] as received from the wire.
+    ///
+    /// # Errors
+    /// As [`verify_signed`](Self::verify_signed); `oversized_command` above
+    /// `max_command_bytes +` [`ENVELOPE_OVERHEAD_BYTES`], `malformed_command` when the envelope
+    /// itself does not decode.
+    pub fn verify_envelope_bytes(&self, bytes: &[u8]) -> Result<VerifiedCommand, Rejection> {
+        self.check_available()?;
+        self.check_size(bytes.len(), self.config.max_command_bytes.saturating_add(ENVELOPE_OVERHEAD_BYTES))?;
+        let signed = SignedCommand::decode(bytes)
+            .map_err(|e| Rejection::MalformedCommand { detail: format!("envelope: {e}") })?;
+        self.verify_signed(&signed)
+    }
+
+    /// Verifies a legacy command as received: the signature is `annotations["signature"]`, checked
+    /// over the received bytes with that map entry removed at the wire level (so map order and
+    /// unknown fields do not matter), against every key of the ring, before decoding.
+    ///
+    /// # Errors
+    /// The [`Rejection`] of the first failed check.
+    pub fn verify_legacy_bytes(&self, bytes: &[u8]) -> Result<VerifiedCommand, Rejection> {
+        self.check_available()?;
+        self.check_size(bytes.len(), self.config.max_command_bytes)?;
+        let split = split_legacy(bytes).map_err(|e| match e {
+            SplitError::Missing => Rejection::MissingSignature,
+            SplitError::Malformed(detail) => Rejection::MalformedCommand { detail },
+        })?;
+        let parts = [split.before, split.after];
+        let key_id = self
+            .keys
+            .find(|key| key.verify_parts(&parts, split.signature))
+            .ok_or(Rejection::InvalidSignature { key_id: None })?;
+        // Decode exactly the authenticated bytes.
+        let command = decode(split.before.chain(split.after))?;
+        self.admit(command, key_id, CommandForm::Legacy)
+    }
+
+    fn check_available(&self) -> Result<(), Rejection> {
+        if self.keys.is_empty() {
+            return Err(Rejection::VerifierUnavailable { cause: UnavailableCause::NoKeyConfigured });
+        }
+        Ok(())
+    }
+
+    fn check_size(&self, size: usize, limit: usize) -> Result<(), Rejection> {
+        if size > limit {
+            return Err(Rejection::OversizedCommand { size, limit });
+        }
+        Ok(())
+    }
+
+    /// The checks after the signature: required fields, freshness, then the nonce.
+    fn admit(
+        &self,
+        command: AdaptationCommand,
+        key_id: String,
+        form: CommandForm,
+    ) -> Result<VerifiedCommand, Rejection> {
+        if command.command_id.is_empty() {
+            return Err(Rejection::MissingCommandId);
+        }
+        let Some(issued_at) = command.issued_at.as_ref() else {
+            return Err(Rejection::MissingTimestamp { command_id: command.command_id });
+        };
+        let issued = i128::from(issued_at.seconds) * 1_000_000_000 + i128::from(issued_at.nanos);
+        let now = self.wall_clock.now_unix_nanos();
+        if issued - now > nanos(self.config.max_future_skew) {
+            return Err(Rejection::IssuedInFuture { command_id: command.command_id, ahead: duration(issued - now) });
+        }
+        if now - issued > nanos(self.config.max_age) {
+            return Err(Rejection::StaleCommand { command_id: command.command_id, age: duration(now - issued) });
+        }
+        match self.ledger.try_register(&command.command_id) {
+            Registration::Registered => Ok(VerifiedCommand { command, key_id, form }),
+            Registration::Replayed => Err(Rejection::NonceReplayed { command_id: command.command_id }),
+            Registration::Full { capacity } => {
+                Err(Rejection::VerifierUnavailable { cause: UnavailableCause::NonceLedgerFull { capacity } })
+            }
+        }
+    }
+}
+
+impl fmt::Debug for CommandVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CommandVerifier")
+            .field("keys", &self.keys)
+            .field("config", &self.config)
+            .field("wall_clock", &self.wall_clock)
+            .field("ledger", &self.ledger)
+            .finish()
+    }
+}
+
+fn decode(buf: impl Buf) -> Result<AdaptationCommand, Rejection> {
+    AdaptationCommand::decode(buf).map_err(|e| Rejection::MalformedCommand { detail: e.to_string() })
+}
+
+fn nanos(d: Duration) -> i128 {
+    i128::try_from(d.as_nanos()).unwrap_or(i128::MAX)
+}
+
+fn duration(nanos: i128) -> Duration {
+    Duration::from_nanos(u64::try_from(nanos.max(0)).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid_and_bad_ones_are_refused() {
+        VerifierConfig::default().validate().unwrap();
+        let short_ttl = VerifierConfig { nonce_ttl: Duration::from_secs(119), ..Default::default() };
+        assert!(matches!(short_ttl.validate(), Err(Error::InvalidConfig { field: "nonce_ttl", .. })));
+        let zero = VerifierConfig { max_command_bytes: 0, ..Default::default() };
+        assert!(matches!(CommandVerifier::with_config(KeyRing::new(), zero), Err(Error::InvalidConfig { .. })));
+    }
+
+    #[test]
+    fn verifier_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<CommandVerifier>();
+        assert_send_sync::<KeyRing>();
+    }
+}
