@@ -33,8 +33,8 @@ pub enum Registration {
 /// Nonces (command ids) seen within the last TTL, safe to share between threads.
 ///
 /// A concurrent map from nonce to expiry instant, plus a FIFO of `(expiry, nonce)` in registration
-/// order. The TTL is fixed, so the FIFO is ordered by expiry: each registration first evicts up
-/// to 32 expired entries from its front, and [`purge_expired`](Self::purge_expired) evicts all
+/// order. The TTL is fixed, so the FIFO is ordered by expiry: each registration evicts up to 32
+/// expired entries from its front (all of them when the ledger is full), and [`purge_expired`](Self::purge_expired) evicts all
 /// of them. Registration is an atomic insert-if-absent under the map's shard lock, so of two
 /// threads registering the same nonce at once exactly one gets [`Registration::Registered`].
 /// Memory is bounded by `capacity` entries; a full ledger refuses new nonces rather than forget
@@ -64,7 +64,6 @@ impl NonceLedger {
     /// Records `nonce` unless it is live (a replay) or the ledger is full of live nonces.
     pub fn try_register(&self, nonce: &str) -> Registration {
         let now = self.clock.now();
-        self.sweep(now, SWEEP_PER_CALL);
         if !self.reserve_slot() {
             self.sweep(now, usize::MAX);
             if !self.reserve_slot() {
@@ -93,7 +92,11 @@ impl NonceLedger {
                 key
             }
         };
-        self.expiry_queue.lock().push_back((expiry, key));
+        // One lock for both: record the new expiry, then evict a bounded number of expired ones
+        // (the new entry is live, so it is never among them).
+        let mut queue = self.expiry_queue.lock();
+        queue.push_back((expiry, key));
+        self.sweep_locked(&mut queue, now, SWEEP_PER_CALL);
         Registration::Registered
     }
 
@@ -135,7 +138,10 @@ impl NonceLedger {
     /// Pops up to `max` expired entries from the front of the expiry queue. An entry re-registered
     /// since (a newer expiry in the map) is left alone: its newer queue item evicts it later.
     fn sweep(&self, now: Instant, max: usize) -> usize {
-        let mut queue = self.expiry_queue.lock();
+        self.sweep_locked(&mut self.expiry_queue.lock(), now, max)
+    }
+
+    fn sweep_locked(&self, queue: &mut VecDeque<(Instant, Arc<str>)>, now: Instant, max: usize) -> usize {
         let mut removed = 0;
         for _ in 0..max {
             match queue.front() {
