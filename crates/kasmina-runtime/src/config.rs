@@ -1,0 +1,166 @@
+//! Runtime settings: lifecycle windows, budgets, thresholds.
+
+use std::time::Duration;
+
+use kasmina_lifecycle::gates::MetricDirection;
+
+use crate::error::{Error, Result};
+
+/// Settings of a [`crate::Kasmina`]. Every window is counted in training steps (calls of
+/// [`crate::Kasmina::on_step`]) unless its name says otherwise.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct KasminaConfig {
+    /// Steps a seed trains (straight-through) before G1 may move it to BLENDING (design
+    /// `fixed_steps`: 30).
+    pub training_steps: u64,
+    /// Length of the alpha schedule in BLENDING, in steps (prototype: 20).
+    pub blending_steps: u64,
+    /// Temperature of the alpha sigmoid (prototype: 2.0).
+    pub blending_temperature: f64,
+    /// Steps in SHADOWING before G3 may move the seed to PROBATIONARY.
+    pub shadowing_steps: u64,
+    /// Steps in PROBATIONARY before G4 may fossilize the seed (evaluated at an epoch boundary,
+    /// so at least one validation report follows the start of probation).
+    pub probation_steps: u64,
+    /// Advance stages automatically when a window completes. With `false`, a seed waits in its
+    /// stage for Tamiyo's request (START_TRAINING, START_GRAFTING, STABILIZE, EVALUATE, FOSSILIZE).
+    pub auto_advance: bool,
+    /// Let G4 fossilize automatically at the end of probation (only with `auto_advance`). The
+    /// demo's controller turns this off and sends FOSSILIZE itself.
+    pub auto_fossilize: bool,
+    /// How long a culled seed stays EMBARGOED (decisions D5: 30 s).
+    pub embargo: Duration,
+    /// Budget of one kernel fetch (prototype: 10 ms); a slower fetch falls back.
+    pub fetch_latency_budget_ms: f64,
+    /// Budget of one isolation check (design: 8 ms).
+    pub hook_latency_budget_ms: f64,
+    /// Run the isolation probe every N steps (decisions D6: every step).
+    pub isolation_sample_every: u64,
+    /// Violations (isolation or parameter updates) after which a seed is culled.
+    pub violation_threshold: u32,
+    /// Blueprint used when a fetch fails or is too slow (prototype: BP001); BP000 (identity) is the
+    /// last resort.
+    pub fallback_blueprint: String,
+    /// G4's relative tolerance against the pre-germination validation metric (1 %).
+    pub g4_tolerance: f64,
+    /// Which validation metric G4 compares, and which way is better.
+    pub g4_metric: G4Metric,
+    /// G2's ceiling on the blending-window loss variance.
+    pub max_loss_variance: f64,
+    /// Fraction of the training window compared at each end by G1 (seed loss improved).
+    pub loss_window_part: f64,
+    /// Default learning rate of a seed's optimiser (AdamW); a germination parameter `lr`
+    /// overrides it.
+    pub seed_learning_rate: f64,
+    /// Default weight decay of a seed's optimiser.
+    pub seed_weight_decay: f64,
+    /// Steps over which an isolation cull keeps health CRITICAL (decisions D9's window).
+    pub health_window_steps: u64,
+    /// Largest accepted command, in bytes (decisions D11: 4 KiB).
+    pub max_command_bytes: usize,
+    /// Pause quota: identity passes a paused seed may take (design: 1000) before it must resume.
+    pub pause_quota: u64,
+    /// Run the memory GC every N epochs (prototype: 10).
+    pub gc_every_epochs: u64,
+    /// Kernel cache bound in bytes (design `cache_size_mb`: 512).
+    pub kernel_cache_bytes: u64,
+    /// Kernel cache TTL.
+    pub kernel_cache_ttl: Duration,
+}
+
+/// The validation metric gate G4 reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum G4Metric {
+    /// Validation loss (lower is better).
+    ValidationLoss,
+    /// Validation accuracy (higher is better).
+    ValidationAccuracy,
+}
+
+impl G4Metric {
+    pub(crate) fn direction(self) -> MetricDirection {
+        match self {
+            Self::ValidationLoss => MetricDirection::LowerIsBetter,
+            Self::ValidationAccuracy => MetricDirection::HigherIsBetter,
+        }
+    }
+}
+
+impl Default for KasminaConfig {
+    fn default() -> Self {
+        Self {
+            training_steps: 30,
+            blending_steps: 20,
+            blending_temperature: 2.0,
+            shadowing_steps: 20,
+            probation_steps: 30,
+            auto_advance: true,
+            auto_fossilize: true,
+            embargo: Duration::from_secs(30),
+            fetch_latency_budget_ms: 10.0,
+            hook_latency_budget_ms: 8.0,
+            isolation_sample_every: 1,
+            violation_threshold: 3,
+            fallback_blueprint: "BP001".to_owned(),
+            g4_tolerance: 0.01,
+            g4_metric: G4Metric::ValidationLoss,
+            max_loss_variance: 0.25,
+            loss_window_part: 0.25,
+            seed_learning_rate: 1e-3,
+            seed_weight_decay: 0.0,
+            health_window_steps: 100,
+            max_command_bytes: 4096,
+            pause_quota: 1000,
+            gc_every_epochs: 10,
+            kernel_cache_bytes: 512 * 1024 * 1024,
+            kernel_cache_ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+impl KasminaConfig {
+    /// Checks every value; the builder calls it.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &'static str, reason: &str| Err(Error::InvalidConfig { field, reason: reason.to_owned() });
+        if self.training_steps == 0 {
+            return bad("training_steps", "must be at least 1");
+        }
+        if self.blending_steps == 0 {
+            return bad("blending_steps", "must be at least 1");
+        }
+        if !(self.blending_temperature.is_finite() && self.blending_temperature > 0.0) {
+            return bad("blending_temperature", "must be finite and positive");
+        }
+        if self.isolation_sample_every == 0 {
+            return bad("isolation_sample_every", "must be at least 1");
+        }
+        if self.violation_threshold == 0 {
+            return bad("violation_threshold", "must be at least 1");
+        }
+        for (field, v) in [
+            ("fetch_latency_budget_ms", self.fetch_latency_budget_ms),
+            ("hook_latency_budget_ms", self.hook_latency_budget_ms),
+            ("g4_tolerance", self.g4_tolerance),
+            ("max_loss_variance", self.max_loss_variance),
+            ("seed_weight_decay", self.seed_weight_decay),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(field, "must be finite and non-negative");
+            }
+        }
+        if !(self.loss_window_part > 0.0 && self.loss_window_part <= 0.5) {
+            return bad("loss_window_part", "must be in (0, 0.5]");
+        }
+        if !(self.seed_learning_rate.is_finite() && self.seed_learning_rate > 0.0) {
+            return bad("seed_learning_rate", "must be finite and positive");
+        }
+        if self.max_command_bytes == 0 {
+            return bad("max_command_bytes", "must be at least 1");
+        }
+        if self.fallback_blueprint.trim().is_empty() {
+            return bad("fallback_blueprint", "must name a blueprint");
+        }
+        Ok(())
+    }
+}

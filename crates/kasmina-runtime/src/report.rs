@@ -1,0 +1,119 @@
+//! What the trainer tells Kasmina after each step and epoch, and what it gets back.
+
+use std::collections::BTreeMap;
+
+use candle_core::Var;
+use leyline::{GateEvent, SeedLifecycleStage};
+
+/// What the trainer reports after a training step's backward (and its own optimiser step).
+#[derive(Debug, Clone, Default)]
+pub struct StepReport {
+    /// The task loss of the step (must be finite).
+    pub loss: f32,
+    /// Shadow seed losses by slot name: the task loss of the same batch with that slot's output
+    /// taken from its seed branch, without gradient (see [`crate::Kasmina::shadow_slots`] and
+    /// [`crate::Kasmina::with_shadow`]). Gate G1 reads them in TRAINING.
+    pub shadow_losses: BTreeMap<String, f32>,
+    /// Gradient norm of the host's parameters, for telemetry (optional).
+    pub host_grad_norm: Option<f32>,
+}
+
+impl StepReport {
+    /// A report with just the task loss.
+    pub fn new(loss: f32) -> Self {
+        Self { loss, ..Self::default() }
+    }
+
+    /// Adds a shadow seed loss for a slot.
+    pub fn with_shadow_loss(mut self, slot: impl Into<String>, loss: f32) -> Self {
+        self.shadow_losses.insert(slot.into(), loss);
+        self
+    }
+}
+
+/// What the trainer reports at the end of an epoch's validation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EpochReport {
+    /// The epoch that just ended (0-based).
+    pub epoch: u32,
+    /// Validation loss (must be finite).
+    pub val_loss: f32,
+    /// Validation accuracy in [0, 1] (must be finite).
+    pub val_acc: f32,
+}
+
+/// A seed that reached FOSSILIZED: its parameters now belong to the host. Add them to the host's
+/// optimiser; Kasmina no longer steps them.
+#[derive(Debug, Clone)]
+pub struct FossilizedSeed {
+    /// The seed.
+    pub seed_id: String,
+    /// Its slot.
+    pub slot: String,
+    /// Its parameters, now host parameters.
+    pub vars: Vec<Var>,
+}
+
+/// What one [`crate::Kasmina::on_step`] did.
+#[derive(Debug, Clone, Default)]
+pub struct StepOutcome {
+    /// Seeds fossilized at this safe point (hand their vars to the host optimiser).
+    pub fossilized: Vec<FossilizedSeed>,
+    /// Isolation checks run at this step.
+    pub isolation_checks: u32,
+    /// Isolation violations found at this step.
+    pub isolation_violations: u32,
+    /// Commands applied at this safe point.
+    pub commands_applied: u32,
+}
+
+/// What one [`crate::Kasmina::on_epoch`] did.
+#[derive(Debug, Clone, Default)]
+pub struct EpochOutcome {
+    /// Seeds fossilized at this epoch boundary.
+    pub fossilized: Vec<FossilizedSeed>,
+    /// Entries evicted by the memory GC, if it ran.
+    pub gc_evicted: Option<u64>,
+}
+
+/// A seed's history, for summaries (the CLI's final table and `--json`).
+#[derive(Debug, Clone)]
+pub struct SeedSummary {
+    /// The seed.
+    pub seed_id: String,
+    /// Its slot.
+    pub slot: String,
+    /// The blueprint it asked for.
+    pub blueprint_id: String,
+    /// The blueprint that served it (differs after a fallback).
+    pub kernel_blueprint_id: String,
+    /// Its stage now.
+    pub stage: SeedLifecycleStage,
+    /// Every stage it entered, in order.
+    pub stages: Vec<SeedLifecycleStage>,
+    /// Every gate evaluation, in order.
+    pub gates: Vec<GateEvent>,
+    /// Isolation checks run.
+    pub isolation_checks: u64,
+    /// Isolation violations found.
+    pub isolation_violations: u32,
+    /// Why it was culled, if it was.
+    pub cull_reason: Option<String>,
+}
+
+/// Counters over the runtime's life.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RuntimeStats {
+    /// Steps seen.
+    pub steps: u64,
+    /// Isolation checks run.
+    pub isolation_checks: u64,
+    /// Isolation violations found.
+    pub isolation_violations: u64,
+    /// Time spent inside `on_step` / `on_epoch` / command handling, in ms.
+    pub kasmina_ms: f64,
+    /// Commands accepted.
+    pub commands_accepted: u64,
+    /// Commands rejected (envelope or request).
+    pub commands_rejected: u64,
+}

@@ -1,0 +1,230 @@
+//! Failure paths: NaN kernels, host-sharing kernels, failing fetches, regressions.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use candle_core::Device;
+use kasmina_runtime::{
+    BlueprintLibrary, BlueprintRuntime, EpochReport, FetchError, KernelArtifact, blueprint::builtin,
+};
+use leyline::{BlueprintDescriptor, HealthStatus, SeedLifecycleStage as Stage, SeedOperation};
+
+use crate::harness::{Rig, WIDTH, config};
+
+fn walk_to_dormant(rig: &mut Rig) {
+    // The embargo runs on the injected clock: nothing moves before it elapses.
+    for _ in 0..5 {
+        rig.step();
+    }
+    assert_eq!(rig.stage(), Stage::SeedStageEmbargoed);
+    rig.mock.increment(Duration::from_secs(31));
+    rig.step();
+    assert_eq!(rig.stage(), Stage::SeedStageDormant);
+}
+
+#[test]
+fn nan_blueprint_fails_g1_and_walks_the_failure_path_to_dormant() {
+    let mut rig = Rig::new(config());
+    rig.train(20);
+    let cmd = rig.seed_op(SeedOperation::SeedOpGerminate, "broken-1", builtin::BROKEN);
+    assert!(rig.submit_and_step(&cmd).accepted);
+    for _ in 0..10 {
+        rig.step();
+        if rig.stage() == Stage::SeedStageEmbargoed {
+            break;
+        }
+    }
+    assert_eq!(rig.stage(), Stage::SeedStageEmbargoed, "events: {:?}", rig.event_names());
+    let summary = rig.kasmina.seed_summaries().remove(0);
+    let failed = summary.gates.iter().find(|g| !g.passed).expect("a failed gate");
+    assert_eq!(failed.gate(), leyline::SeedLifecycleGate::SeedGateG1GradientHealth);
+    assert_eq!(failed.reason, "seed_loss_not_finite");
+    // The host's own output and training were never poisoned.
+    let (loss, _) = rig.validate();
+    assert!(loss.is_finite());
+
+    let payload = rig.kasmina.rollback_payload("broken-1").expect("rollback payload recorded");
+    assert!(payload.fields.contains_key("reason") && payload.fields.contains_key("step"));
+    walk_to_dormant(&mut rig);
+    let summary = rig.kasmina.seed_summaries().remove(0);
+    assert_eq!(
+        &summary.stages[summary.stages.len() - 4..],
+        &[Stage::SeedStageCulled, Stage::SeedStageEmbargoed, Stage::SeedStageResetting, Stage::SeedStageDormant]
+    );
+    let g5 = summary.gates.last().unwrap();
+    assert_eq!(g5.gate(), leyline::SeedLifecycleGate::SeedGateG5Reset);
+    assert!(g5.passed);
+    // The slot keeps reporting the culled seed's id, in DORMANT.
+    let state = &rig.kasmina.export_seed_states()[0];
+    assert_eq!((state.seed_id.as_str(), state.stage()), ("broken-1", Stage::SeedStageDormant));
+    let names = rig.event_names();
+    for name in ["embargo_start", "embargo_end", "rollback_ready", "gate_failure"] {
+        assert!(names.iter().any(|n| n == name), "missing {name} in {names:?}");
+    }
+    // The slot is free again.
+    let cmd = rig.seed_op(SeedOperation::SeedOpGerminate, "seed-2", builtin::RESIDUAL_MLP);
+    assert!(rig.submit_and_step(&cmd).accepted);
+}
+
+/// A runtime that serves kernels as live variables (no copy), as the prototype did.
+#[derive(Debug)]
+struct LiveRuntime {
+    library: BlueprintLibrary,
+    shared: Vec<(String, candle_core::Var)>,
+}
+
+impl BlueprintRuntime for LiveRuntime {
+    fn descriptor(&self, id: &str) -> Option<BlueprintDescriptor> {
+        self.library.descriptor(id)
+    }
+    fn descriptors(&self) -> Vec<BlueprintDescriptor> {
+        self.library.descriptors()
+    }
+    fn fetch(&self, id: &str, width: usize, device: &Device) -> Result<KernelArtifact, FetchError> {
+        let mut art = self.library.fetch(id, width, device)?;
+        if id == builtin::ZERO_LINEAR {
+            // "weight" is a host parameter of the right shape: the kernel shares it.
+            art.tensors.insert("weight".into(), self.shared[0].1.as_tensor().clone());
+            art.live_vars = Some(self.shared.clone());
+        }
+        Ok(art)
+    }
+}
+
+#[test]
+fn kernel_sharing_a_host_parameter_is_refused_at_registration() {
+    let host_var = candle_core::Var::zeros((WIDTH, WIDTH), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let bias = candle_core::Var::zeros(WIDTH, candle_core::DType::F32, &Device::Cpu).unwrap();
+    let shared = vec![("weight".to_owned(), host_var.clone()), ("bias".to_owned(), bias)];
+    let shared2 = shared.clone();
+    let mut rig = Rig::with_blueprints(
+        config(),
+        Some(Box::new(move |dir| {
+            let library = BlueprintLibrary::open(dir).unwrap();
+            Arc::new(LiveRuntime { library, shared: shared2 }) as Arc<dyn BlueprintRuntime>
+        })),
+    );
+    rig.kasmina.register_host_vars(&[host_var]).unwrap();
+    let cmd = rig.seed_op(SeedOperation::SeedOpGerminate, "sharer", builtin::ZERO_LINEAR);
+    rig.submit_and_step(&cmd);
+    assert_eq!(rig.stage(), Stage::SeedStageEmbargoed);
+    let summary = rig.kasmina.seed_summaries().remove(0);
+    let g1 = summary.gates.iter().find(|g| !g.passed).unwrap();
+    assert_eq!(g1.reason, "registration_conflict", "{:?}", summary.gates);
+    let reg = rig.events("parameter.registration");
+    assert!(reg.iter().any(|e| e.attributes.get("error").map(String::as_str) == Some("registry_conflict")));
+    // The host keeps its parameter: no seed owns it.
+    assert_eq!(summary.kernel_blueprint_id, builtin::ZERO_LINEAR);
+}
+
+/// A runtime whose blueprint `BPX` fails to fetch until `healthy` is set.
+#[derive(Debug)]
+struct FlakyRuntime {
+    library: BlueprintLibrary,
+    healthy: Arc<AtomicBool>,
+}
+
+impl BlueprintRuntime for FlakyRuntime {
+    fn descriptor(&self, id: &str) -> Option<BlueprintDescriptor> {
+        if id == "BPX" {
+            let mut d = self.library.descriptor(builtin::RESIDUAL_MLP)?;
+            d.blueprint_id = "BPX".into();
+            return Some(d);
+        }
+        self.library.descriptor(id)
+    }
+    fn descriptors(&self) -> Vec<BlueprintDescriptor> {
+        self.library.descriptors()
+    }
+    fn fetch(&self, id: &str, width: usize, device: &Device) -> Result<KernelArtifact, FetchError> {
+        if id == "BPX" {
+            if !self.healthy.load(Ordering::SeqCst) {
+                return Err(FetchError::Other("urza unreachable".into()));
+            }
+            let mut art = self.library.fetch(builtin::RESIDUAL_MLP, width, device)?;
+            art.blueprint_id = "BPX".into();
+            return Ok(art);
+        }
+        self.library.fetch(id, width, device)
+    }
+}
+
+#[test]
+fn failing_fetch_falls_back_and_the_breaker_opens_then_recovers_through_half_open() {
+    let healthy = Arc::new(AtomicBool::new(false));
+    let flag = healthy.clone();
+    let mut rig = Rig::with_blueprints(
+        config(),
+        Some(Box::new(move |dir| {
+            Arc::new(FlakyRuntime { library: BlueprintLibrary::open(dir).unwrap(), healthy: flag })
+                as Arc<dyn BlueprintRuntime>
+        })),
+    );
+    for (name, width) in [("a", WIDTH), ("b", WIDTH), ("c", WIDTH / 2), ("d", WIDTH), ("f", WIDTH)] {
+        rig.kasmina.slot(name, width).unwrap();
+    }
+    let germinate = |rig: &mut Rig, seed: &str, slot: &str| {
+        let mut cmd = rig.seed_op(SeedOperation::SeedOpGerminate, seed, "BPX");
+        cmd.annotations.insert("slot".into(), slot.into());
+        let r = rig.submit_and_step(&cmd);
+        assert!(r.accepted, "{r:?}");
+        rig.kasmina.seed_summaries().into_iter().find(|s| s.seed_id == seed).unwrap()
+    };
+    // Three failing fetches: each falls back to BP001; the third opens the breaker.
+    for (seed, slot) in [("s0", "hidden"), ("s1", "a"), ("s2", "b")] {
+        assert_eq!(germinate(&mut rig, seed, slot).kernel_blueprint_id, builtin::RESIDUAL_MLP);
+    }
+    assert_eq!(rig.events("fallback_applied").len(), 3, "{:?}", rig.event_names());
+    assert_eq!(rig.events("breaker_open").len(), 1);
+    assert_eq!(rig.kasmina.health().status(), HealthStatus::Unhealthy);
+
+    // While OPEN the runtime is not even asked: denied, fallback again.
+    healthy.store(true, Ordering::SeqCst);
+    assert_eq!(germinate(&mut rig, "s3", "d").kernel_blueprint_id, builtin::RESIDUAL_MLP);
+    assert!(
+        rig.events("breaker_event")
+            .iter()
+            .any(|e| e.attributes.get("action").map(String::as_str) == Some("breaker_denied"))
+    );
+
+    // After the open timeout (fake clock): one probe in HALF_OPEN, then a second success closes it.
+    rig.mock.increment(Duration::from_secs(61));
+    assert_eq!(germinate(&mut rig, "s4", "c").kernel_blueprint_id, "BPX");
+    assert_eq!(rig.events("breaker_half_open").len(), 1);
+    assert_eq!(germinate(&mut rig, "s5", "f").kernel_blueprint_id, "BPX");
+    assert_eq!(rig.events("breaker_closed").len(), 1);
+    // The fallback was never cached under the requested key: BPX serves its own kernel now.
+    assert_ne!(rig.kasmina.health().summary, "breaker_open");
+}
+
+#[test]
+fn seed_that_hurts_validation_is_refused_by_g4_and_culled() {
+    let mut c = config();
+    c.auto_fossilize = false;
+    let mut rig = Rig::new(c);
+    rig.train(30);
+    let cmd = rig.seed_op(SeedOperation::SeedOpGerminate, "hurts", builtin::RESIDUAL_MLP);
+    assert!(rig.submit_and_step(&cmd).accepted);
+    for _ in 0..300 {
+        rig.step();
+        if rig.step.is_multiple_of(10) {
+            rig.epoch();
+        }
+        if rig.stage() == Stage::SeedStageProbationary && rig.kasmina.seed_summaries()[0].stages.len() >= 6 {
+            break;
+        }
+    }
+    assert_eq!(rig.stage(), Stage::SeedStageProbationary);
+    for _ in 0..25 {
+        rig.step();
+    }
+    // Validation regresses badly during probation (as reported by the trainer).
+    let (loss, acc) = rig.validate();
+    rig.kasmina.on_epoch(EpochReport { epoch: 99, val_loss: loss * 3.0 + 1.0, val_acc: acc / 2.0 }).unwrap();
+    let fossilize = rig.seed_op(SeedOperation::SeedOpFossilize, "hurts", "");
+    let receipt = rig.kasmina.apply(fossilize);
+    assert!(!receipt.accepted);
+    assert_eq!(receipt.reason, "validation_regressed");
+    assert_eq!(rig.stage(), Stage::SeedStageEmbargoed);
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the runtime: real (small) training through candle, signed commands,
+//! fake clocks.
+#![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
+
+mod commands;
+mod failure;
+mod happy;
+mod harness;
