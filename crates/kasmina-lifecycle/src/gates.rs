@@ -3,7 +3,11 @@
 //! Each evaluator is a pure function of a [`GateContext`] (seed, move, wall time) and its
 //! evidence struct, and returns the [`GateEvent`] to emit, pass or fail. A failing gate names the
 //! first check that failed in `reason` (one of the [`reasons`] constants) and carries the values
-//! it looked at in `attributes`. [`evaluate`] dispatches a [`GateEvidence`] to its evaluator.
+//! it looked at in `attributes`. A passing gate carries a small, fixed set of attributes (as the
+//! prototype did: G0 `blueprint_id`, G1 at germination `kernel_attached`, G2 `fallback_used`, G3
+//! `dtype`, G4 `metric` and `baseline`); measured values that caused a
+//! failure are attached only to the failing event. [`evaluate`] dispatches a [`GateEvidence`] to
+//! its evaluator.
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -441,7 +445,6 @@ pub fn evaluate_g0_sanity(ctx: &GateContext<'_>, e: &SanityEvidence<'_>) -> Gate
                 return Err(PARAMETER_OUT_OF_BOUNDS);
             }
         }
-        run.attr("parameters", e.parameters.len());
         Ok(())
     })();
     run.finish(ctx, outcome)
@@ -453,7 +456,6 @@ pub fn evaluate_g1_germinated(ctx: &GateContext<'_>, e: &GerminatedEvidence) -> 
     use reasons::*;
     let mut run = Run::new(Gate::SeedGateG1GradientHealth);
     run.attr("kernel_attached", e.kernel_attached);
-    run.attr("violations", e.isolation_violations);
     let outcome = if !e.kernel_attached {
         Err(KERNEL_NOT_ATTACHED)
     } else if e.registration_conflict {
@@ -463,6 +465,7 @@ pub fn evaluate_g1_germinated(ctx: &GateContext<'_>, e: &GerminatedEvidence) -> 
     } else if !e.isolation_armed {
         Err(ISOLATION_NOT_ARMED)
     } else if e.isolation_violations > 0 {
+        run.attr("violations", e.isolation_violations);
         Err(ISOLATION_VIOLATIONS_PRESENT)
     } else {
         Ok(())
@@ -479,10 +482,10 @@ fn mean(xs: &[f32]) -> f64 {
 pub fn evaluate_g1_training(ctx: &GateContext<'_>, e: &TrainingEvidence<'_>) -> GateEvent {
     use reasons::*;
     let mut run = Run::new(Gate::SeedGateG1GradientHealth);
-    run.attr("violations", e.isolation_violations);
     let w = e.seed_loss_window;
     let outcome = (|| {
         if e.isolation_violations > 0 {
+            run.attr("violations", e.isolation_violations);
             return Err(ISOLATION_VIOLATIONS_PRESENT);
         }
         if w.len() < 2 {
@@ -495,13 +498,12 @@ pub fn evaluate_g1_training(ctx: &GateContext<'_>, e: &TrainingEvidence<'_>) -> 
         // `as usize` maps NaN to 0; the clamp keeps one sample at least and half the window at most.
         let part = ((w.len() as f64 * e.window_part).ceil() as usize).clamp(1, w.len() / 2);
         let (first, last) = (mean(&w[..part]), mean(&w[w.len() - part..]));
-        run.attr("seed_loss_first", first).attr("seed_loss_last", last);
         if last >= first {
+            run.attr("seed_loss_first", first).attr("seed_loss_last", last);
             return Err(SEED_LOSS_NOT_IMPROVED);
         }
-        run.attr("hook_latency_ms", e.hook_latency_ms);
         if !within(e.hook_latency_ms, e.hook_latency_budget_ms) {
-            run.attr("budget_ms", e.hook_latency_budget_ms);
+            run.attr("hook_latency_ms", e.hook_latency_ms).attr("budget_ms", e.hook_latency_budget_ms);
             return Err(HOOK_LATENCY_EXCEEDED);
         }
         Ok(())
@@ -532,14 +534,12 @@ pub fn evaluate_g2_stability(ctx: &GateContext<'_>, e: &StabilityEvidence<'_>) -
         }
         let m = mean(w);
         let variance = w.iter().map(|&x| (f64::from(x) - m).powi(2)).sum::<f64>() / w.len() as f64;
-        run.attr("loss_variance", variance);
         if !below(variance, e.max_loss_variance) {
-            run.attr("max_loss_variance", e.max_loss_variance);
+            run.attr("loss_variance", variance).attr("max_loss_variance", e.max_loss_variance);
             return Err(LOSS_VARIANCE_TOO_HIGH);
         }
-        run.attr("latency_ms", e.latency_ms);
         if !within(e.latency_ms, e.latency_budget_ms) {
-            run.attr("budget_ms", e.latency_budget_ms);
+            run.attr("latency_ms", e.latency_ms).attr("budget_ms", e.latency_budget_ms);
             return Err(LATENCY_BUDGET_EXCEEDED);
         }
         Ok(())
@@ -579,10 +579,8 @@ pub fn evaluate_g3_interface(ctx: &GateContext<'_>, e: &InterfaceEvidence<'_>) -
 pub fn evaluate_g4_system_impact(ctx: &GateContext<'_>, e: &SystemImpactEvidence) -> GateEvent {
     use reasons::*;
     let mut run = Run::new(Gate::SeedGateG4SystemImpact);
-    run.attr("metric", e.validation_metric)
-        .attr("baseline", e.baseline_metric)
-        .attr("direction", e.direction.as_str())
-        .attr("tolerance", e.tolerance);
+    // G4 decides fossilization: the metric and its baseline are attached pass or fail, for audit.
+    run.attr("metric", e.validation_metric).attr("baseline", e.baseline_metric);
     let outcome = (|| {
         if !e.validation_metric.is_finite() || !e.baseline_metric.is_finite() {
             return Err(VALIDATION_METRIC_NOT_FINITE);
@@ -596,6 +594,7 @@ pub fn evaluate_g4_system_impact(ctx: &GateContext<'_>, e: &SystemImpactEvidence
             MetricDirection::HigherIsBetter => e.validation_metric < e.baseline_metric - slack,
         };
         if regressed {
+            run.attr("direction", e.direction.as_str()).attr("tolerance", e.tolerance);
             return Err(VALIDATION_REGRESSED);
         }
         if e.isolation_violations > 0 {

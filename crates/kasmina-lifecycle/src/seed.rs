@@ -18,6 +18,8 @@ use crate::{Error, Result};
 pub const DEFAULT_EMBARGO: Duration = Duration::from_secs(30);
 /// Default number of transitions a lifecycle remembers.
 pub const DEFAULT_HISTORY_CAPACITY: usize = 32;
+/// History slots allocated up front (a happy path makes eight moves); it grows up to the capacity.
+const INITIAL_HISTORY_ALLOCATION: usize = 8;
 
 /// Wall-clock source for gate-event timestamps (monotonic time comes from `quanta::Clock`).
 pub trait WallClock: Send + Sync + fmt::Debug {
@@ -132,7 +134,8 @@ pub struct SeedLifecycle {
     seed_id: String,
     stage: Stage,
     clock: Clock,
-    wall: Arc<dyn WallClock>,
+    /// `None` reads the system clock (no allocation per lifecycle).
+    wall: Option<Arc<dyn WallClock>>,
     config: LifecycleConfig,
     history: VecDeque<TransitionRecord>,
     transitions: u64,
@@ -151,8 +154,8 @@ impl SeedLifecycle {
             seed_id: seed_id.into(),
             stage: Stage::SeedStageUnknown,
             clock,
-            wall: Arc::new(SystemWallClock),
-            history: VecDeque::with_capacity(config.history_capacity.min(DEFAULT_HISTORY_CAPACITY)),
+            wall: None,
+            history: VecDeque::with_capacity(config.history_capacity.min(INITIAL_HISTORY_ALLOCATION)),
             config,
             transitions: 0,
             entered_at: now,
@@ -166,7 +169,7 @@ impl SeedLifecycle {
 
     /// Replaces the wall clock that stamps gate events.
     pub fn with_wall_clock(mut self, wall: Arc<dyn WallClock>) -> Self {
-        self.wall = wall;
+        self.wall = Some(wall);
         self
     }
 
@@ -254,7 +257,8 @@ impl SeedLifecycle {
         if evidence.transition() != (from, to) {
             return Err(Error::EvidenceMismatch { from, to, expected: gate, evidence: evidence.gate() });
         }
-        let ctx = GateContext { seed_id: &self.seed_id, from, to, at: self.wall.now() };
+        let at = self.wall.as_ref().map_or_else(SystemTime::now, |wall| wall.now());
+        let ctx = GateContext { seed_id: &self.seed_id, from, to, at };
         let event = gates::evaluate(&ctx, evidence);
         if !event.passed {
             return Err(Error::GateFailed { gate, from, to, reason: event.reason.clone(), event: Box::new(event) });

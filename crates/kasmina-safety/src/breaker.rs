@@ -280,6 +280,7 @@ impl CircuitBreaker {
 
     /// The current state (lock-free). An OPEN breaker whose timeout has elapsed still reads OPEN
     /// until the next [`allow`](Self::allow) moves it to HALF_OPEN.
+    #[inline]
     pub fn state(&self) -> State {
         decode(self.state.load(Ordering::Acquire))
     }
@@ -288,10 +289,17 @@ impl CircuitBreaker {
     ///
     /// # Errors
     /// [`Denied`] while OPEN before the timeout, and in HALF_OPEN while another probe is in flight.
+    #[inline]
     pub fn allow(&self) -> Result<Permit, Denied> {
         if self.state.load(Ordering::Acquire) == CLOSED {
             return Ok(Permit { kind: PermitKind::Normal, event: None });
         }
+        self.allow_slow()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn allow_slow(&self) -> Result<Permit, Denied> {
         let now = self.clock.now();
         let mut inner = self.inner.lock();
         match inner.state {
@@ -332,10 +340,17 @@ impl CircuitBreaker {
 
     /// Records a successful call. Returns the CLOSED event when it ends the HALF_OPEN streak.
     /// Ignored while OPEN (a late success of a call admitted before the trip).
+    #[inline]
     pub fn record_success(&self) -> Option<BreakerEvent> {
         if self.state.load(Ordering::Acquire) == CLOSED && self.failures.load(Ordering::Acquire) == 0 {
             return None;
         }
+        self.record_success_slow()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn record_success_slow(&self) -> Option<BreakerEvent> {
         let mut inner = self.inner.lock();
         match inner.state {
             State::CircuitStateClosed => {

@@ -179,7 +179,11 @@ fn g4_system_impact(#[case] mutate: fn(&mut SystemImpactEvidence), #[case] reaso
     let (from, to) = (Stage::SeedStageProbationary, Stage::SeedStageFossilized);
     let event = evaluate_g4_system_impact(&fixtures::ctx(SEED, from, to), &e);
     let event = check(event, Gate::SeedGateG4SystemImpact, from, to, reason);
-    assert_eq!(event.attributes["direction"], e.direction.as_str());
+    assert_eq!(event.attributes["metric"], e.validation_metric.to_string());
+    assert_eq!(event.attributes["baseline"], e.baseline_metric.to_string());
+    if reason == VALIDATION_REGRESSED {
+        assert_eq!(event.attributes["direction"], e.direction.as_str());
+    }
 }
 
 #[rstest]
