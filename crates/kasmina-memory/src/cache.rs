@@ -395,23 +395,32 @@ where
         }
     }
 
-    /// Atomically remove `key` if its entry is expired at `now`; returns the bytes released.
+    /// Remove `key` if its entry is expired at `now`; returns the bytes released.
+    ///
+    /// Uses moka's plain removal (the cheap path) and puts the entry back, unless something newer took its place,
+    /// in the rare case that a concurrent insert made it fresh in the meantime.
     fn remove_if_expired<Q>(&self, key: &Q, now: Instant) -> Option<u64>
     where
         K: Borrow<Q>,
         Q: ToOwned<Owned = K> + Hash + Eq + ?Sized,
     {
-        let result = self.inner.entry_by_ref(key).and_compute_with(|entry| match entry {
-            Some(e) if e.value().is_expired(now) => Op::Remove,
-            _ => Op::Nop,
-        });
-        match result {
-            CompResult::Removed(entry) => {
-                self.counters.expired.fetch_add(1, Relaxed);
-                Some(entry.value().bytes)
-            }
-            _ => None,
+        let slot = self.inner.remove(key)?;
+        if slot.is_expired(now) {
+            self.counters.expired.fetch_add(1, Relaxed);
+            return Some(slot.bytes);
         }
+        let bytes = slot.bytes;
+        self.counters.entries.fetch_add(1, Relaxed);
+        self.counters.bytes.fetch_add(bytes, Relaxed);
+        let restored = self.inner.entry_by_ref(key).and_compute_with(|entry| match entry {
+            None => Op::Put(slot),
+            Some(_) => Op::Nop,
+        });
+        if !matches!(restored, CompResult::Inserted(_)) {
+            self.counters.entries.fetch_sub(1, Relaxed);
+            self.counters.bytes.fetch_sub(bytes, Relaxed);
+        }
+        None
     }
 }
 
@@ -424,6 +433,22 @@ mod tests {
         let cfg = TtlCacheConfig::new(Duration::from_secs(1), 1000).with_max_entries(10);
         let cache: TtlCache<u32, Vec<u8>> = TtlCache::new(cfg, Clock::mock().0).unwrap();
         assert_eq!((cache.unit, cache.floor), (1, 100));
+    }
+
+    /// The race path: an entry found expired was refreshed by a concurrent insert before removal; it is put back
+    /// with its accounting intact.
+    #[test]
+    fn a_fresh_entry_is_never_collected() {
+        let (clock, mock) = Clock::mock();
+        let cache: TtlCache<String, Vec<u8>> =
+            TtlCache::new(TtlCacheConfig::new(Duration::from_secs(10), 1000), clock.clone()).unwrap();
+        cache.insert("k".into(), vec![0; 7]).unwrap();
+        assert_eq!(cache.remove_if_expired("k", clock.now()), None);
+        assert_eq!(cache.get("k"), Some(vec![0; 7]));
+        assert_eq!((cache.len(), cache.weighted_size_bytes(), cache.stats().evictions.expired), (1, 7, 0));
+        mock.increment(Duration::from_secs(10));
+        assert_eq!(cache.remove_if_expired("k", clock.now()), Some(7));
+        assert_eq!((cache.len(), cache.weighted_size_bytes(), cache.stats().evictions.expired), (0, 0, 1));
     }
 
     #[test]
