@@ -60,7 +60,7 @@ pub enum Error {
         from: SeedLifecycleStage,
         /// The stage that was requested.
         to: SeedLifecycleStage,
-        /// The gate's reason (one of [`crate::reasons`]).
+        /// The gate's reason (one of [`crate::gates::reasons`]).
         reason: String,
         /// The gate event, `passed == false`.
         event: Box<GateEvent>,
