@@ -267,8 +267,8 @@ impl SeedLifecycle {
         Ok(TransitionOutcome { record, gate_event: Some(event), embargo_event: None })
     }
 
-    /// Makes an ungated move: active → CULLED, CULLED → EMBARGOED (starting the embargo; prefer
-    /// [`cull`](Self::cull)), EMBARGOED → RESETTING (only once the embargo elapsed; prefer
+    /// Makes an ungated move: active → CULLED (cull reason `cull`; prefer [`cull`](Self::cull)),
+    /// CULLED → EMBARGOED (starting the embargo), EMBARGOED → RESETTING (only once the embargo elapsed; prefer
     /// [`poll`](Self::poll)), or teardown to TERMINATED.
     ///
     /// # Errors
@@ -386,5 +386,17 @@ impl SeedLifecycle {
             self.history.push_back(record.clone());
         }
         record
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycles_can_move_between_threads() {
+        fn check<T: Send + Sync>() {}
+        check::<SeedLifecycle>();
+        check::<EmbargoEvent>();
     }
 }
