@@ -12,7 +12,9 @@
 //!   one-row projection probe, shared-parameter check, NaN check of the full seed output).
 //! - `cpu/isolation/step_with_monitor_and_grads`: the same check also given the step's gradient
 //!   store (dot product, host and seed gradient norms: one pass over every host gradient).
-//! - `cpu/isolation/monitor_check`: the check alone, on one step's tensors.
+//! - `cpu/isolation/monitor_check`, `cpu/isolation/monitor_check_with_grads`: the check alone
+//!   (without / with the step's gradients), on one step's tensors: the monitor's own cost, free
+//!   of the step's run-to-run noise.
 //!
 //! One thread: candle's CPU matmul (gemm) asks `candle_core::utils::get_num_threads()`, which
 //! reads `RAYON_NUM_THREADS` on every call (default: the physical cores); candle's rayon pool
@@ -154,14 +156,16 @@ fn isolation(c: &mut Criterion) {
     }
 
     let out = f.step().expect("step");
-    let mut monitor = f.monitor().expect("monitor");
-    let mut step = 0u64;
-    group.bench_function("monitor_check", |b| {
-        b.iter(|| {
-            step += 1;
-            black_box(f.check(&mut monitor, step, &out, false))
-        })
-    });
+    for (name, with_grads) in [("monitor_check", false), ("monitor_check_with_grads", true)] {
+        let mut monitor = f.monitor().expect("monitor");
+        let mut step = 0u64;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                step += 1;
+                black_box(f.check(&mut monitor, step, &out, with_grads))
+            })
+        });
+    }
     group.finish();
 }
 
