@@ -6,3 +6,4 @@ mod commands;
 mod failure;
 mod happy;
 mod harness;
+mod runbook;
