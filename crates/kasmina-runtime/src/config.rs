@@ -29,8 +29,11 @@ pub struct KasminaConfig {
     /// Let G4 fossilize automatically at the end of probation (only with `auto_advance`). The
     /// demo's controller turns this off and sends FOSSILIZE itself.
     pub auto_fossilize: bool,
-    /// How long a culled seed stays EMBARGOED (decisions D5: 30 s).
+    /// How long a culled seed stays EMBARGOED (decisions D5: 30 s), on the monotonic clock.
     pub embargo: Duration,
+    /// Training steps a culled seed also stays EMBARGOED (D5: "also in steps"); 0 = time only.
+    /// With both set, both must elapse.
+    pub embargo_steps: u64,
     /// Budget of one kernel fetch (prototype: 10 ms); a slower fetch falls back.
     pub fetch_latency_budget_ms: f64,
     /// Budget of one isolation check (design: 8 ms).
@@ -98,6 +101,7 @@ impl Default for KasminaConfig {
             auto_advance: true,
             auto_fossilize: true,
             embargo: Duration::from_secs(30),
+            embargo_steps: 0,
             fetch_latency_budget_ms: 10.0,
             hook_latency_budget_ms: 8.0,
             isolation_sample_every: 1,

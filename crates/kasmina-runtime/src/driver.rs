@@ -408,6 +408,8 @@ impl Kasmina {
         };
         seed.stages.push(Stage::SeedStageCulled);
         seed.entered(seed.stage());
+        seed.cull_reason = Some(reason.to_owned());
+        seed.embargo_step = Some(self.inner.core.lock().step);
         seed.kernel = None;
         seed.optimizer = None;
         seed.monitor = None;
@@ -455,6 +457,13 @@ impl Kasmina {
     /// EMBARGOED → RESETTING once the embargo elapsed, then the slot-clean report and G5.
     fn poll_embargo(&self, seed: &mut SeedRecord, slot: &str) {
         let now = self.inner.clock.now();
+        let steps = self.inner.config.embargo_steps;
+        if steps > 0 && seed.stage() == Stage::SeedStageEmbargoed {
+            let step = self.inner.core.lock().step;
+            if step.saturating_sub(seed.embargo_step.unwrap_or(step)) < steps {
+                return;
+            }
+        }
         if let Some(EmbargoEvent::End { embargoed_for, .. }) = seed.lifecycle.poll(now) {
             seed.stages.push(Stage::SeedStageResetting);
             self.event(

@@ -450,7 +450,7 @@ impl Kasmina {
                     gates: s.gate_log.clone(),
                     isolation_checks: s.isolation_checks,
                     isolation_violations: s.isolation_violations,
-                    cull_reason: s.lifecycle.cull_reason().map(str::to_owned),
+                    cull_reason: s.cull_reason.clone(),
                 })
             })
             .collect()

@@ -71,6 +71,10 @@ pub(crate) struct SeedRecord {
     pub(crate) stages: Vec<Stage>,
     /// Parameters handed to the host optimiser at FOSSILIZED.
     pub(crate) handed_over: bool,
+    /// Why the seed was culled (kept after the reset, for summaries).
+    pub(crate) cull_reason: Option<String>,
+    /// The step at which the embargo started (for a step-counted embargo).
+    pub(crate) embargo_step: Option<u64>,
 }
 
 impl SeedRecord {
@@ -115,6 +119,8 @@ impl SeedRecord {
             gate_log: Vec::new(),
             stages: vec![Stage::SeedStageDormant],
             handed_over: false,
+            cull_reason: None,
+            embargo_step: None,
         }
     }
 
