@@ -619,8 +619,8 @@ impl Kasmina {
                         seed.last_hook_ms = r.elapsed_ms;
                         seed.max_hook_ms = seed.max_hook_ms.max(r.elapsed_ms);
                         seed.last_dot_product = r.dot_product.unwrap_or(0.0);
-                        if let Some(n) = r.seed_grad_norm {
-                            seed.last_grad_norm = n as f32;
+                        if let Some(n) = seed_grad_norm(&kernel, grads) {
+                            seed.last_grad_norm = n;
                         }
                         {
                             let mut core = self.inner.core.lock();
@@ -791,6 +791,16 @@ impl Kasmina {
         }
         self.flush_events(false);
     }
+}
+
+/// L2 norm of the step's gradients over the seed's own variables.
+fn seed_grad_norm(kernel: &SeedKernel, grads: &GradStore) -> Option<f32> {
+    let mut total = 0.0f32;
+    for var in kernel.vars() {
+        let g = grads.get(var.as_tensor())?;
+        total += g.sqr().ok()?.sum_all().ok()?.to_scalar::<f32>().ok()?;
+    }
+    Some(total.sqrt())
 }
 
 /// The rollback payload of a cull (`google.protobuf.Struct`: seed_id, stage, reason, step, epoch).

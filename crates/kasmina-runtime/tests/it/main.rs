@@ -6,4 +6,5 @@ mod commands;
 mod failure;
 mod happy;
 mod harness;
+mod kd;
 mod runbook;
