@@ -27,10 +27,11 @@
 #![allow(missing_docs)]
 
 use std::hint::black_box;
+use std::time::Duration;
 
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
-use criterion::Criterion;
+use criterion::{Criterion, SamplingMode};
 use kasmina_isolation::{IsolationMonitor, MonitorConfig, Probe, blend, seed_input, seed_output};
 use leyline::SeedLifecycleStage;
 
@@ -139,6 +140,11 @@ fn mse(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
 fn isolation(c: &mut Criterion) {
     let f = Fixture::new().expect("fixture");
     let mut group = c.benchmark_group("cpu/isolation");
+    // A step takes tens of ms: equal-sized samples spanning several seconds (the reference vCPU
+    // switches speed every 0.25–1 s), instead of criterion's linear ramp (minutes per bench).
+    let quick = std::env::var("KASMINA_BENCH_QUICK").is_ok_and(|v| v == "1");
+    group.sampling_mode(SamplingMode::Flat).sample_size(30);
+    group.warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(if quick { 3 } else { 10 }));
 
     group.bench_function("step_baseline", |b| b.iter(|| black_box(f.step().expect("step"))));
 

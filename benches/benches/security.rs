@@ -27,10 +27,10 @@ fn verifier(keys: &KeyRing) -> (CommandVerifier, Arc<quanta::Mock>) {
     (verifier, mock)
 }
 
-/// The reference command (about 120 bytes) with a unique id.
+/// The reference command (the prototype's 214-byte fixture) with a unique id.
 fn command(counter: &mut u64) -> AdaptationCommand {
     *counter += 1;
-    AdaptationCommand { command_id: format!("cmd-{:016}", *counter), ..fixtures::adaptation_command() }
+    AdaptationCommand { command_id: fixtures::command_id(*counter), ..fixtures::adaptation_command() }
 }
 
 /// Accepting fresh envelopes with `live` nonces held in the ledger.

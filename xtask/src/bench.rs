@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-const USAGE: &str = "cargo xtask bench [--strict] [--save-baseline] [--filter REGEX] [--quick]";
+const USAGE: &str = "cargo xtask bench [--strict] [--save-baseline] [--filter REGEX] [--quick] [--baseline PATH]";
 
 #[derive(Debug, Default)]
 struct Options {
@@ -22,6 +22,8 @@ struct Options {
     save_baseline: bool,
     quick: bool,
     filter: Option<String>,
+    /// Baseline file to compare with (default `benches/baseline.json`).
+    baseline: Option<PathBuf>,
 }
 
 fn parse(rest: &[String]) -> Result<Options> {
@@ -33,6 +35,7 @@ fn parse(rest: &[String]) -> Result<Options> {
             "--save-baseline" => o.save_baseline = true,
             "--quick" => o.quick = true,
             "--filter" => o.filter = Some(it.next().context("--filter needs a value")?.clone()),
+            "--baseline" => o.baseline = Some(it.next().context("--baseline needs a path")?.into()),
             other => bail!("unexpected argument `{other}`\nusage: {USAGE}"),
         }
     }
@@ -45,26 +48,37 @@ pub(crate) struct Entry {
     pub(crate) name: String,
     pub(crate) median_ns: f64,
     pub(crate) p95_ns: f64,
+    /// 5th percentile: a rough estimate of the uncontended speed on a noisy vCPU.
+    pub(crate) p05_ns: f64,
+    /// Mean (criterion's estimate, or of the single calls for the bench-written extras).
+    pub(crate) mean_ns: f64,
+    /// Largest sample (per iteration for criterion, per call for the extras).
+    pub(crate) max_ns: f64,
     pub(crate) size_bytes: Option<u64>,
 }
 
 pub(crate) fn run(root: &Path, rest: &[String]) -> Result<()> {
     let opts = parse(rest)?;
     let criterion_dir = root.join("target/criterion");
+    // Only results written by this run count (a filtered run leaves older ones on disk).
+    let started = SystemTime::now() - std::time::Duration::from_secs(2);
     let mut cmd = crate::cargo();
     cmd.args(["bench", "--package", "kasmina-benches", "--"]).current_dir(root);
     if let Some(f) = &opts.filter {
         cmd.arg(f);
     }
     if opts.quick {
-        cmd.args(["--warm-up-time", "0.5", "--measurement-time", "1"]);
+        // Criterion's flags shorten the default groups; the long-step groups read the variable.
+        cmd.args(["--warm-up-time", "0.5", "--measurement-time", "1"]).env("KASMINA_BENCH_QUICK", "1");
     }
     let status = cmd.status().context("running cargo bench")?;
     if !status.success() {
         bail!("cargo bench failed");
     }
 
-    let entries = collect(&criterion_dir)?;
+    let mut entries = collect(&criterion_dir, started)?;
+    entries.extend(collect_extras(&root.join("target/bench-results/extra"), started)?);
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
     if entries.is_empty() {
         bail!("no criterion results under {}", criterion_dir.display());
     }
@@ -76,17 +90,21 @@ pub(crate) fn run(root: &Path, rest: &[String]) -> Result<()> {
     eprintln!("bench: {} results -> {}", entries.len(), summary_path.display());
     for e in &entries {
         eprintln!(
-            "  {:<60} median {:>12}  p95 {:>12}{}",
+            "  {:<60} median {:>12}  p05 {:>12}  p95 {:>12}{}",
             e.name,
             human(e.median_ns),
+            human(e.p05_ns),
             human(e.p95_ns),
             e.size_bytes.map(|s| format!("  {s} B")).unwrap_or_default()
         );
     }
 
-    let baseline_path = root.join("benches/baseline.json");
+    let baseline_path = opts.baseline.clone().unwrap_or_else(|| root.join("benches/baseline.json"));
     if opts.save_baseline {
-        fs::write(&baseline_path, serde_json::to_string_pretty(&summary)? + "\n")?;
+        // A filtered run replaces only the results it measured.
+        let old = fs::read_to_string(&baseline_path).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok());
+        let merged = merge_baseline(old.as_ref(), &summary);
+        fs::write(&baseline_path, serde_json::to_string_pretty(&merged)? + "\n")?;
         eprintln!("bench: baseline saved to {}", baseline_path.display());
         return Ok(());
     }
@@ -100,20 +118,48 @@ pub(crate) fn run(root: &Path, rest: &[String]) -> Result<()> {
             Vec::new()
         }
     };
-    let telemetry_path = out_dir.join("telemetry.jsonl");
-    let mut lines = String::new();
     for r in &regressions {
         eprintln!("warning: bench regression: {r}");
     }
+    let telemetry_path = write_telemetry(&out_dir, &regressions)?;
     if !regressions.is_empty() {
-        lines.push_str(&serde_json::to_string(&regression_packet(&regressions))?);
-        lines.push('\n');
+        eprintln!("bench: {} regression(s) -> WARNING telemetry in {}", regressions.len(), telemetry_path.display());
     }
-    fs::write(&telemetry_path, lines)?;
     if opts.strict && !regressions.is_empty() {
         bail!("{} benchmark regression(s) beyond the soft thresholds", regressions.len());
     }
     Ok(())
+}
+
+/// Writes `telemetry.jsonl` in `out_dir`: one WARNING packet naming every regression, or an empty
+/// file when there is none.
+pub(crate) fn write_telemetry(out_dir: &Path, regressions: &[String]) -> Result<PathBuf> {
+    let path = out_dir.join("telemetry.jsonl");
+    let mut lines = String::new();
+    if !regressions.is_empty() {
+        lines.push_str(&serde_json::to_string(&regression_packet(regressions))?);
+        lines.push('\n');
+    }
+    fs::write(&path, lines)?;
+    Ok(path)
+}
+
+/// The new baseline: `summary` (machine, commit, results) plus the old baseline's results that
+/// this run did not measure.
+pub(crate) fn merge_baseline(old: Option<&Value>, summary: &Value) -> Value {
+    let mut merged = summary.clone();
+    let fresh: Vec<Value> = summary["results"].as_array().cloned().unwrap_or_default();
+    let mut results = fresh.clone();
+    if let Some(old) = old.and_then(|o| o["results"].as_array()) {
+        for r in old {
+            if !fresh.iter().any(|f| f["name"] == r["name"]) {
+                results.push(r.clone());
+            }
+        }
+    }
+    results.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    merged["results"] = Value::Array(results);
+    merged
 }
 
 fn human(ns: f64) -> String {
@@ -126,12 +172,21 @@ fn human(ns: f64) -> String {
     }
 }
 
-/// Walks `target/criterion/**/new/` and reads every benchmark's estimates and samples.
-fn collect(dir: &Path) -> Result<Vec<Entry>> {
+/// Whether `path` was written at or after `since`.
+fn fresh(path: &Path, since: SystemTime) -> bool {
+    fs::metadata(path).and_then(|m| m.modified()).is_ok_and(|t| t >= since)
+}
+
+/// Walks `target/criterion/**/new/` and reads the estimates and samples of every benchmark
+/// written since `since`.
+fn collect(dir: &Path, since: SystemTime) -> Result<Vec<Entry>> {
     let mut found = Vec::new();
     walk(dir, &mut found)?;
     let mut out = Vec::new();
     for new_dir in found {
+        if !fresh(&new_dir.join("estimates.json"), since) {
+            continue;
+        }
         let bench: Value = read_json(&new_dir.join("benchmark.json"))?;
         let estimates: Value = read_json(&new_dir.join("estimates.json"))?;
         let sample: Value = read_json(&new_dir.join("sample.json"))?;
@@ -139,10 +194,54 @@ fn collect(dir: &Path) -> Result<Vec<Entry>> {
         let median_ns = estimates["median"]["point_estimate"].as_f64().unwrap_or(f64::NAN);
         let per_iter = per_iteration(&sample);
         let size_bytes = bench["throughput"]["Bytes"].as_u64();
-        out.push(Entry { name, median_ns, p95_ns: percentile(&per_iter, 0.95), size_bytes });
+        out.push(Entry {
+            name,
+            median_ns,
+            p95_ns: percentile(&per_iter, 0.95),
+            p05_ns: percentile(&per_iter, 0.05),
+            mean_ns: estimates["mean"]["point_estimate"].as_f64().unwrap_or(f64::NAN),
+            max_ns: percentile(&per_iter, 1.0),
+            size_bytes,
+        });
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// Reads the figures benches measured themselves (single-call latencies, interleaved steps):
+/// `target/bench-results/extra/*.json`, each an array of `{name, median_ns, p95_ns, p05_ns,
+/// mean_ns, max_ns}`, written since `since`.
+fn collect_extras(dir: &Path, since: SystemTime) -> Result<Vec<Entry>> {
+    let Ok(rd) = fs::read_dir(dir) else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for entry in rd {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "json") || !fresh(&path, since) {
+            continue;
+        }
+        out.extend(parse_extras(&read_json(&path)?));
+    }
+    Ok(out)
+}
+
+pub(crate) fn parse_extras(v: &Value) -> Vec<Entry> {
+    let num = |e: &Value, k: &str| e[k].as_f64().unwrap_or(f64::NAN);
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| {
+                    Some(Entry {
+                        name: e["name"].as_str()?.to_owned(),
+                        median_ns: num(e, "median_ns"),
+                        p95_ns: num(e, "p95_ns"),
+                        p05_ns: num(e, "p05_ns"),
+                        mean_ns: num(e, "mean_ns"),
+                        max_ns: num(e, "max_ns"),
+                        size_bytes: None,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
@@ -231,6 +330,9 @@ fn summary_json(entries: &[Entry], root: &Path) -> Value {
             "name": e.name,
             "median_ns": e.median_ns,
             "p95_ns": e.p95_ns,
+            "p05_ns": e.p05_ns,
+            "mean_ns": e.mean_ns,
+            "max_ns": e.max_ns,
             "unit": "ns",
             "size_bytes": e.size_bytes,
         })).collect::<Vec<_>>(),
@@ -305,12 +407,66 @@ mod tests {
     }
 
     #[test]
+    fn a_regression_writes_one_warning_packet() {
+        let dir = std::env::temp_dir().join(format!("xtask-bench-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let base = json!({"results": [{"name": "cpu/runtime/kernel_load/hit", "median_ns": 100.0}]});
+        let e = Entry {
+            name: "cpu/runtime/kernel_load/hit".into(),
+            median_ns: 200.0,
+            p95_ns: 250.0,
+            p05_ns: 150.0,
+            mean_ns: 200.0,
+            max_ns: 300.0,
+            size_bytes: None,
+        };
+        let regressions = compare(&[e], &base);
+        let path = write_telemetry(&dir, &regressions).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        let packet: Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(packet["level"], "TELEMETRY_LEVEL_WARNING");
+        assert_eq!(packet["events"][0]["description"], "bench_regression");
+        assert_eq!(packet["events"][0]["attributes"]["benchmark"], "cpu/runtime/kernel_load/hit");
+        // No regression: an empty file, no packet.
+        write_telemetry(&dir, &[]).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn saving_a_filtered_run_keeps_the_other_baseline_results() {
+        let old = json!({"results": [{"name": "a", "median_ns": 1.0}, {"name": "b", "median_ns": 2.0}]});
+        let new = json!({"commit": "c", "results": [{"name": "b", "median_ns": 3.0}]});
+        let merged = merge_baseline(Some(&old), &new);
+        assert_eq!(merged["commit"], "c");
+        assert_eq!(merged["results"], json!([{"name": "a", "median_ns": 1.0}, {"name": "b", "median_ns": 3.0}]));
+    }
+
+    #[test]
+    fn extras_parse_into_entries() {
+        let v = json!([{"name": "x", "median_ns": 1.0, "p95_ns": 2.0, "p05_ns": 0.5, "mean_ns": 1.2, "max_ns": 9.0}, {"no": 1}]);
+        let e = parse_extras(&v);
+        assert_eq!(e.len(), 1);
+        assert_eq!((e[0].median_ns, e[0].p95_ns, e[0].p05_ns, e[0].max_ns), (1.0, 2.0, 0.5, 9.0));
+    }
+
+    #[test]
     fn regression_thresholds() {
         let base = json!({"results": [
             {"name": "cpu/kernel_load/hit", "median_ns": 100.0},
             {"name": "cpu/leyline/encode", "median_ns": 100.0},
         ]});
-        let e = |n: &str, m: f64| Entry { name: n.into(), median_ns: m, p95_ns: m, size_bytes: None };
+        let e = |n: &str, m: f64| Entry {
+            name: n.into(),
+            median_ns: m,
+            p95_ns: m,
+            p05_ns: m,
+            mean_ns: m,
+            max_ns: m,
+            size_bytes: None,
+        };
         // 15 % slower: a regression for load (10 %), not for the others (20 %).
         let r = compare(&[e("cpu/kernel_load/hit", 115.0), e("cpu/leyline/encode", 115.0)], &base);
         assert_eq!(r.len(), 1, "{r:?}");
