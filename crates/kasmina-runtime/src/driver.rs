@@ -619,7 +619,9 @@ impl Kasmina {
                         seed.last_hook_ms = r.elapsed_ms;
                         seed.max_hook_ms = seed.max_hook_ms.max(r.elapsed_ms);
                         seed.last_dot_product = r.dot_product.unwrap_or(0.0);
-                        if let Some(n) = seed_grad_norm(&kernel, grads) {
+                        // The monitor measured it already (`MonitorConfig::grad_norms`); a second
+                        // pass over every seed gradient only without it.
+                        if let Some(n) = r.seed_grad_norm.map(|n| n as f32).or_else(|| seed_grad_norm(&kernel, grads)) {
                             seed.last_grad_norm = n;
                         }
                         {
