@@ -26,6 +26,9 @@
 //!   host's forward and `Kasmina::on_step` after the backward (isolation probe every step, gate
 //!   bookkeeping, registry ownership check, the seed's AdamW step, telemetry to a `NullSink`).
 //!
+//! The same three steps run with the slot on the host's output instead (`cpu/runtime/w512/*`:
+//! width 512, the seed `BP001` is then 512→256→512, the prototype's isolation seed).
+//!
 //! Kasmina's overhead is `step_with_kasmina / step_plain - 1`. Because the vCPU of the reference
 //! machine switches between a fast and a slow state every 0.25–1 s, the bench also runs the
 //! three steps interleaved (host-only, plain, Kasmina, repeated) and reports the medians, p05 and
@@ -224,14 +227,19 @@ impl Host {
         x.matmul(w.as_tensor())?.broadcast_add(b.as_tensor())
     }
 
-    /// The first layer and its ReLU: the slot's input.
-    fn first(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.layer(0, x)?.relu()
-    }
-
-    /// The layers after the slot.
-    fn rest(&self, h: &Tensor) -> candle_core::Result<Tensor> {
-        self.layer(2, &self.layer(1, h)?.relu()?)
+    /// The host's forward with `slot` applied after layer `at` (and its ReLU, if any).
+    fn forward(&self, x: &Tensor, at: usize, slot: &mut dyn FnMut(&Tensor) -> BoxResult<Tensor>) -> BoxResult<Tensor> {
+        let mut h = x.clone();
+        for i in 0..self.layers.len() {
+            h = self.layer(i, &h)?;
+            if i + 1 < self.layers.len() {
+                h = h.relu()?;
+            }
+            if i == at {
+                h = slot(&h)?;
+            }
+        }
+        Ok(h)
     }
 
     fn named_vars(&self) -> Vec<(String, Var)> {
@@ -257,8 +265,8 @@ struct PlainSeed {
 }
 
 impl PlainSeed {
-    fn new(dev: &Device) -> BoxResult<Self> {
-        let art = builtin::artifact(builtin::RESIDUAL_MLP, WIDTH, 0, dev)?;
+    fn new(width: usize, dev: &Device) -> BoxResult<Self> {
+        let art = builtin::artifact(builtin::RESIDUAL_MLP, width, 0, dev)?;
         let var = |n: &str| -> BoxResult<Var> { Ok(Var::from_tensor(art.tensors.get(n).ok_or("missing tensor")?)?) };
         let (down_w, down_b, up_w, up_b) = (var("down.weight")?, var("down.bias")?, var("up.weight")?, var("up.bias")?);
         let defaults = KasminaConfig::default();
@@ -276,7 +284,23 @@ impl PlainSeed {
     }
 }
 
+/// Where the slot sits: after the first hidden layer (width 1024, the seed `BP001` is a
+/// 1024→512→1024 residual MLP, 1 M parameters) or on the host's output (width 512, the seed is
+/// 512→256→512 as the prototype's isolation seed, 0.26 M parameters).
+#[derive(Clone, Copy)]
+struct Placement {
+    name: &'static str,
+    after_layer: usize,
+    width: usize,
+}
+
+const PLACEMENTS: [Placement; 2] = [
+    Placement { name: "cpu/runtime", after_layer: 0, width: WIDTH },
+    Placement { name: "cpu/runtime/w512", after_layer: 2, width: 512 },
+];
+
 struct Rig {
+    at: Placement,
     host: Host,
     x: Tensor,
     target: Tensor,
@@ -287,11 +311,11 @@ struct Rig {
 }
 
 impl Rig {
-    fn new() -> BoxResult<Self> {
+    fn new(at: Placement) -> BoxResult<Self> {
         let dev = Device::Cpu;
         let host = Host::new(&dev)?;
         let dir = tempfile::tempdir()?;
-        let library = builtin::write_library(dir.path(), &[WIDTH], 0)?;
+        let library = builtin::write_library(dir.path(), &[at.width], 0)?;
         let mut cfg = KasminaConfig::default();
         // Reach BLENDING quickly and stay there: a near-constant alpha over a very long schedule.
         cfg.training_steps = 4;
@@ -307,11 +331,12 @@ impl Rig {
             .host_vars(host.named_vars())
             .blueprints(library)
             .build()?;
-        let slot = kasmina.slot(SLOT, WIDTH)?;
+        let slot = kasmina.slot(SLOT, at.width)?;
         let rig = Self {
+            at,
             x: Tensor::randn(0f32, 1.0, (BATCH, 512), &dev)?,
             target: Tensor::randn(0f32, 1.0, (BATCH, 512), &dev)?,
-            plain: PlainSeed::new(&dev)?,
+            plain: PlainSeed::new(at.width, &dev)?,
             host,
             kasmina,
             slot,
@@ -363,18 +388,20 @@ impl Rig {
     }
 
     fn step_host_only(&self) -> BoxResult<f32> {
-        let h = self.host.first(&self.x)?;
-        let loss = mse(&self.host.rest(&h)?, &self.target)?;
+        let out = self.host.forward(&self.x, usize::MAX, &mut |h| Ok(h.clone()))?;
+        let loss = mse(&out, &self.target)?;
         let grads = loss.backward()?;
         black_box(&grads);
         Ok(loss.to_scalar::<f32>()?)
     }
 
     fn step_plain(&mut self) -> BoxResult<f32> {
-        let h = self.host.first(&self.x)?;
-        let s = self.plain.forward(&h)?;
-        let blended = s.affine(ALPHA, 0.0)?.add(&h.detach().affine(1.0 - ALPHA, 0.0)?)?;
-        let loss = mse(&self.host.rest(&blended)?, &self.target)?;
+        let seed = &self.plain;
+        let out = self.host.forward(&self.x, self.at.after_layer, &mut |h| {
+            let s = seed.forward(h)?;
+            Ok(s.affine(ALPHA, 0.0)?.add(&h.detach().affine(1.0 - ALPHA, 0.0)?)?)
+        })?;
+        let loss = mse(&out, &self.target)?;
         let grads = loss.backward()?;
         self.plain.opt.step(&grads)?;
         Ok(loss.to_scalar::<f32>()?)
@@ -382,9 +409,8 @@ impl Rig {
 
     /// One step through Kasmina; returns the loss and the grads (so on_step can be timed apart).
     fn forward_backward_with_kasmina(&self) -> BoxResult<(f32, GradStore)> {
-        let h = self.host.first(&self.x)?;
-        let h = self.slot.forward(&h)?;
-        let loss = mse(&self.host.rest(&h)?, &self.target)?;
+        let out = self.host.forward(&self.x, self.at.after_layer, &mut |h| Ok(self.slot.forward(h)?))?;
+        let loss = mse(&out, &self.target)?;
         let grads = loss.backward()?;
         Ok((loss.to_scalar::<f32>()?, grads))
     }
@@ -401,8 +427,14 @@ impl Rig {
 }
 
 fn training_step(c: &mut Criterion) {
-    let mut rig = Rig::new().expect("rig");
-    let mut group = c.benchmark_group("cpu/runtime");
+    for at in PLACEMENTS {
+        training_step_at(c, at);
+    }
+}
+
+fn training_step_at(c: &mut Criterion, at: Placement) {
+    let mut rig = Rig::new(at).expect("rig");
+    let mut group = c.benchmark_group(at.name);
     group.sampling_mode(SamplingMode::Flat).sample_size(30);
     group.warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(if quick() { 3 } else { 12 }));
     group.bench_function("step_host_only", |b| b.iter(|| rig.step_host_only().expect("step")));
@@ -412,7 +444,7 @@ fn training_step(c: &mut Criterion) {
     rig.check_blending().expect("the seed stayed in BLENDING");
 
     // Interleaved: host-only, plain, Kasmina, repeated (robust to the vCPU's speed switches).
-    let rounds = if quick() { 40 } else { 400 };
+    let rounds = if quick() { 40 } else { 300 };
     let (mut host_only, mut plain, mut with_k, mut on_step, mut diff) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let ns = |d: Duration| d.as_secs_f64() * 1e9;
@@ -441,16 +473,18 @@ fn training_step(c: &mut Criterion) {
     };
     let (mp, mk, md) = (median(&plain), median(&with_k), median(&diff));
     eprintln!(
-        "cpu/runtime interleaved: Kasmina overhead {:+.2} % (difference of medians), {:+.2} % (median of paired \
+        "{} (slot width {}) interleaved: Kasmina overhead {:+.2} % (difference of medians), {:+.2} % (median of paired \
          differences); on_step median {:.3} ms; the seed's own cost (plain - host only) {:+.1} %",
+        at.name,
+        at.width,
         (mk / mp - 1.0) * 100.0,
         md / mp * 100.0,
         median(&on_step) / 1e6,
         (mp / median(&host_only) - 1.0) * 100.0
     );
-    let name = |n: &str| format!("cpu/runtime/interleaved/{n}");
+    let name = |n: &str| format!("{}/interleaved/{n}", at.name);
     extras::report(
-        "runtime_step",
+        &format!("runtime_step_w{}", at.width),
         &[
             extras::Stats { name: name("step_host_only"), samples_ns: host_only },
             extras::Stats { name: name("step_plain"), samples_ns: plain },
@@ -459,7 +493,7 @@ fn training_step(c: &mut Criterion) {
         ],
     );
     let stats = rig.kasmina.stats();
-    eprintln!("cpu/runtime kasmina stats after the bench: {stats:?}");
+    eprintln!("{} kasmina stats after the bench: {stats:?}", at.name);
 }
 
 /// Re-runs this executable with candle pinned to one thread unless it already is (see
