@@ -26,7 +26,7 @@
 //!   host's forward and `Kasmina::on_step` after the backward (isolation probe every step, gate
 //!   bookkeeping, registry ownership check, the seed's AdamW step, telemetry to a `NullSink`).
 //!
-//! The same three steps run with the slot on the host's output instead (`cpu/runtime/w512/*`:
+//! The same three steps run with the slot on the host's input instead (`cpu/runtime/w512/*`:
 //! width 512, the seed `BP001` is then 512→256→512, the prototype's isolation seed).
 //!
 //! Kasmina's overhead is `step_with_kasmina / step_plain - 1`. Because the vCPU of the reference
@@ -227,16 +227,16 @@ impl Host {
         x.matmul(w.as_tensor())?.broadcast_add(b.as_tensor())
     }
 
-    /// The host's forward with `slot` applied after layer `at` (and its ReLU, if any).
+    /// The host's forward with `slot` applied to the input of layer `at` (0: the host's input).
     fn forward(&self, x: &Tensor, at: usize, slot: &mut dyn FnMut(&Tensor) -> BoxResult<Tensor>) -> BoxResult<Tensor> {
         let mut h = x.clone();
         for i in 0..self.layers.len() {
+            if i == at {
+                h = slot(&h)?;
+            }
             h = self.layer(i, &h)?;
             if i + 1 < self.layers.len() {
                 h = h.relu()?;
-            }
-            if i == at {
-                h = slot(&h)?;
             }
         }
         Ok(h)
@@ -284,19 +284,21 @@ impl PlainSeed {
     }
 }
 
-/// Where the slot sits: after the first hidden layer (width 1024, the seed `BP001` is a
-/// 1024→512→1024 residual MLP, 1 M parameters) or on the host's output (width 512, the seed is
-/// 512→256→512 as the prototype's isolation seed, 0.26 M parameters).
+/// Where the slot sits: on the input of the second layer (after the first hidden layer and its
+/// ReLU, width 1024: the seed `BP001` is a 1024→512→1024 residual MLP, 1 M parameters) or on the
+/// host's input (width 512: the seed is 512→256→512, the prototype's isolation seed, 0.26 M
+/// parameters). In BLENDING the slot's host branch is detached (decisions D4), so the layers
+/// before the slot get no gradient: with the slot on the input every host layer still trains.
 #[derive(Clone, Copy)]
 struct Placement {
     name: &'static str,
-    after_layer: usize,
+    before_layer: usize,
     width: usize,
 }
 
 const PLACEMENTS: [Placement; 2] = [
-    Placement { name: "cpu/runtime", after_layer: 0, width: WIDTH },
-    Placement { name: "cpu/runtime/w512", after_layer: 2, width: 512 },
+    Placement { name: "cpu/runtime", before_layer: 1, width: WIDTH },
+    Placement { name: "cpu/runtime/w512", before_layer: 0, width: 512 },
 ];
 
 struct Rig {
@@ -397,7 +399,7 @@ impl Rig {
 
     fn step_plain(&mut self) -> BoxResult<f32> {
         let seed = &self.plain;
-        let out = self.host.forward(&self.x, self.at.after_layer, &mut |h| {
+        let out = self.host.forward(&self.x, self.at.before_layer, &mut |h| {
             let s = seed.forward(h)?;
             Ok(s.affine(ALPHA, 0.0)?.add(&h.detach().affine(1.0 - ALPHA, 0.0)?)?)
         })?;
@@ -409,7 +411,7 @@ impl Rig {
 
     /// One step through Kasmina; returns the loss and the grads (so on_step can be timed apart).
     fn forward_backward_with_kasmina(&self) -> BoxResult<(f32, GradStore)> {
-        let out = self.host.forward(&self.x, self.at.after_layer, &mut |h| Ok(self.slot.forward(h)?))?;
+        let out = self.host.forward(&self.x, self.at.before_layer, &mut |h| Ok(self.slot.forward(h)?))?;
         let loss = mse(&out, &self.target)?;
         let grads = loss.backward()?;
         Ok((loss.to_scalar::<f32>()?, grads))

@@ -111,6 +111,13 @@ pub(crate) fn run(root: &Path, rest: &[String]) -> Result<()> {
     let regressions = match fs::read_to_string(&baseline_path) {
         Ok(text) => {
             let baseline: Value = serde_json::from_str(&text).context("parsing benches/baseline.json")?;
+            if baseline["machine"]["cpu"] != summary["machine"]["cpu"] {
+                eprintln!(
+                    "bench: note: the baseline was measured on `{}`, this run on `{}`: regressions may be the machine",
+                    baseline["machine"]["cpu"].as_str().unwrap_or("unknown"),
+                    summary["machine"]["cpu"].as_str().unwrap_or("unknown")
+                );
+            }
             compare(&entries, &baseline)
         }
         Err(_) => {
