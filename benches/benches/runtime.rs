@@ -64,6 +64,52 @@ const ALPHA: f64 = 0.5;
 const SLOT: &str = "hidden";
 const THREAD_VARS: [&str; 2] = ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"];
 
+/// Criterion's filter (its first positional argument), if any.
+fn filter() -> Option<String> {
+    const VALUED: &[&str] = &[
+        "--warm-up-time",
+        "--measurement-time",
+        "--sample-size",
+        "--save-baseline",
+        "--baseline",
+        "--baseline-lenient",
+        "--load-baseline",
+        "--output-format",
+        "--plotting-backend",
+        "--profile-time",
+        "--noise-threshold",
+        "--confidence-level",
+        "--significance-level",
+        "--nresamples",
+        "--color",
+        "--format",
+    ];
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        if VALUED.contains(&a.as_str()) {
+            i += 2;
+            continue;
+        }
+        if !a.starts_with('-') {
+            return Some(a.clone());
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Whether the figures measured outside criterion under `ids` are wanted: no filter, a filter that
+/// one of them contains (`cpu/runtime`, `cpu/runtime/step`, `w512`), or a regex we cannot judge.
+fn wanted(ids: &[String]) -> bool {
+    match filter() {
+        None => true,
+        Some(f) if f.chars().any(|c| "^$.*+?()[]{}|\\".contains(c)) => true,
+        Some(f) => ids.iter().any(|id| id.contains(f.as_str())),
+    }
+}
+
 fn quick() -> bool {
     std::env::var("KASMINA_BENCH_QUICK").is_ok_and(|v| v == "1")
 }
@@ -178,6 +224,13 @@ fn kernel_load(c: &mut Criterion) {
     group.finish();
 
     // Single calls: avg, p95, max (the design validator's figures).
+    let ids = [
+        "cpu/runtime/kernel_load/miss_disk/single_call".to_owned(),
+        "cpu/runtime/kernel_load/hit/single_call".to_owned(),
+    ];
+    if !wanted(&ids) {
+        return;
+    }
     let clock = quanta::Clock::new();
     let time = |n: usize, f: &dyn Fn()| -> Vec<f64> {
         (0..n)
@@ -435,6 +488,12 @@ fn training_step(c: &mut Criterion) {
 }
 
 fn training_step_at(c: &mut Criterion, at: Placement) {
+    let ids: Vec<String> = ["step_host_only", "step_plain", "step_with_kasmina", "interleaved/on_step"]
+        .map(|n| format!("{}/{n}", at.name))
+        .into();
+    if !wanted(&ids) {
+        return;
+    }
     let mut rig = Rig::new(at).expect("rig");
     let mut group = c.benchmark_group(at.name);
     group.sampling_mode(SamplingMode::Flat).sample_size(30);
