@@ -153,6 +153,10 @@ mod tests {
         assert_eq!(leyline::encode_peer(&adaptation_command()).len(), 214);
         assert_eq!(leyline::encode_peer(&system_state_packet(8, 4)).len(), 946);
         assert_eq!(leyline::encode_peer(&telemetry_packet(10, 5)).len(), 1010);
+        // No default-valued map entries: prost's own bytes are the peer's.
+        assert_eq!(adaptation_command().encode_to_vec(), leyline::encode_peer(&adaptation_command()));
+        assert_eq!(system_state_packet(8, 4).encode_to_vec(), leyline::encode_peer(&system_state_packet(8, 4)));
+        assert_eq!(telemetry_packet(10, 5).encode_to_vec(), leyline::encode_peer(&telemetry_packet(10, 5)));
     }
 
     #[test]
