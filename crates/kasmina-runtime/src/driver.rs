@@ -675,8 +675,13 @@ impl Kasmina {
         // Evidence and training-driven advances (D3).
         match stage {
             Stage::SeedStageTraining => {
+                // G1 reads the seed's loss relative to the host's on the same batch: in TRAINING
+                // the slot's value is the host's, so `report.loss` is the host's loss on exactly
+                // the batch the shadow loss was taken on, and the pairing removes batch-to-batch
+                // noise (which otherwise hides a seed's improvement once the host has plateaued).
                 if let Some(l) = report.shadow_losses.get(slot) {
-                    seed.seed_losses.push(*l);
+                    seed.seed_losses.push(*l - report.loss);
+                    seed.last_seed_loss = Some(*l);
                 }
                 if cfg.auto_advance && seed.steps_in_stage >= cfg.training_steps {
                     self.advance_seed(seed, slot, Stage::SeedStageBlending);
@@ -819,5 +824,51 @@ pub(crate) fn rollback_payload(seed_id: &str, stage: Stage, reason: &str, step: 
             ("epoch".to_owned(), n(f64::from(epoch))),
         ]
         .into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use leyline::adaptation_command::Payload;
+    use leyline::{AdaptationCommand, CommandSeedOperation, CommandType, HealthStatus, SeedOperation};
+
+    use super::*;
+
+    /// The escalation path of D6 (unreachable through the public forward, which always detaches
+    /// and whose registry refuses shared parameters first): violations count per seed, open the
+    /// isolation breaker at the threshold, cull the seed and make health CRITICAL.
+    #[test]
+    fn isolation_violations_escalate_to_breaker_cull_and_critical_health() {
+        let dir = std::env::temp_dir().join(format!("kasmina-escalation-{}", std::process::id()));
+        let library = builtin::write_library(&dir, &[8], 0).unwrap();
+        let k = Kasmina::builder().blueprints(library).build().unwrap();
+        let slot = k.slot("s", 8).unwrap();
+        let receipt = k.apply(AdaptationCommand {
+            command_id: "c1".into(),
+            command_type: CommandType::CommandSeed as i32,
+            target_seed_id: "seed-1".into(),
+            payload: Some(Payload::SeedOperation(CommandSeedOperation {
+                operation: SeedOperation::SeedOpGerminate as i32,
+                blueprint_id: builtin::RESIDUAL_MLP.into(),
+                parameters: Default::default(),
+            })),
+            ..Default::default()
+        });
+        assert!(receipt.accepted, "{receipt:?}");
+        let mut st = slot.cell.state.lock();
+        let seed = st.seed.as_mut().unwrap();
+        assert!(!k.isolation_violation(seed, "s", &["l1.weight".into()]));
+        assert!(!k.isolation_violation(seed, "s", &["l1.weight".into()]));
+        drop(st);
+        assert_eq!(k.health_inputs().violations, 2);
+        let mut st = slot.cell.state.lock();
+        let seed = st.seed.as_mut().unwrap();
+        assert!(k.isolation_violation(seed, "s", &["l1.weight".into()]), "culled at the threshold");
+        assert_eq!(seed.stage(), Stage::SeedStageEmbargoed);
+        assert_eq!(seed.cull_reason.as_deref(), Some("isolation_violation"));
+        drop(st);
+        assert!(k.inner.breakers.isolation_open());
+        assert_eq!(k.health().status(), HealthStatus::Critical);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -41,8 +41,11 @@ pub(crate) struct SeedRecord {
     pub(crate) fallback_used: bool,
     pub(crate) fetch_latency_ms: f64,
     pub(crate) cache_hit: bool,
-    /// Shadow seed losses in TRAINING (G1 evidence), oldest first.
+    /// Shadow seed loss minus the host's loss on the same batch, in TRAINING (G1 evidence),
+    /// oldest first.
     pub(crate) seed_losses: Vec<f32>,
+    /// The last shadow seed loss.
+    pub(crate) last_seed_loss: Option<f32>,
     /// Task losses in BLENDING (G2 evidence), oldest first.
     pub(crate) blend_losses: Vec<f32>,
     pub(crate) blended_finite: bool,
@@ -96,6 +99,7 @@ impl SeedRecord {
             fetch_latency_ms: 0.0,
             cache_hit: false,
             seed_losses: Vec::new(),
+            last_seed_loss: None,
             blend_losses: Vec::new(),
             blended_finite: true,
             steps_in_stage: 0,
