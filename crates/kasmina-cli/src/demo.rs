@@ -50,20 +50,24 @@ pub(crate) struct DemoArgs {
     /// Embargo of a culled seed, in seconds (both this and `--embargo-steps` must elapse).
     #[arg(long, default_value_t = 0.2)]
     embargo_secs: f64,
+    /// Learning rate of each seed's own optimiser (AdamW).
+    #[arg(long, default_value_t = 0.001)]
+    seed_lr: f64,
     /// Embargo of a culled seed, in training steps.
     #[arg(long, default_value_t = 64)]
     embargo_steps: u64,
 }
 
 /// The demo's lifecycle windows (steps): short enough to see a whole lifecycle in a minute.
-fn config(embargo_secs: f64, embargo_steps: u64) -> Result<KasminaConfig> {
+fn config(embargo_secs: f64, embargo_steps: u64, seed_lr: f64) -> Result<KasminaConfig> {
     let mut c = KasminaConfig::default();
     c.training_steps = 104;
     c.blending_steps = 52;
     c.shadowing_steps = 52;
     c.probation_steps = 52;
     c.auto_fossilize = false; // the controller (Tamiyo) sends FOSSILIZE
-    c.seed_learning_rate = 0.001;
+    anyhow::ensure!(seed_lr.is_finite() && seed_lr > 0.0, "--seed-lr must be positive");
+    c.seed_learning_rate = seed_lr;
     anyhow::ensure!(embargo_secs.is_finite() && embargo_secs >= 0.0, "--embargo-secs must be a non-negative number");
     c.embargo = Duration::from_secs_f64(embargo_secs);
     c.embargo_steps = embargo_steps;
@@ -78,7 +82,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
     let keys = KeyRing::with_key("default", secret.as_bytes())?;
     let telemetry_path = args.out.join("telemetry.jsonl");
     let telemetry = Telemetry::spawn(JsonLinesSink::create(&telemetry_path)?, TelemetryConfig::default())?;
-    let cfg = config(args.embargo_secs, args.embargo_steps)?;
+    let cfg = config(args.embargo_secs, args.embargo_steps, args.seed_lr)?;
     let probation_steps = cfg.probation_steps;
     let mut session = Session::new(SessionOptions {
         device,

@@ -675,13 +675,12 @@ impl Kasmina {
         // Evidence and training-driven advances (D3).
         match stage {
             Stage::SeedStageTraining => {
-                // G1 reads the seed's loss relative to the host's on the same batch: in TRAINING
-                // the slot's value is the host's, so `report.loss` is the host's loss on exactly
-                // the batch the shadow loss was taken on, and the pairing removes batch-to-batch
-                // noise (which otherwise hides a seed's improvement once the host has plateaued).
+                // G1 reads the shadow seed loss (decisions D2). Its difference with the host's
+                // loss on the same batch is exported too (`seed_loss_vs_host`): at a plateau it
+                // shows how little the straight-through signal moves the seed's standalone loss.
                 if let Some(l) = report.shadow_losses.get(slot) {
-                    seed.seed_losses.push(*l - report.loss);
-                    seed.last_seed_loss = Some(*l);
+                    seed.seed_losses.push(*l);
+                    seed.last_seed_loss_vs_host = Some(*l - report.loss);
                 }
                 if cfg.auto_advance && seed.steps_in_stage >= cfg.training_steps {
                     self.advance_seed(seed, slot, Stage::SeedStageBlending);

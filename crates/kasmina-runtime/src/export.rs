@@ -23,11 +23,11 @@ pub(crate) fn seed_state(cell: &SlotCell, _epoch: u32) -> SeedState {
     };
     let mut metrics = BTreeMap::new();
     metrics.insert("alpha".to_owned(), seed.current_alpha() as f32);
-    if let Some(l) = seed.last_seed_loss {
-        metrics.insert("seed_loss".to_owned(), l);
+    if let Some(l) = seed.seed_losses.last() {
+        metrics.insert("seed_loss".to_owned(), *l);
     }
-    if let Some(d) = seed.seed_losses.last() {
-        metrics.insert("seed_loss_vs_host".to_owned(), *d);
+    if let Some(d) = seed.last_seed_loss_vs_host {
+        metrics.insert("seed_loss_vs_host".to_owned(), d);
     }
     if let Some(l) = seed.blend_losses.last() {
         metrics.insert("blend_loss".to_owned(), *l);

@@ -41,11 +41,10 @@ pub(crate) struct SeedRecord {
     pub(crate) fallback_used: bool,
     pub(crate) fetch_latency_ms: f64,
     pub(crate) cache_hit: bool,
-    /// Shadow seed loss minus the host's loss on the same batch, in TRAINING (G1 evidence),
-    /// oldest first.
+    /// Shadow seed losses in TRAINING (G1 evidence), oldest first.
     pub(crate) seed_losses: Vec<f32>,
-    /// The last shadow seed loss.
-    pub(crate) last_seed_loss: Option<f32>,
+    /// The last shadow seed loss minus the host's loss on the same batch.
+    pub(crate) last_seed_loss_vs_host: Option<f32>,
     /// Task losses in BLENDING (G2 evidence), oldest first.
     pub(crate) blend_losses: Vec<f32>,
     pub(crate) blended_finite: bool,
@@ -99,7 +98,7 @@ impl SeedRecord {
             fetch_latency_ms: 0.0,
             cache_hit: false,
             seed_losses: Vec::new(),
-            last_seed_loss: None,
+            last_seed_loss_vs_host: None,
             blend_losses: Vec::new(),
             blended_finite: true,
             steps_in_stage: 0,
