@@ -164,8 +164,14 @@ impl Kasmina {
         } else {
             seed.registered = true;
         }
-        let monitor_config =
-            MonitorConfig { sample_every: self.inner.config.isolation_sample_every, ..MonitorConfig::default() };
+        // The host's gradient norm is the trainer's to report (`StepReport::host_grad_norm`);
+        // computing it here would cost a pass over every host gradient each step, so the monitor
+        // keeps the dot product only and the runtime takes the seed's norm itself.
+        let monitor_config = MonitorConfig {
+            sample_every: self.inner.config.isolation_sample_every,
+            grad_norms: false,
+            ..MonitorConfig::default()
+        };
         let monitor = IsolationMonitor::new(self.inner.host_vars.clone(), named, monitor_config)
             .map_err(|e| e.to_string())?
             .with_clock(self.inner.clock.clone());
