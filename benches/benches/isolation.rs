@@ -39,7 +39,6 @@ type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 const BATCH: usize = 64;
 const ALPHA: f64 = 0.5;
-const THREAD_VARS: [&str; 2] = ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"];
 
 struct Mlp {
     layers: Vec<(Var, Var)>,
@@ -175,24 +174,8 @@ fn isolation(c: &mut Criterion) {
     group.finish();
 }
 
-/// Re-runs this executable with candle pinned to one thread unless it already is (see the
-/// module docs), then checks candle's view.
-fn pin_candle_to_one_thread() {
-    let pinned = THREAD_VARS.iter().all(|v| std::env::var(v).as_deref() == Ok("1"));
-    if !pinned {
-        let exe = std::env::current_exe().expect("path of the bench executable");
-        let status = std::process::Command::new(exe)
-            .args(std::env::args_os().skip(1))
-            .envs(THREAD_VARS.map(|v| (v, "1")))
-            .status()
-            .expect("re-run the bench with candle pinned to one thread");
-        std::process::exit(status.code().unwrap_or(1));
-    }
-    assert_eq!(candle_core::utils::get_num_threads(), 1, "candle must run on one thread");
-}
-
 fn main() {
-    pin_candle_to_one_thread();
+    kasmina_benches::threads::pin_candle_to_one_thread();
     let mut c = Criterion::default().configure_from_args();
     isolation(&mut c);
     c.final_summary();

@@ -62,7 +62,6 @@ const BATCH: usize = 64;
 const WIDTH: usize = 1024;
 const ALPHA: f64 = 0.5;
 const SLOT: &str = "hidden";
-const THREAD_VARS: [&str; 2] = ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"];
 
 /// Criterion's filter (its first positional argument), if any.
 fn filter() -> Option<String> {
@@ -557,24 +556,8 @@ fn training_step_at(c: &mut Criterion, at: Placement) {
     eprintln!("{} kasmina stats after the bench: {stats:?}", at.name);
 }
 
-/// Re-runs this executable with candle pinned to one thread unless it already is (see
-/// `isolation.rs`), then checks candle's view.
-fn pin_candle_to_one_thread() {
-    let pinned = THREAD_VARS.iter().all(|v| std::env::var(v).as_deref() == Ok("1"));
-    if !pinned {
-        let exe = std::env::current_exe().expect("path of the bench executable");
-        let status = std::process::Command::new(exe)
-            .args(std::env::args_os().skip(1))
-            .envs(THREAD_VARS.map(|v| (v, "1")))
-            .status()
-            .expect("re-run the bench with candle pinned to one thread");
-        std::process::exit(status.code().unwrap_or(1));
-    }
-    assert_eq!(candle_core::utils::get_num_threads(), 1, "candle must run on one thread");
-}
-
 fn main() {
-    pin_candle_to_one_thread();
+    kasmina_benches::threads::pin_candle_to_one_thread();
     let mut c = Criterion::default().configure_from_args();
     kernel_load(&mut c);
     training_step(&mut c);

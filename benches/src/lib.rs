@@ -5,3 +5,4 @@
 //! like. Run the benches with `cargo xtask bench`.
 
 pub mod fixtures;
+pub mod threads;
