@@ -224,8 +224,10 @@ pub(crate) struct Session {
     pub(crate) model: Model,
     pub(crate) data: Dataset,
     opt: AdamW,
-    /// Fossilized seeds' variables, trained by the host optimiser.
+    /// Fossilized seeds' variables, trained on the host side from now on.
     extra_vars: Vec<candle_core::Var>,
+    /// The optimiser of the fossilized seeds' variables.
+    fossil_opt: Option<AdamW>,
     rng: StdRng,
     batch: usize,
     pub(crate) step: u64,
@@ -262,6 +264,7 @@ impl Session {
             data,
             opt,
             extra_vars: Vec::new(),
+            fossil_opt: None,
             rng: StdRng::seed_from_u64(opts.seed ^ 0xBA7C),
             batch: opts.batch.max(1),
             step: 0,
@@ -284,6 +287,9 @@ impl Session {
         let loss = cross_entropy(&logits, y)?;
         let grads = loss.backward()?;
         self.opt.step(&grads)?;
+        if let Some(opt) = self.fossil_opt.as_mut() {
+            opt.step(&grads)?;
+        }
         let loss_value = loss.to_scalar::<f32>()?;
         let mut fossilized = Vec::new();
         if self.model.slots.is_some() {
@@ -307,14 +313,18 @@ impl Session {
         Ok(StepInfo { step: self.step, loss: loss_value, fossilized })
     }
 
-    /// Adds a fossilized seed's variable to the host optimiser (AdamW has no `push`: rebuild it
-    /// with the same settings; the moment estimates of the host restart, which AdamW tolerates).
+    /// Hands a fossilized seed's variable to the host side. It gets an optimiser of its own with
+    /// the seed's settings (rebuilding the host's AdamW would reset its moment estimates and jolt
+    /// every host weight; the seed's weights would also jump from the seed's learning rate to the
+    /// host's).
     fn opt_push(&mut self, v: &candle_core::Var) -> Result<()> {
         self.extra_vars.push(v.clone());
-        let mut vars = self.model.varmap.all_vars();
-        vars.extend(self.extra_vars.iter().cloned());
-        let params = self.opt.params().clone();
-        self.opt = AdamW::new(vars, params)?;
+        let params = ParamsAdamW {
+            lr: self.kasmina.config().seed_learning_rate,
+            weight_decay: self.kasmina.config().seed_weight_decay,
+            ..ParamsAdamW::default()
+        };
+        self.fossil_opt = Some(AdamW::new(self.extra_vars.clone(), params)?);
         Ok(())
     }
 
