@@ -40,6 +40,11 @@ fn lifecycle(c: &mut Criterion) {
     let seed_loss = [2.0f32, 1.9, 1.7, 1.6, 1.4, 1.3, 1.2, 1.1];
     let blend_loss = [1.0f32, 1.02, 0.99, 1.01];
     let shape = [32usize, 128];
+    let breakers = [
+        ("kernel_fetch", CircuitBreakerState::CircuitStateClosed),
+        ("blending", CircuitBreakerState::CircuitStateClosed),
+        ("isolation", CircuitBreakerState::CircuitStateClosed),
+    ];
     let ladder: [(Stage, GateEvidence<'_>); 6] = [
         (
             Stage::SeedStageGerminated,
@@ -80,8 +85,10 @@ fn lifecycle(c: &mut Criterion) {
                 blended_output_finite: true,
                 loss_window: &blend_loss,
                 max_loss_variance: DEFAULT_MAX_LOSS_VARIANCE,
-                latency_ms: 3.0,
-                latency_budget_ms: 10.0,
+                hook_latency_ms: 3.0,
+                hook_latency_budget_ms: 10.0,
+                fetch_latency_ms: 20.0,
+                fetch_latency_budget_ms: 50.0,
                 fallback_used: false,
             }
             .into(),
@@ -106,7 +113,7 @@ fn lifecycle(c: &mut Criterion) {
                 baseline_metric: 1.0,
                 tolerance: DEFAULT_G4_TOLERANCE,
                 isolation_violations: 0,
-                breaker_state: CircuitBreakerState::CircuitStateClosed,
+                breakers: &breakers,
             }
             .into(),
         ),

@@ -1,9 +1,10 @@
 //! `cargo xtask layering`: the crate graph must follow the layers of `STYLE.md`.
 //!
-//! L0 `leyline` depends on no workspace crate. L1, the seven domain crates, depend only on
-//! `leyline` (never on each other). L2 `kasmina-runtime` composes L0 and L1. L3 (binaries and
-//! the benches) may use everything below. `xtask` depends on no workspace crate and no crate
-//! depends on it. Candle may be used only where tensors are the subject.
+//! L0, the wire contract `leyline` and the wall clock `kasmina-clock`, depends on no workspace
+//! crate (not even on each other). L1, the seven domain crates, depend only on L0 crates (never
+//! on each other). L2 `kasmina-runtime` composes L0 and L1. L3 (binaries and the benches) may use
+//! everything below. `xtask` depends on no workspace crate and no crate depends on it. Candle may
+//! be used only where tensors are the subject.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,6 +15,7 @@ use anyhow::{Context, Result, bail};
 /// means deciding its layer here.
 pub(crate) const LAYERS: &[(&str, u8)] = &[
     ("leyline", 0),
+    ("kasmina-clock", 0),
     ("kasmina-lifecycle", 1),
     ("kasmina-safety", 1),
     ("kasmina-isolation", 1),
@@ -69,7 +71,7 @@ pub(crate) fn edge_allowed(from: &str, to: &str) -> Result<(), String> {
 
 fn layer_name(l: u8) -> &'static str {
     match l {
-        0 => "L0 wire contract",
+        0 => "L0 foundation (wire contract, wall clock)",
         1 => "L1 domain",
         2 => "L2 runtime",
         3 => "L3 binaries/benches",
@@ -151,7 +153,8 @@ mod tests {
     fn clean_graph() -> Vec<Package> {
         vec![
             pkg("leyline", &["prost"]),
-            pkg("kasmina-safety", &["leyline", "thiserror"]),
+            pkg("kasmina-clock", &[]),
+            pkg("kasmina-safety", &["leyline", "kasmina-clock", "thiserror"]),
             pkg("kasmina-memory", &["leyline", "moka"]),
             pkg("kasmina-isolation", &["leyline", "candle-core"]),
             pkg("kasmina-runtime", &["leyline", "kasmina-safety", "kasmina-memory", "candle-core"]),
@@ -166,9 +169,34 @@ mod tests {
     }
 
     #[test]
+    fn domain_crates_may_use_every_l0_crate() {
+        for from in ["kasmina-lifecycle", "kasmina-security", "kasmina-telemetry", "kasmina-safety"] {
+            for to in ["leyline", "kasmina-clock"] {
+                assert_eq!(edge_allowed(from, to), Ok(()), "{from} -> {to}");
+            }
+        }
+        assert_eq!(edge_allowed("kasmina-runtime", "kasmina-clock"), Ok(()));
+        assert_eq!(edge_allowed("kasmina-cli", "kasmina-clock"), Ok(()));
+    }
+
+    #[test]
+    fn l0_crates_depend_on_no_workspace_crate() {
+        for (from, to) in
+            [("kasmina-clock", "leyline"), ("leyline", "kasmina-clock"), ("kasmina-clock", "kasmina-safety")]
+        {
+            assert!(edge_allowed(from, to).is_err(), "{from} -> {to} should be refused");
+        }
+        let mut g = clean_graph();
+        g[1] = pkg("kasmina-clock", &["leyline"]);
+        let v = violations(&g);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].contains("`kasmina-clock`") && v[0].contains("`leyline`"), "{v:?}");
+    }
+
+    #[test]
     fn domain_to_domain_edge_fails() {
         let mut g = clean_graph();
-        g[1] = pkg("kasmina-safety", &["leyline", "kasmina-memory"]);
+        g[2] = pkg("kasmina-safety", &["leyline", "kasmina-memory"]);
         let v = violations(&g);
         assert_eq!(v.len(), 1, "{v:?}");
         assert!(v[0].contains("`kasmina-safety`") && v[0].contains("`kasmina-memory`"), "{v:?}");
@@ -190,7 +218,7 @@ mod tests {
     #[test]
     fn candle_in_safety_fails() {
         let mut g = clean_graph();
-        g[1] = pkg("kasmina-safety", &["leyline", "candle-core"]);
+        g[2] = pkg("kasmina-safety", &["leyline", "candle-core"]);
         let v = violations(&g);
         assert!(v.iter().any(|e| e.contains("candle")), "{v:?}");
     }

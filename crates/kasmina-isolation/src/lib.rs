@@ -10,7 +10,7 @@
 //!   residual: input + kernel delta, the add lives here), [`straight_through`] (TRAINING) and
 //!   [`blend`] (BLENDING);
 //! - [`AlphaSchedule`] (sigmoid ramp, [`BlendPhase`] with hysteresis, gate G2's
-//!   [`AlphaSchedule::is_complete`]) and [`adaptive_grad_clip`];
+//!   [`AlphaSchedule::is_complete`]);
 //! - [`IsolationMonitor`] (decisions D6): the projection probe over one row of the seed's real
 //!   input, the shared-parameter check, the dot product and gradient norms, returned as an
 //!   [`IsolationReport`].
@@ -58,4 +58,4 @@ pub use monitor::{
     IsolationMonitor, IsolationReport, IsolationVerdict, MonitorConfig, MonitorCounters, Probe, SkipReason,
     ViolationReason,
 };
-pub use schedule::{AlphaSchedule, BlendPhase, HYSTERESIS_BAND, PHASE_EDGES, adaptive_grad_clip};
+pub use schedule::{AlphaSchedule, BlendPhase, HYSTERESIS_BAND, PHASE_EDGES};

@@ -1,4 +1,5 @@
-//! The alpha schedule of BLENDING (facts §4.4): sigmoid ramp, hysteresis phases, adaptive clip.
+//! The alpha schedule of BLENDING: the prototype's sigmoid ramp, with the design's hysteresis
+//! phases.
 
 use crate::error::{Error, Result};
 
@@ -13,15 +14,6 @@ pub const PHASE_EDGES: [f64; 2] = [0.3, 0.7];
 const UP_THRESHOLDS: [f64; 2] = [0.32, 0.72];
 /// `edge − band` for each edge (see [`UP_THRESHOLDS`]).
 const DOWN_THRESHOLDS: [f64; 2] = [0.28, 0.68];
-
-/// The gradient clip for the seed at blend factor `alpha`: `0.1 / (1 + 100·(alpha − 0.5)²)`.
-///
-/// 0.1 at alpha 0.5, about 0.00385 at alpha 0 or 1: the clip is loosest when host and seed weigh
-/// the same. `alpha` is clamped to `[0, 1]` first; a NaN alpha gives NaN.
-pub fn adaptive_grad_clip(alpha: f64) -> f64 {
-    let a = alpha.clamp(0.0, 1.0) - 0.5;
-    0.1 / (1.0 + 100.0 * a * a)
-}
 
 /// Which side of the blend dominates, with hysteresis: the reported phase.
 ///
@@ -121,9 +113,9 @@ impl Default for AlphaSchedule {
 }
 
 impl AlphaSchedule {
-    /// Default length of the ramp in steps (facts §4.4).
+    /// Default length of the ramp in steps (the prototype manager's default).
     pub const DEFAULT_TOTAL_STEPS: u64 = 20;
-    /// Default sigmoid temperature (facts §4.4).
+    /// Default sigmoid temperature (the prototype manager's default).
     pub const DEFAULT_TEMPERATURE: f64 = 2.0;
     /// Lower bound applied to the temperature in the formula.
     pub const MIN_TEMPERATURE: f64 = 1e-6;
@@ -205,11 +197,6 @@ impl AlphaSchedule {
     /// completed".
     pub fn is_complete(&self) -> bool {
         self.step >= self.total_steps
-    }
-
-    /// [`adaptive_grad_clip`] at the current alpha.
-    pub fn grad_clip(&self) -> f64 {
-        adaptive_grad_clip(self.alpha)
     }
 }
 

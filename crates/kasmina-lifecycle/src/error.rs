@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use leyline::{GateEvent, SeedLifecycleGate, SeedLifecycleStage};
 
+use crate::gates::GateReason;
+
 /// Everything a lifecycle operation can refuse. A refused operation leaves the seed unchanged.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -60,8 +62,8 @@ pub enum Error {
         from: SeedLifecycleStage,
         /// The stage that was requested.
         to: SeedLifecycleStage,
-        /// The gate's reason (one of [`crate::gates::reasons`]).
-        reason: String,
+        /// Why the gate refused (the first failed check); `event.reason` is its wire string.
+        reason: GateReason,
         /// The gate event, `passed == false`.
         event: Box<GateEvent>,
     },

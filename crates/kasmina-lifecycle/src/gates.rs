@@ -2,97 +2,159 @@
 //!
 //! Each evaluator is a pure function of a [`GateContext`] (seed, move, wall time) and its
 //! evidence struct, and returns the [`GateEvent`] to emit, pass or fail. A failing gate names the
-//! first check that failed in `reason` (one of the [`reasons`] constants) and carries the values
-//! it looked at in `attributes`. A passing gate carries a small, fixed set of attributes (as the
+//! first check that failed in `reason` (a [`GateReason`], on the wire as its stable string, listed
+//! in [`reasons`]) and carries the values it looked at in `attributes`. A passing gate carries a small, fixed set of attributes (as the
 //! prototype did: G0 `blueprint_id`, G1 at germination `kernel_attached`, G2 `fallback_used`, G3
 //! `dtype`, G4 `metric` and `baseline`); measured values that caused a
 //! failure are attached only to the failing event. [`evaluate`] dispatches a [`GateEvidence`] to
 //! its evaluator.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use leyline::SeedLifecycleGate as Gate;
 use leyline::SeedLifecycleStage as Stage;
 use leyline::{BlueprintDescriptor, CircuitBreakerState, GateEvent};
 
-/// The stable reason strings a failing gate reports (`GateEvent::reason`), in snake_case.
-pub mod reasons {
-    /// G0: the seed id is empty, longer than [`super::MAX_SEED_ID_LEN`] bytes, or holds whitespace
-    /// or control characters.
-    pub const INVALID_SEED_ID: &str = "invalid_seed_id";
+/// Defines [`GateReason`] and the [`reasons`] module from one list, so a variant, its wire
+/// string and its constant cannot drift apart.
+macro_rules! gate_reasons {
+    ($($(#[doc = $doc:literal])+ $variant:ident => $konst:ident = $wire:literal;)+) => {
+        /// Why a gate refused a move: the first check that failed. On the wire it travels as
+        /// [`as_str`](Self::as_str) in `GateEvent::reason` (stable snake_case strings, also listed
+        /// in [`reasons`]); [`from_wire`](Self::from_wire) parses it back.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum GateReason {
+            $(
+                #[doc = concat!("`", $wire, "`: ")]
+                $(#[doc = $doc])+
+                $variant,
+            )+
+        }
+
+        impl GateReason {
+            /// Every reason, in declaration order (by gate).
+            pub const ALL: &'static [GateReason] = &[$(Self::$variant),+];
+
+            /// The reason's stable wire string (`GateEvent::reason`), e.g. `"kernel_not_attached"`.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $wire,)+
+                }
+            }
+
+            /// The reason whose wire string is `wire` (exact match), `None` for any other string.
+            pub fn from_wire(wire: &str) -> Option<Self> {
+                match wire {
+                    $($wire => Some(Self::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        /// The stable reason strings a failing gate reports (`GateEvent::reason`), in snake_case:
+        /// the wire form of each [`GateReason`], defined from it.
+        pub mod reasons {
+            use super::GateReason;
+            $(
+                #[doc = concat!("`", $wire, "` ([`GateReason::", stringify!($variant), "`]): ")]
+                $(#[doc = $doc])+
+                pub const $konst: &str = GateReason::$variant.as_str();
+            )+
+        }
+    };
+}
+
+gate_reasons! {
+    /// G0: the seed id is empty, longer than [`gates::MAX_SEED_ID_LEN`](crate::gates::MAX_SEED_ID_LEN)
+    /// bytes, or holds whitespace or control characters.
+    InvalidSeedId => INVALID_SEED_ID = "invalid_seed_id";
     /// G0: a seed with this id is already live in another slot.
-    pub const SEED_ALREADY_LIVE: &str = "seed_already_live";
+    SeedAlreadyLive => SEED_ALREADY_LIVE = "seed_already_live";
     /// G0: the requested blueprint id is blank.
-    pub const MISSING_BLUEPRINT_ID: &str = "missing_blueprint_id";
+    MissingBlueprintId => MISSING_BLUEPRINT_ID = "missing_blueprint_id";
     /// G0: the blueprint library does not know the blueprint.
-    pub const BLUEPRINT_UNKNOWN: &str = "blueprint_unknown";
+    BlueprintUnknown => BLUEPRINT_UNKNOWN = "blueprint_unknown";
     /// G0: the descriptor given is for another blueprint than the one requested.
-    pub const BLUEPRINT_MISMATCH: &str = "blueprint_mismatch";
+    BlueprintMismatch => BLUEPRINT_MISMATCH = "blueprint_mismatch";
     /// G0: a parameter is NaN or infinite (attribute `parameter`).
-    pub const PARAMETER_NOT_FINITE: &str = "parameter_not_finite";
+    ParameterNotFinite => PARAMETER_NOT_FINITE = "parameter_not_finite";
     /// G0: a parameter is not among the blueprint's `allowed_parameters` (attribute `parameter`).
-    pub const PARAMETER_NOT_ALLOWED: &str = "parameter_not_allowed";
+    ParameterNotAllowed => PARAMETER_NOT_ALLOWED = "parameter_not_allowed";
     /// G0: a parameter lies outside its `allowed_parameters` bounds (attributes `parameter`,
     /// `value`, `min`, `max`).
-    pub const PARAMETER_OUT_OF_BOUNDS: &str = "parameter_out_of_bounds";
+    ParameterOutOfBounds => PARAMETER_OUT_OF_BOUNDS = "parameter_out_of_bounds";
     /// G1 (GERMINATED → TRAINING): no kernel is attached to the seed.
-    pub const KERNEL_NOT_ATTACHED: &str = "kernel_not_attached";
+    KernelNotAttached => KERNEL_NOT_ATTACHED = "kernel_not_attached";
     /// G1 (GERMINATED → TRAINING): the seed's parameters are not registered.
-    pub const PARAMETERS_NOT_REGISTERED: &str = "parameters_not_registered";
+    ParametersNotRegistered => PARAMETERS_NOT_REGISTERED = "parameters_not_registered";
     /// G1 (GERMINATED → TRAINING): registering the seed's parameters hit a conflict.
-    pub const REGISTRATION_CONFLICT: &str = "registration_conflict";
+    RegistrationConflict => REGISTRATION_CONFLICT = "registration_conflict";
     /// G1 (GERMINATED → TRAINING): the isolation monitor is not armed for the seed.
-    pub const ISOLATION_NOT_ARMED: &str = "isolation_not_armed";
+    IsolationNotArmed => ISOLATION_NOT_ARMED = "isolation_not_armed";
     /// G1, G4: the seed has gradient-isolation violations (attribute `violations`).
-    pub const ISOLATION_VIOLATIONS_PRESENT: &str = "isolation_violations_present";
+    IsolationViolationsPresent => ISOLATION_VIOLATIONS_PRESENT = "isolation_violations_present";
     /// G1 (TRAINING → BLENDING): fewer than two seed-loss samples in the window.
-    pub const SEED_LOSS_WINDOW_TOO_SHORT: &str = "seed_loss_window_too_short";
+    SeedLossWindowTooShort => SEED_LOSS_WINDOW_TOO_SHORT = "seed_loss_window_too_short";
     /// G1 (TRAINING → BLENDING): a seed-loss sample is NaN or infinite.
-    pub const SEED_LOSS_NOT_FINITE: &str = "seed_loss_not_finite";
+    SeedLossNotFinite => SEED_LOSS_NOT_FINITE = "seed_loss_not_finite";
     /// G1 (TRAINING → BLENDING): the mean of the window's last part is not below the mean of its
     /// first part.
-    pub const SEED_LOSS_NOT_IMPROVED: &str = "seed_loss_not_improved";
+    SeedLossNotImproved => SEED_LOSS_NOT_IMPROVED = "seed_loss_not_improved";
     /// G1 (TRAINING → BLENDING): the isolation hook took longer than its budget.
-    pub const HOOK_LATENCY_EXCEEDED: &str = "hook_latency_exceeded";
+    HookLatencyExceeded => HOOK_LATENCY_EXCEEDED = "hook_latency_exceeded";
     /// G2: the alpha schedule has not reached its end.
-    pub const ALPHA_SCHEDULE_INCOMPLETE: &str = "alpha_schedule_incomplete";
+    AlphaScheduleIncomplete => ALPHA_SCHEDULE_INCOMPLETE = "alpha_schedule_incomplete";
     /// G2: the blended output holds NaN or infinite values.
-    pub const BLENDED_OUTPUT_NOT_FINITE: &str = "blended_output_not_finite";
+    BlendedOutputNotFinite => BLENDED_OUTPUT_NOT_FINITE = "blended_output_not_finite";
     /// G2: fewer than two loss samples in the window.
-    pub const LOSS_WINDOW_TOO_SHORT: &str = "loss_window_too_short";
+    LossWindowTooShort => LOSS_WINDOW_TOO_SHORT = "loss_window_too_short";
     /// G2: a loss sample is NaN or infinite.
-    pub const LOSS_NOT_FINITE: &str = "loss_not_finite";
+    LossNotFinite => LOSS_NOT_FINITE = "loss_not_finite";
     /// G2: the loss variance over the window is not below the threshold (oscillation).
-    pub const LOSS_VARIANCE_TOO_HIGH: &str = "loss_variance_too_high";
-    /// G2: kernel fetch or hook latency exceeded its budget.
-    pub const LATENCY_BUDGET_EXCEEDED: &str = "latency_budget_exceeded";
+    LossVarianceTooHigh => LOSS_VARIANCE_TOO_HIGH = "loss_variance_too_high";
+    /// G2: the hook latency or the kernel-fetch latency exceeded its own budget (attributes
+    /// `latency` = `hook` or `fetch`, `latency_ms`, `budget_ms`).
+    LatencyBudgetExceeded => LATENCY_BUDGET_EXCEEDED = "latency_budget_exceeded";
     /// G3: the seed's output shape differs from the host activation's.
-    pub const OUTPUT_SHAPE_MISMATCH: &str = "output_shape_mismatch";
+    OutputShapeMismatch => OUTPUT_SHAPE_MISMATCH = "output_shape_mismatch";
     /// G3: the seed's output dtype differs from the host activation's.
-    pub const OUTPUT_DTYPE_MISMATCH: &str = "output_dtype_mismatch";
+    OutputDtypeMismatch => OUTPUT_DTYPE_MISMATCH = "output_dtype_mismatch";
     /// G3: the seed's telemetry is incomplete.
-    pub const TELEMETRY_INCOMPLETE: &str = "telemetry_incomplete";
+    TelemetryIncomplete => TELEMETRY_INCOMPLETE = "telemetry_incomplete";
     /// G3: a pause/resume cycle happened and did not restore the kernel.
-    pub const KERNEL_NOT_RESTORED: &str = "kernel_not_restored";
+    KernelNotRestored => KERNEL_NOT_RESTORED = "kernel_not_restored";
     /// G4: the validation metric or the baseline is NaN or infinite.
-    pub const VALIDATION_METRIC_NOT_FINITE: &str = "validation_metric_not_finite";
+    ValidationMetricNotFinite => VALIDATION_METRIC_NOT_FINITE = "validation_metric_not_finite";
     /// G4: the tolerance is negative or not finite.
-    pub const INVALID_TOLERANCE: &str = "invalid_tolerance";
+    InvalidTolerance => INVALID_TOLERANCE = "invalid_tolerance";
     /// G4: the validation metric is worse than the baseline beyond the tolerance.
-    pub const VALIDATION_REGRESSED: &str = "validation_regressed";
-    /// G4: the protecting circuit breaker is not closed (attribute `breaker_state`).
-    pub const BREAKER_NOT_CLOSED: &str = "breaker_not_closed";
+    ValidationRegressed => VALIDATION_REGRESSED = "validation_regressed";
+    /// G4: a circuit breaker is not closed (attributes `breaker`, the first such breaker's name,
+    /// and `breaker_state`).
+    BreakerNotClosed => BREAKER_NOT_CLOSED = "breaker_not_closed";
     /// G5: the seed's kernel is still held.
-    pub const KERNEL_NOT_DROPPED: &str = "kernel_not_dropped";
+    KernelNotDropped => KERNEL_NOT_DROPPED = "kernel_not_dropped";
     /// G5: the seed's parameters are still registered.
-    pub const PARAMETERS_NOT_DEREGISTERED: &str = "parameters_not_deregistered";
+    ParametersNotDeregistered => PARAMETERS_NOT_DEREGISTERED = "parameters_not_deregistered";
     /// G5: the seed's isolation session is still open.
-    pub const ISOLATION_SESSION_OPEN: &str = "isolation_session_open";
+    IsolationSessionOpen => ISOLATION_SESSION_OPEN = "isolation_session_open";
     /// G5: the seed's counters (violations, windows) are not zero.
-    pub const COUNTERS_NOT_ZEROED: &str = "counters_not_zeroed";
+    CountersNotZeroed => COUNTERS_NOT_ZEROED = "counters_not_zeroed";
     /// G5: cache entries for the seed remain.
-    pub const CACHE_ENTRIES_REMAINING: &str = "cache_entries_remaining";
+    CacheEntriesRemaining => CACHE_ENTRIES_REMAINING = "cache_entries_remaining";
+    /// G5: the slot does not forward the host activation unchanged (it must be the identity once
+    /// its seed is gone).
+    SlotOutputChanged => SLOT_OUTPUT_CHANGED = "slot_output_changed";
+}
+
+impl fmt::Display for GateReason {
+    /// The wire string ([`GateReason::as_str`]).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Longest seed id G0 accepts, in bytes.
@@ -172,10 +234,14 @@ pub struct StabilityEvidence<'a> {
     pub loss_window: &'a [f32],
     /// Ceiling on the window's (population) variance; [`DEFAULT_MAX_LOSS_VARIANCE`] by default.
     pub max_loss_variance: f64,
-    /// Kernel fetch / hook latency, in ms.
-    pub latency_ms: f64,
-    /// Its budget, in ms.
-    pub latency_budget_ms: f64,
+    /// The isolation hook's latency (worst or last over the window), in ms.
+    pub hook_latency_ms: f64,
+    /// The hook's budget, in ms.
+    pub hook_latency_budget_ms: f64,
+    /// The kernel fetch's latency, in ms.
+    pub fetch_latency_ms: f64,
+    /// The kernel fetch's budget, in ms.
+    pub fetch_latency_budget_ms: f64,
     /// A fallback kernel serves the seed. Reported, never a failure by itself.
     pub fallback_used: bool,
 }
@@ -230,7 +296,7 @@ impl MetricDirection {
 
 /// G4 evidence (PROBATIONARY → FOSSILIZED).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SystemImpactEvidence {
+pub struct SystemImpactEvidence<'a> {
     /// Which way the metric improves.
     pub direction: MetricDirection,
     /// The validation metric now.
@@ -241,8 +307,9 @@ pub struct SystemImpactEvidence {
     pub tolerance: f64,
     /// Isolation violations recorded for the seed.
     pub isolation_violations: u32,
-    /// State of the breaker that protects the seed's operations; only CLOSED passes.
-    pub breaker_state: CircuitBreakerState,
+    /// Every circuit breaker by name with its state; G4 passes only when all are CLOSED (an
+    /// empty list has none open).
+    pub breakers: &'a [(&'a str, CircuitBreakerState)],
 }
 
 /// G5 evidence (RESETTING → DORMANT): the slot-clean report.
@@ -258,6 +325,8 @@ pub struct ResetEvidence {
     pub counters_zeroed: bool,
     /// Cache entries for the seed have been removed.
     pub cache_entries_removed: bool,
+    /// The slot forwards the host activation unchanged (observed, checked last).
+    pub slot_forwards_host_unchanged: bool,
 }
 
 /// The evidence for one gated move; the variant names the gate and the move it fits.
@@ -274,7 +343,7 @@ pub enum GateEvidence<'a> {
     /// G3, SHADOWING → PROBATIONARY.
     Interface(InterfaceEvidence<'a>),
     /// G4, PROBATIONARY → FOSSILIZED.
-    SystemImpact(SystemImpactEvidence),
+    SystemImpact(SystemImpactEvidence<'a>),
     /// G5, RESETTING → DORMANT.
     Reset(ResetEvidence),
 }
@@ -322,20 +391,28 @@ evidence_from!(
     Training(TrainingEvidence<'a>),
     Stability(StabilityEvidence<'a>),
     Interface(InterfaceEvidence<'a>),
-    SystemImpact(SystemImpactEvidence),
+    SystemImpact(SystemImpactEvidence<'a>),
     Reset(ResetEvidence),
 );
 
 /// Runs the evaluator that `evidence` is for.
 pub fn evaluate(ctx: &GateContext<'_>, evidence: &GateEvidence<'_>) -> GateEvent {
+    verdict(ctx, evidence).0
+}
+
+/// A gate's event and its typed outcome (`Err` holds the reason the event carries as a string).
+pub(crate) type Verdict = (GateEvent, Result<(), GateReason>);
+
+/// Runs the evaluator that `evidence` is for, keeping the typed reason.
+pub(crate) fn verdict(ctx: &GateContext<'_>, evidence: &GateEvidence<'_>) -> Verdict {
     match evidence {
-        GateEvidence::Sanity(e) => evaluate_g0_sanity(ctx, e),
-        GateEvidence::Germinated(e) => evaluate_g1_germinated(ctx, e),
-        GateEvidence::Training(e) => evaluate_g1_training(ctx, e),
-        GateEvidence::Stability(e) => evaluate_g2_stability(ctx, e),
-        GateEvidence::Interface(e) => evaluate_g3_interface(ctx, e),
-        GateEvidence::SystemImpact(e) => evaluate_g4_system_impact(ctx, e),
-        GateEvidence::Reset(e) => evaluate_g5_reset(ctx, e),
+        GateEvidence::Sanity(e) => g0_sanity(ctx, e),
+        GateEvidence::Germinated(e) => g1_germinated(ctx, e),
+        GateEvidence::Training(e) => g1_training(ctx, e),
+        GateEvidence::Stability(e) => g2_stability(ctx, e),
+        GateEvidence::Interface(e) => g3_interface(ctx, e),
+        GateEvidence::SystemImpact(e) => g4_system_impact(ctx, e),
+        GateEvidence::Reset(e) => g5_reset(ctx, e),
     }
 }
 
@@ -371,21 +448,18 @@ impl Run {
         self
     }
 
-    fn finish(self, ctx: &GateContext<'_>, outcome: Result<(), &'static str>) -> GateEvent {
-        let (passed, reason) = match outcome {
-            Ok(()) => (true, String::new()),
-            Err(reason) => (false, reason.to_owned()),
-        };
-        GateEvent {
+    fn finish(self, ctx: &GateContext<'_>, outcome: Result<(), GateReason>) -> Verdict {
+        let event = GateEvent {
             gate: self.gate as i32,
-            passed,
-            reason,
+            passed: outcome.is_ok(),
+            reason: outcome.err().map(GateReason::as_str).unwrap_or_default().to_owned(),
             seed_id: ctx.seed_id.to_owned(),
             attributes: self.attributes,
             timestamp: Some(timestamp(ctx.at)),
             from_stage: ctx.from as i32,
             to_stage: ctx.to as i32,
-        }
+        };
+        (event, outcome)
     }
 }
 
@@ -406,35 +480,39 @@ fn below(value: f64, ceiling: f64) -> bool {
 /// G0 Sanity: seed id valid and not live, blueprint present and known, every parameter finite,
 /// allowed and inside its bounds.
 pub fn evaluate_g0_sanity(ctx: &GateContext<'_>, e: &SanityEvidence<'_>) -> GateEvent {
-    use reasons::*;
+    g0_sanity(ctx, e).0
+}
+
+fn g0_sanity(ctx: &GateContext<'_>, e: &SanityEvidence<'_>) -> Verdict {
+    use GateReason::*;
     let mut run = Run::new(Gate::SeedGateG0Sanity);
     let blueprint_id = e.blueprint_id.trim();
     run.attr("blueprint_id", blueprint_id);
     let outcome = (|| {
         if !seed_id_valid(ctx.seed_id) {
-            return Err(INVALID_SEED_ID);
+            return Err(InvalidSeedId);
         }
         if e.seed_already_live {
-            return Err(SEED_ALREADY_LIVE);
+            return Err(SeedAlreadyLive);
         }
         if blueprint_id.is_empty() {
-            return Err(MISSING_BLUEPRINT_ID);
+            return Err(MissingBlueprintId);
         }
         let Some(descriptor) = e.blueprint else {
-            return Err(BLUEPRINT_UNKNOWN);
+            return Err(BlueprintUnknown);
         };
         if descriptor.blueprint_id.trim() != blueprint_id {
             run.attr("descriptor_id", &descriptor.blueprint_id);
-            return Err(BLUEPRINT_MISMATCH);
+            return Err(BlueprintMismatch);
         }
         for (name, &value) in e.parameters {
             if !value.is_finite() {
                 run.attr("parameter", name).attr("value", value);
-                return Err(PARAMETER_NOT_FINITE);
+                return Err(ParameterNotFinite);
             }
             let Some(bounds) = descriptor.allowed_parameters.get(name) else {
                 run.attr("parameter", name);
-                return Err(PARAMETER_NOT_ALLOWED);
+                return Err(ParameterNotAllowed);
             };
             let v = f64::from(value);
             if !(bounds.min_value <= v && v <= bounds.max_value) {
@@ -442,7 +520,7 @@ pub fn evaluate_g0_sanity(ctx: &GateContext<'_>, e: &SanityEvidence<'_>) -> Gate
                     .attr("value", value)
                     .attr("min", bounds.min_value)
                     .attr("max", bounds.max_value);
-                return Err(PARAMETER_OUT_OF_BOUNDS);
+                return Err(ParameterOutOfBounds);
             }
         }
         Ok(())
@@ -453,20 +531,24 @@ pub fn evaluate_g0_sanity(ctx: &GateContext<'_>, e: &SanityEvidence<'_>) -> Gate
 /// G1 Gradient health at GERMINATED → TRAINING: kernel attached, parameters registered without
 /// conflict, isolation monitor armed, no violation so far.
 pub fn evaluate_g1_germinated(ctx: &GateContext<'_>, e: &GerminatedEvidence) -> GateEvent {
-    use reasons::*;
+    g1_germinated(ctx, e).0
+}
+
+fn g1_germinated(ctx: &GateContext<'_>, e: &GerminatedEvidence) -> Verdict {
+    use GateReason::*;
     let mut run = Run::new(Gate::SeedGateG1GradientHealth);
     run.attr("kernel_attached", e.kernel_attached);
     let outcome = if !e.kernel_attached {
-        Err(KERNEL_NOT_ATTACHED)
+        Err(KernelNotAttached)
     } else if e.registration_conflict {
-        Err(REGISTRATION_CONFLICT)
+        Err(RegistrationConflict)
     } else if !e.parameters_registered {
-        Err(PARAMETERS_NOT_REGISTERED)
+        Err(ParametersNotRegistered)
     } else if !e.isolation_armed {
-        Err(ISOLATION_NOT_ARMED)
+        Err(IsolationNotArmed)
     } else if e.isolation_violations > 0 {
         run.attr("violations", e.isolation_violations);
-        Err(ISOLATION_VIOLATIONS_PRESENT)
+        Err(IsolationViolationsPresent)
     } else {
         Ok(())
     };
@@ -480,31 +562,35 @@ fn mean(xs: &[f32]) -> f64 {
 /// G1 Gradient health at TRAINING → BLENDING: no violations, seed loss finite over the window and
 /// improved (mean of the last part below mean of the first part), hook latency within budget.
 pub fn evaluate_g1_training(ctx: &GateContext<'_>, e: &TrainingEvidence<'_>) -> GateEvent {
-    use reasons::*;
+    g1_training(ctx, e).0
+}
+
+fn g1_training(ctx: &GateContext<'_>, e: &TrainingEvidence<'_>) -> Verdict {
+    use GateReason::*;
     let mut run = Run::new(Gate::SeedGateG1GradientHealth);
     let w = e.seed_loss_window;
     let outcome = (|| {
         if e.isolation_violations > 0 {
             run.attr("violations", e.isolation_violations);
-            return Err(ISOLATION_VIOLATIONS_PRESENT);
+            return Err(IsolationViolationsPresent);
         }
         if w.len() < 2 {
             run.attr("window", w.len());
-            return Err(SEED_LOSS_WINDOW_TOO_SHORT);
+            return Err(SeedLossWindowTooShort);
         }
         if w.iter().any(|x| !x.is_finite()) {
-            return Err(SEED_LOSS_NOT_FINITE);
+            return Err(SeedLossNotFinite);
         }
         // `as usize` maps NaN to 0; the clamp keeps one sample at least and half the window at most.
         let part = ((w.len() as f64 * e.window_part).ceil() as usize).clamp(1, w.len() / 2);
         let (first, last) = (mean(&w[..part]), mean(&w[w.len() - part..]));
         if last >= first {
             run.attr("seed_loss_first", first).attr("seed_loss_last", last);
-            return Err(SEED_LOSS_NOT_IMPROVED);
+            return Err(SeedLossNotImproved);
         }
         if !within(e.hook_latency_ms, e.hook_latency_budget_ms) {
             run.attr("hook_latency_ms", e.hook_latency_ms).attr("budget_ms", e.hook_latency_budget_ms);
-            return Err(HOOK_LATENCY_EXCEEDED);
+            return Err(HookLatencyExceeded);
         }
         Ok(())
     })();
@@ -512,35 +598,45 @@ pub fn evaluate_g1_training(ctx: &GateContext<'_>, e: &TrainingEvidence<'_>) -> 
 }
 
 /// G2 Stability: alpha schedule complete, blended output finite, loss variance over the window
-/// below the ceiling, latency within budget. A fallback kernel is reported, not failed.
+/// below the ceiling, hook latency and kernel-fetch latency each within its own budget (hook
+/// first). A fallback kernel is reported, not failed.
 pub fn evaluate_g2_stability(ctx: &GateContext<'_>, e: &StabilityEvidence<'_>) -> GateEvent {
-    use reasons::*;
+    g2_stability(ctx, e).0
+}
+
+fn g2_stability(ctx: &GateContext<'_>, e: &StabilityEvidence<'_>) -> Verdict {
+    use GateReason::*;
     let mut run = Run::new(Gate::SeedGateG2Stability);
     run.attr("fallback_used", e.fallback_used);
     let w = e.loss_window;
     let outcome = (|| {
         if !e.alpha_schedule_complete {
-            return Err(ALPHA_SCHEDULE_INCOMPLETE);
+            return Err(AlphaScheduleIncomplete);
         }
         if !e.blended_output_finite {
-            return Err(BLENDED_OUTPUT_NOT_FINITE);
+            return Err(BlendedOutputNotFinite);
         }
         if w.len() < 2 {
             run.attr("window", w.len());
-            return Err(LOSS_WINDOW_TOO_SHORT);
+            return Err(LossWindowTooShort);
         }
         if w.iter().any(|x| !x.is_finite()) {
-            return Err(LOSS_NOT_FINITE);
+            return Err(LossNotFinite);
         }
         let m = mean(w);
         let variance = w.iter().map(|&x| (f64::from(x) - m).powi(2)).sum::<f64>() / w.len() as f64;
         if !below(variance, e.max_loss_variance) {
             run.attr("loss_variance", variance).attr("max_loss_variance", e.max_loss_variance);
-            return Err(LOSS_VARIANCE_TOO_HIGH);
+            return Err(LossVarianceTooHigh);
         }
-        if !within(e.latency_ms, e.latency_budget_ms) {
-            run.attr("latency_ms", e.latency_ms).attr("budget_ms", e.latency_budget_ms);
-            return Err(LATENCY_BUDGET_EXCEEDED);
+        for (latency, value, budget) in [
+            ("hook", e.hook_latency_ms, e.hook_latency_budget_ms),
+            ("fetch", e.fetch_latency_ms, e.fetch_latency_budget_ms),
+        ] {
+            if !within(value, budget) {
+                run.attr("latency", latency).attr("latency_ms", value).attr("budget_ms", budget);
+                return Err(LatencyBudgetExceeded);
+            }
         }
         Ok(())
     })();
@@ -555,18 +651,22 @@ fn shape_str(shape: &[usize]) -> String {
 /// G3 Interface: output shape and dtype match the host activation, telemetry complete, and a
 /// pause/resume cycle (when one happened) restored the kernel.
 pub fn evaluate_g3_interface(ctx: &GateContext<'_>, e: &InterfaceEvidence<'_>) -> GateEvent {
-    use reasons::*;
+    g3_interface(ctx, e).0
+}
+
+fn g3_interface(ctx: &GateContext<'_>, e: &InterfaceEvidence<'_>) -> Verdict {
+    use GateReason::*;
     let mut run = Run::new(Gate::SeedGateG3Interface);
     let outcome = if e.seed_output_shape != e.host_output_shape {
         run.attr("seed_shape", shape_str(e.seed_output_shape)).attr("host_shape", shape_str(e.host_output_shape));
-        Err(OUTPUT_SHAPE_MISMATCH)
+        Err(OutputShapeMismatch)
     } else if e.seed_dtype != e.host_dtype {
         run.attr("seed_dtype", e.seed_dtype).attr("host_dtype", e.host_dtype);
-        Err(OUTPUT_DTYPE_MISMATCH)
+        Err(OutputDtypeMismatch)
     } else if !e.telemetry_complete {
-        Err(TELEMETRY_INCOMPLETE)
+        Err(TelemetryIncomplete)
     } else if e.pause_resume == PauseResumeCheck::KernelNotRestored {
-        Err(KERNEL_NOT_RESTORED)
+        Err(KernelNotRestored)
     } else {
         run.attr("dtype", e.seed_dtype);
         Ok(())
@@ -575,18 +675,22 @@ pub fn evaluate_g3_interface(ctx: &GateContext<'_>, e: &InterfaceEvidence<'_>) -
 }
 
 /// G4 System impact: validation metric not worse than the baseline beyond the relative
-/// tolerance, no violations, breaker closed.
-pub fn evaluate_g4_system_impact(ctx: &GateContext<'_>, e: &SystemImpactEvidence) -> GateEvent {
-    use reasons::*;
+/// tolerance, no violations, every breaker closed (the first one that is not is named).
+pub fn evaluate_g4_system_impact(ctx: &GateContext<'_>, e: &SystemImpactEvidence<'_>) -> GateEvent {
+    g4_system_impact(ctx, e).0
+}
+
+fn g4_system_impact(ctx: &GateContext<'_>, e: &SystemImpactEvidence<'_>) -> Verdict {
+    use GateReason::*;
     let mut run = Run::new(Gate::SeedGateG4SystemImpact);
     // G4 decides fossilization: the metric and its baseline are attached pass or fail, for audit.
     run.attr("metric", e.validation_metric).attr("baseline", e.baseline_metric);
     let outcome = (|| {
         if !e.validation_metric.is_finite() || !e.baseline_metric.is_finite() {
-            return Err(VALIDATION_METRIC_NOT_FINITE);
+            return Err(ValidationMetricNotFinite);
         }
         if !(e.tolerance >= 0.0 && e.tolerance.is_finite()) {
-            return Err(INVALID_TOLERANCE);
+            return Err(InvalidTolerance);
         }
         let slack = e.tolerance * e.baseline_metric.abs();
         let regressed = match e.direction {
@@ -595,32 +699,41 @@ pub fn evaluate_g4_system_impact(ctx: &GateContext<'_>, e: &SystemImpactEvidence
         };
         if regressed {
             run.attr("direction", e.direction.as_str()).attr("tolerance", e.tolerance);
-            return Err(VALIDATION_REGRESSED);
+            return Err(ValidationRegressed);
         }
         if e.isolation_violations > 0 {
             run.attr("violations", e.isolation_violations);
-            return Err(ISOLATION_VIOLATIONS_PRESENT);
+            return Err(IsolationViolationsPresent);
         }
-        if e.breaker_state != CircuitBreakerState::CircuitStateClosed {
-            run.attr("breaker_state", e.breaker_state.short_name());
-            return Err(BREAKER_NOT_CLOSED);
+        if let Some((name, state)) =
+            e.breakers.iter().find(|(_, state)| *state != CircuitBreakerState::CircuitStateClosed)
+        {
+            run.attr("breaker", name).attr("breaker_state", state.short_name());
+            return Err(BreakerNotClosed);
         }
         Ok(())
     })();
     run.finish(ctx, outcome)
 }
 
-/// G5 Reset: the slot is clean. `reason` names the first unclean item; attribute `unclean` lists
-/// them all, comma-separated.
+/// G5 Reset: the slot is clean (kernel dropped, parameters deregistered, isolation session
+/// closed, counters zeroed, cache entries removed) and, checked last, forwards the host
+/// activation unchanged. `reason` names the first unclean item; attribute `unclean` lists them
+/// all, comma-separated.
 pub fn evaluate_g5_reset(ctx: &GateContext<'_>, e: &ResetEvidence) -> GateEvent {
-    use reasons::*;
+    g5_reset(ctx, e).0
+}
+
+fn g5_reset(ctx: &GateContext<'_>, e: &ResetEvidence) -> Verdict {
+    use GateReason::*;
     let mut run = Run::new(Gate::SeedGateG5Reset);
-    let unclean: Vec<&'static str> = [
-        (e.kernel_dropped, KERNEL_NOT_DROPPED),
-        (e.parameters_deregistered, PARAMETERS_NOT_DEREGISTERED),
-        (e.isolation_session_closed, ISOLATION_SESSION_OPEN),
-        (e.counters_zeroed, COUNTERS_NOT_ZEROED),
-        (e.cache_entries_removed, CACHE_ENTRIES_REMAINING),
+    let unclean: Vec<GateReason> = [
+        (e.kernel_dropped, KernelNotDropped),
+        (e.parameters_deregistered, ParametersNotDeregistered),
+        (e.isolation_session_closed, IsolationSessionOpen),
+        (e.counters_zeroed, CountersNotZeroed),
+        (e.cache_entries_removed, CacheEntriesRemaining),
+        (e.slot_forwards_host_unchanged, SlotOutputChanged),
     ]
     .into_iter()
     .filter_map(|(ok, reason)| (!ok).then_some(reason))
@@ -628,7 +741,8 @@ pub fn evaluate_g5_reset(ctx: &GateContext<'_>, e: &ResetEvidence) -> GateEvent 
     let outcome = match unclean.first() {
         None => Ok(()),
         Some(&first) => {
-            run.attr("unclean", unclean.join(","));
+            let names: Vec<&str> = unclean.iter().map(|r| r.as_str()).collect();
+            run.attr("unclean", names.join(","));
             Err(first)
         }
     };
@@ -648,6 +762,17 @@ mod tests {
         assert_eq!((ts.seconds, ts.nanos), (-2, 750_000_000));
         let ts = timestamp(UNIX_EPOCH - Duration::from_secs(3));
         assert_eq!((ts.seconds, ts.nanos), (-3, 0));
+    }
+
+    #[test]
+    fn every_reason_round_trips_through_its_wire_string() {
+        for &reason in GateReason::ALL {
+            assert_eq!(GateReason::from_wire(reason.as_str()), Some(reason));
+            assert_eq!(reason.to_string(), reason.as_str());
+        }
+        assert_eq!(GateReason::from_wire("Kernel_Not_Attached"), None);
+        assert_eq!(GateReason::from_wire(""), None);
+        assert_eq!(reasons::SLOT_OUTPUT_CHANGED, "slot_output_changed");
     }
 
     #[test]

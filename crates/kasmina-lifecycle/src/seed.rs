@@ -1,10 +1,10 @@
 //! One seed's lifecycle: the current stage, its bounded history, gated moves and the timed embargo.
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use kasmina_clock::WallClock;
 use leyline::GateEvent;
 use leyline::SeedLifecycleGate as Gate;
 use leyline::SeedLifecycleStage as Stage;
@@ -20,32 +20,6 @@ pub const DEFAULT_EMBARGO: Duration = Duration::from_secs(30);
 pub const DEFAULT_HISTORY_CAPACITY: usize = 32;
 /// History slots allocated up front (a happy path makes eight moves); it grows up to the capacity.
 const INITIAL_HISTORY_ALLOCATION: usize = 8;
-
-/// Wall-clock source for gate-event timestamps (monotonic time comes from `quanta::Clock`).
-pub trait WallClock: Send + Sync + fmt::Debug {
-    /// The current wall-clock time.
-    fn now(&self) -> SystemTime;
-}
-
-/// [`WallClock`] reading the system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemWallClock;
-
-impl WallClock for SystemWallClock {
-    fn now(&self) -> SystemTime {
-        SystemTime::now()
-    }
-}
-
-/// [`WallClock`] that always reads the same time (tests, replay).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FixedWallClock(pub SystemTime);
-
-impl WallClock for FixedWallClock {
-    fn now(&self) -> SystemTime {
-        self.0
-    }
-}
 
 /// Settings of a [`SeedLifecycle`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,7 +220,7 @@ impl SeedLifecycle {
     /// gate guards it, [`Error::EvidenceMismatch`] when the evidence is for another move, and
     /// [`Error::GateFailed`] (carrying the failed event) when the gate refuses. In every case the
     /// seed stays where it was; after a `GateFailed` in an active stage, the caller emits the event
-    /// and calls [`cull`](Self::cull) with its reason.
+    /// and calls [`cull`](Self::cull) with its reason (`reason.as_str()`).
     pub fn guarded_transition(&mut self, to: Stage, evidence: &GateEvidence<'_>) -> Result<TransitionOutcome> {
         let from = self.stage;
         let gate = match table::classify(from, to) {
@@ -259,9 +233,9 @@ impl SeedLifecycle {
         }
         let at = self.wall.as_ref().map_or_else(SystemTime::now, |wall| wall.now());
         let ctx = GateContext { seed_id: &self.seed_id, from, to, at };
-        let event = gates::evaluate(&ctx, evidence);
-        if !event.passed {
-            return Err(Error::GateFailed { gate, from, to, reason: event.reason.clone(), event: Box::new(event) });
+        let (event, outcome) = gates::verdict(&ctx, evidence);
+        if let Err(reason) = outcome {
+            return Err(Error::GateFailed { gate, from, to, reason, event: Box::new(event) });
         }
         let record = self.apply(to, self.clock.now(), Some(gate));
         Ok(TransitionOutcome { record, gate_event: Some(event), embargo_event: None })

@@ -1,8 +1,9 @@
 //! The authenticated command envelope: HMAC-SHA256 signatures, nonce ledger, freshness and key
 //! rotation for the commands Kasmina receives (decisions D8, D11).
 //!
-//! Layer L1 (domain crate): it depends only on `leyline` and small external crates (`hmac`,
-//! `sha2`, `base64`, `subtle`, `dashmap`, `parking_lot`, `quanta`), never on another Kasmina crate.
+//! Layer L1 (domain crate): it depends only on the L0 crates `leyline` and `kasmina-clock` and on
+//! small external crates (`hmac`, `sha2`, `base64`, `subtle`, `dashmap`, `parking_lot`, `quanta`),
+//! never on another Kasmina domain crate.
 //! It returns typed values; the runtime turns a [`Rejection`] into a `command_rejected` event.
 //!
 //! Main types:
@@ -11,7 +12,9 @@
 //!   `annotations["signature"]`, checked on the received bytes with that entry removed at the wire
 //!   level), then required fields, freshness on an injected [`WallClock`] and replay in a
 //!   [`NonceLedger`] on an injected [`quanta::Clock`]. Returns a [`VerifiedCommand`] or a
-//!   [`Rejection`] whose [`reason`](Rejection::reason) is one of the D8 strings.
+//!   [`Rejection`] whose [`reason`](Rejection::reason) is one of the D8 strings. A
+//!   [`VerifiedCommand`] names the key that matched and its form as the wire enum
+//!   [`leyline::CommandForm`] (`ENVELOPE` or `LEGACY`).
 //! - [`KeyRing`] / [`SigningKey`]: keys by id, loaded from `ESPER_LEYLINE_SECRET` (id `default`),
 //!   `ESPER_LEYLINE_KEYS="id1:secret1,id2:secret2"` or a key file of `id=secret` lines; keys can be
 //!   added and removed at run time for rotation. Secrets never appear in `Debug` output.
@@ -47,7 +50,6 @@
 //! # or, on stable: RUSTC_BOOTSTRAP=1 cargo fuzz run verify_envelope -- -max_total_time=60
 //! ```
 
-mod clock;
 mod error;
 mod keys;
 mod ledger;
@@ -55,12 +57,13 @@ mod rejection;
 mod verifier;
 mod wire;
 
-pub use clock::{FixedWallClock, SystemWallClock, WallClock};
 pub use error::{Error, Result};
+// The workspace's one wall clock, from `kasmina-clock`, re-exported so these paths keep working.
+pub use kasmina_clock::{FixedWallClock, FnWallClock, SystemWallClock, WallClock};
 pub use keys::{
     DEFAULT_KEY_ID, KEY_FILE_ENV, KEYS_ENV, KeyRing, MAX_KEY_ID_LEN, SECRET_ENV, SIGNATURE_ANNOTATION, SIGNATURE_LEN,
     SigningKey, sign, sign_command, sign_legacy,
 };
 pub use ledger::{NonceLedger, Registration};
 pub use rejection::{Rejection, UnavailableCause};
-pub use verifier::{CommandForm, CommandVerifier, ENVELOPE_OVERHEAD_BYTES, VerifiedCommand, VerifierConfig};
+pub use verifier::{CommandVerifier, ENVELOPE_OVERHEAD_BYTES, VerifiedCommand, VerifierConfig};

@@ -4,10 +4,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kasmina_clock::{SystemWallClock, WallClock};
 use leyline::prost::bytes::Buf;
-use leyline::{AdaptationCommand, Message, SignedCommand};
+use leyline::{AdaptationCommand, CommandForm, Message, SignedCommand};
 
-use crate::clock::{SystemWallClock, WallClock};
 use crate::error::{Error, Result};
 use crate::keys::{DEFAULT_KEY_ID, KeyRing};
 use crate::ledger::{NonceLedger, Registration};
@@ -75,26 +75,6 @@ impl VerifierConfig {
     }
 }
 
-/// Which of D8's two forms a command arrived in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum CommandForm {
-    /// A [`SignedCommand`] envelope: the signature covers the exact `command` bytes.
-    Envelope,
-    /// An [`AdaptationCommand`] carrying its signature in `annotations["signature"]`.
-    Legacy,
-}
-
-impl CommandForm {
-    /// `"envelope"` or `"legacy"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Envelope => "envelope",
-            Self::Legacy => "legacy",
-        }
-    }
-}
-
 /// A command that passed every check; only a [`CommandVerifier`] makes one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifiedCommand {
@@ -125,9 +105,16 @@ impl VerifiedCommand {
         &self.key_id
     }
 
-    /// The form it arrived in.
+    /// The form it arrived in: [`CommandForm::Envelope`] or [`CommandForm::Legacy`] (D8's two
+    /// forms; a verifier never produces the other values of the wire enum).
     pub fn form(&self) -> CommandForm {
         self.form
+    }
+
+    /// The command, the id of the key whose signature matched, and the form it arrived in, by
+    /// value (what a receipt's provenance is built from).
+    pub fn into_parts(self) -> (AdaptationCommand, String, CommandForm) {
+        (self.command, self.key_id, self.form)
     }
 }
 

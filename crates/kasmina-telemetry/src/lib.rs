@@ -1,10 +1,10 @@
 //! Kasmina's telemetry: assembles Leyline `TelemetryPacket`s with the health and priority rules of
 //! decisions D9 and carries them to sinks through a bounded queue with an emergency bypass.
 //!
-//! Layer L1 (a domain crate): it depends only on `leyline` and external crates (crossbeam,
-//! parking_lot, serde_json, tracing, and OpenTelemetry behind the `otlp` feature), never on
-//! another Kasmina crate. The runtime turns the typed events of the other domain crates into the
-//! telemetry built here.
+//! Layer L1 (a domain crate): it depends only on the L0 crates `leyline` and `kasmina-clock` and
+//! on external crates (crossbeam, parking_lot, serde_json, tracing, and OpenTelemetry behind the
+//! `otlp` feature), never on another Kasmina domain crate. The runtime turns the typed events of
+//! the other domain crates into the telemetry built here.
 //!
 //! Main types:
 //! - [`names`]: every metric and event name with its unit or level ([`names::ALL_EVENTS`],
@@ -53,12 +53,14 @@ mod transport;
 
 pub use bridge::{ECHO_TARGET, EVENT_FIELD, EventCollector, LEVEL_FIELD, TELEMETRY_TARGET, TelemetryLayer};
 pub use error::{Error, Result};
+// The workspace's one wall clock, from `kasmina-clock` (its `FixedWallClock`, shared as an `Arc`,
+// is the settable test clock).
+pub use kasmina_clock::{FixedWallClock, FnWallClock, SystemWallClock, WallClock};
 #[cfg(feature = "otlp")]
 pub use otlp::OtlpSink;
 pub use packet::{
-    HealthInputs, ManualWallClock, PRIORITY_INDICATOR, SEEDS_INDICATOR, SOURCE_SUBSYSTEM, SystemWallClock,
-    TelemetryAssembler, VIOLATIONS_INDICATOR, WallClock, health_status, packet_level, packet_priority,
-    priority_for_level, priority_of, system_health, timestamp,
+    HealthInputs, PRIORITY_INDICATOR, SEEDS_INDICATOR, SOURCE_SUBSYSTEM, TelemetryAssembler, VIOLATIONS_INDICATOR,
+    health_status, packet_level, packet_priority, priority_for_level, priority_of, system_health, timestamp,
 };
 pub use sink::{FanoutSink, JsonLinesSink, MemorySink, NullSink, TelemetrySink};
 pub use transport::{EmitOutcome, Route, Subscription, Telemetry, TelemetryConfig, TelemetryStats};

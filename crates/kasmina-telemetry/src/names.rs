@@ -1,11 +1,13 @@
 //! Every telemetry metric and event name Kasmina emits, in one place (decisions D9).
 //!
-//! The catalogue serves two audiences: the prototype's names (facts §8.1 and §8.4), so existing
-//! dashboards keep working, and the plan's names (facts §8.5). Each [`EventName`] carries the level
-//! it is emitted at by default; a few events are raised or lowered by their context (a failed
-//! `gate_event` is WARNING, an `isolation_breaker` event for an OPEN breaker is CRITICAL) and the
-//! emitter then uses [`EventName::event_at`]. Each [`MetricName`] carries its unit and whether it is
-//! a gauge or a cumulative counter. [`ALL_EVENTS`] and [`ALL_METRICS`] list the whole catalogue.
+//! The catalogue serves two audiences: the Python prototype's packet metrics and events, so existing
+//! dashboards keep working, and the names the implementation plan asks for (`seed_state`, `pause`,
+//! `kasmina.cache.hit_rate`, `isolation.violation`, ...); `docs/runbook.md` lists them all. Each
+//! [`EventName`] carries the level it is emitted at by default; a few events are raised or lowered
+//! by their context (a failed `gate_event` is WARNING, an `isolation_breaker` event for an OPEN
+//! breaker is CRITICAL) and the emitter then uses [`EventName::event_at`]. Each [`MetricName`]
+//! carries its unit and whether it is a gauge or a cumulative counter. [`ALL_EVENTS`] and
+//! [`ALL_METRICS`] list the whole catalogue.
 
 use std::collections::BTreeMap;
 
@@ -133,7 +135,7 @@ use MetricKind::{Counter, Gauge};
 use TelemetryLevel::{Critical, Error, Info, Warning};
 
 // ---------------------------------------------------------------------------------------------
-// Metrics: the prototype's packet metrics, in packet order (facts §8.1).
+// Metrics: the prototype's packet metrics, in the order its packets carry them.
 // ---------------------------------------------------------------------------------------------
 
 /// Live seeds (count).
@@ -161,7 +163,8 @@ pub const CACHE_GPU_EVICTIONS: MetricName = MetricName::new("kasmina.cache.gpu_e
 /// Entries in the telemetry cache (count).
 pub const CACHE_TELEMETRY_SIZE: MetricName = MetricName::new("kasmina.cache.telemetry_size", "count", Gauge);
 
-// Metrics the plan asks for (facts §8.5) and this implementation adds.
+// Metrics the plan asks for (where the prototype has none or another name) and this
+// implementation adds.
 
 /// Hit rate of the kernel cache under the plan's name (ratio).
 pub const CACHE_HIT_RATE: MetricName = MetricName::new("kasmina.cache.hit_rate", "ratio", Gauge);
@@ -201,7 +204,7 @@ pub const ALL_METRICS: &[MetricName] = &[
 ];
 
 // ---------------------------------------------------------------------------------------------
-// Events: the prototype's catalogue (facts §8.4).
+// Events: the prototype's catalogue, with its levels and attributes.
 // ---------------------------------------------------------------------------------------------
 
 /// A seed command was accepted (command_type, operation, seed_id, blueprint_id).
@@ -246,7 +249,7 @@ pub const ISOLATION_VIOLATIONS_EVENT: EventName = EventName::new("isolation_viol
 /// One per live seed in every packet (prototype name; seed_id, stage, alpha).
 pub const SEED_STAGE: EventName = EventName::new("seed_stage", Info);
 
-// Events the plan asks for (facts §8.5).
+// Events the plan asks for (where the prototype has none or another name).
 
 /// One per live seed in every packet (plan name; seed_id, stage, alpha).
 pub const SEED_STATE: EventName = EventName::new("seed_state", Info);
@@ -277,6 +280,9 @@ pub const PARAMETER_VIOLATION: EventName = EventName::new("parameter.violation",
 
 /// A command passed the envelope and was accepted (command_id, command_type).
 pub const COMMAND_ACCEPTED: EventName = EventName::new("command_accepted", Info);
+/// The final receipt of a command (command_id, accepted, reason, status, seed_id, stage, key_id,
+/// form, transport; decisions D14).
+pub const COMMAND_RECEIPT: EventName = EventName::new("command_receipt", Info);
 /// An illegal lifecycle transition was refused (seed_id, from, to; decisions D1).
 pub const ILLEGAL_TRANSITION: EventName = EventName::new("illegal_transition", Error);
 /// A kernel was fetched for a seed (seed_id, blueprint_id, latency_ms, cache, fallback).
@@ -320,6 +326,7 @@ pub const ALL_EVENTS: &[EventName] = &[
     PARAMETER_REGISTRATION,
     PARAMETER_VIOLATION,
     COMMAND_ACCEPTED,
+    COMMAND_RECEIPT,
     ILLEGAL_TRANSITION,
     KERNEL_FETCH,
     TELEMETRY_DROPPED_EVENT,
@@ -337,7 +344,8 @@ pub fn metric_name(name: &str) -> Option<MetricName> {
 }
 
 /// A `gate_event` for one gate evaluation: INFO on pass, WARNING on failure, with the gate's
-/// protobuf name, `passed` as `"true"`/`"false"`, and the reason when it is not empty (facts §8.4).
+/// protobuf name, `passed` as `"true"`/`"false"`, and the reason when it is not empty (the
+/// prototype's `gate_event`).
 pub fn gate_event(seed_id: &str, gate: SeedLifecycleGate, passed: bool, reason: &str) -> TelemetryEvent {
     let level = if passed { Info } else { Warning };
     let mut event = GATE_EVENT.event_at(

@@ -1,11 +1,11 @@
 //! Packet assembly: header, level, event ids, health (decisions D9) and the priority indicator.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use kasmina_clock::{SystemWallClock, WallClock};
 use leyline::wkt::Timestamp;
 use leyline::{
     HealthStatus, MessagePriority, MetricPoint, SystemHealth, TelemetryEvent, TelemetryLevel, TelemetryPacket,
@@ -22,56 +22,6 @@ pub const SEEDS_INDICATOR: &str = "seeds";
 
 /// The `system_health.indicators` key holding the global violation count.
 pub const VIOLATIONS_INDICATOR: &str = "violations";
-
-/// Wall-clock time, injected so tests can fix packet timestamps.
-pub trait WallClock: Send + Sync + fmt::Debug {
-    /// The current wall-clock time.
-    fn now(&self) -> SystemTime;
-}
-
-/// The real wall clock ([`SystemTime::now`]).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemWallClock;
-
-impl WallClock for SystemWallClock {
-    fn now(&self) -> SystemTime {
-        SystemTime::now()
-    }
-}
-
-/// A wall clock that only moves when told to (tests, replays). Clones share the same time.
-#[derive(Debug, Clone)]
-pub struct ManualWallClock {
-    nanos_since_epoch: Arc<AtomicU64>,
-}
-
-impl ManualWallClock {
-    /// A clock reading `start` (times before the Unix epoch read as the epoch).
-    pub fn new(start: SystemTime) -> Self {
-        let nanos = start.duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        Self { nanos_since_epoch: Arc::new(AtomicU64::new(u64::try_from(nanos).unwrap_or(u64::MAX))) }
-    }
-
-    /// Moves the clock forward by `by` (saturating).
-    pub fn advance(&self, by: Duration) {
-        let by = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
-        // fetch_update never fails with a closure that always returns Some.
-        let _ =
-            self.nanos_since_epoch.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_add(by)));
-    }
-
-    /// Sets the clock to `to` (times before the Unix epoch read as the epoch).
-    pub fn set(&self, to: SystemTime) {
-        let nanos = to.duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        self.nanos_since_epoch.store(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::Relaxed);
-    }
-}
-
-impl WallClock for ManualWallClock {
-    fn now(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_nanos(self.nanos_since_epoch.load(Ordering::Relaxed))
-    }
-}
 
 /// Converts a wall-clock time to a protobuf `Timestamp` (times before the epoch become the epoch).
 pub fn timestamp(at: SystemTime) -> Timestamp {
@@ -156,7 +106,7 @@ pub(crate) fn event_level(event: &TelemetryEvent) -> TelemetryLevel {
     }
 }
 
-/// The priority of a set of events (facts §8.3): any CRITICAL event gives CRITICAL, otherwise any
+/// The priority of a set of events, the prototype's mapping: any CRITICAL event gives CRITICAL, otherwise any
 /// WARNING or ERROR gives HIGH, otherwise NORMAL. LOW is never produced.
 pub fn priority_of(events: &[TelemetryEvent]) -> MessagePriority {
     priority_for_level(packet_level(events))
@@ -269,6 +219,9 @@ pub fn packet_priority(packet: &TelemetryPacket) -> MessagePriority {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use kasmina_clock::FixedWallClock;
     use rstest::rstest;
 
     use super::*;
@@ -313,7 +266,7 @@ mod tests {
         let events: Vec<_> = levels.iter().map(|l| ev(*l)).collect();
         assert_eq!(priority_of(&events), priority);
         assert_eq!(packet_level(&events), level);
-        let assembler = TelemetryAssembler::new(ManualWallClock::new(UNIX_EPOCH));
+        let assembler = TelemetryAssembler::new(FixedWallClock::at(UNIX_EPOCH));
         let packet = assembler.assemble(&[], &events, &inputs());
         assert_eq!(packet.level(), level);
         assert_eq!(packet.system_health.as_ref().unwrap().indicators[PRIORITY_INDICATOR], priority.as_str_name());
@@ -329,7 +282,7 @@ mod tests {
 
     #[test]
     fn header_ids_and_timestamp() {
-        let clock = ManualWallClock::new(UNIX_EPOCH + Duration::from_millis(1_500));
+        let clock = Arc::new(FixedWallClock::at(UNIX_EPOCH + Duration::from_millis(1_500)));
         let assembler = TelemetryAssembler::new(clock.clone());
         let metrics = vec![names::SEEDS_ACTIVE.point(2.0)];
         let events = vec![ev(TelemetryLevel::Info), ev(TelemetryLevel::Warning)];

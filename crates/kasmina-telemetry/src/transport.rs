@@ -492,11 +492,13 @@ impl Iterator for Subscription {
 mod tests {
     use super::*;
     use crate::names;
-    use crate::packet::{HealthInputs, ManualWallClock, TelemetryAssembler};
+    use kasmina_clock::FixedWallClock;
+
+    use crate::packet::{HealthInputs, TelemetryAssembler};
     use crate::sink::MemorySink;
 
     fn packet(level: TelemetryLevel) -> TelemetryPacket {
-        let a = TelemetryAssembler::new(ManualWallClock::new(std::time::UNIX_EPOCH));
+        let a = TelemetryAssembler::new(FixedWallClock::at(std::time::UNIX_EPOCH));
         a.assemble(&[], &[names::SEED_STATE.event_at(level, [("seed_id", "s")])], &HealthInputs::default())
     }
 

@@ -1,6 +1,6 @@
-//! The alpha schedule, its hysteresis phases and the adaptive clip (device-independent).
+//! The alpha schedule and its hysteresis phases (device-independent).
 
-use kasmina_isolation::{AlphaSchedule, BlendPhase, HYSTERESIS_BAND, adaptive_grad_clip};
+use kasmina_isolation::{AlphaSchedule, BlendPhase, HYSTERESIS_BAND};
 use proptest::prelude::*;
 
 fn close(a: f64, b: f64, tol: f64) -> bool {
@@ -41,19 +41,6 @@ fn zero_total_steps_is_alpha_one_and_complete() {
     assert_eq!(s.alpha_at(0), 1.0);
     assert_eq!(s.advance(), 1.0);
     assert_eq!(s.phase(), BlendPhase::SeedDominant);
-}
-
-#[test]
-fn adaptive_clip_formula() {
-    assert!(close(adaptive_grad_clip(0.5), 0.1, 1e-12));
-    assert!(close(adaptive_grad_clip(0.0), 0.1 / 26.0, 1e-12));
-    assert!(close(adaptive_grad_clip(1.0), 0.1 / 26.0, 1e-12));
-    assert!(close(adaptive_grad_clip(0.0), 0.00385, 1e-5));
-    assert!(close(adaptive_grad_clip(0.3), 0.1 / 5.0, 1e-12));
-    assert_eq!(adaptive_grad_clip(-3.0), adaptive_grad_clip(0.0), "alpha is clamped");
-    let mut s = AlphaSchedule::default();
-    s.set_step(10);
-    assert!(close(s.grad_clip(), 0.1, 1e-12));
 }
 
 /// (start phase, alpha, expected phase): the edges are 0.3 and 0.7, the band ±0.02.

@@ -105,8 +105,10 @@ pub(crate) struct G2 {
     pub(crate) blended_output_finite: bool,
     pub(crate) window: Vec<f32>,
     pub(crate) max_loss_variance: f64,
-    pub(crate) latency_ms: f64,
-    pub(crate) latency_budget_ms: f64,
+    pub(crate) hook_latency_ms: f64,
+    pub(crate) hook_latency_budget_ms: f64,
+    pub(crate) fetch_latency_ms: f64,
+    pub(crate) fetch_latency_budget_ms: f64,
     pub(crate) fallback_used: bool,
 }
 
@@ -117,8 +119,10 @@ impl G2 {
             blended_output_finite: true,
             window: vec![1.0, 1.02, 0.99, 1.01],
             max_loss_variance: DEFAULT_MAX_LOSS_VARIANCE,
-            latency_ms: 3.0,
-            latency_budget_ms: 10.0,
+            hook_latency_ms: 3.0,
+            hook_latency_budget_ms: 5.0,
+            fetch_latency_ms: 40.0,
+            fetch_latency_budget_ms: 50.0,
             fallback_used: false,
         }
     }
@@ -129,8 +133,10 @@ impl G2 {
             blended_output_finite: self.blended_output_finite,
             loss_window: &self.window,
             max_loss_variance: self.max_loss_variance,
-            latency_ms: self.latency_ms,
-            latency_budget_ms: self.latency_budget_ms,
+            hook_latency_ms: self.hook_latency_ms,
+            hook_latency_budget_ms: self.hook_latency_budget_ms,
+            fetch_latency_ms: self.fetch_latency_ms,
+            fetch_latency_budget_ms: self.fetch_latency_budget_ms,
             fallback_used: self.fallback_used,
         }
     }
@@ -171,14 +177,21 @@ impl G3 {
     }
 }
 
-pub(crate) fn g4() -> SystemImpactEvidence {
+/// Every breaker closed, by name.
+pub(crate) const CLOSED_BREAKERS: &[(&str, CircuitBreakerState)] = &[
+    ("kernel_fetch", CircuitBreakerState::CircuitStateClosed),
+    ("blending", CircuitBreakerState::CircuitStateClosed),
+    ("isolation", CircuitBreakerState::CircuitStateClosed),
+];
+
+pub(crate) fn g4() -> SystemImpactEvidence<'static> {
     SystemImpactEvidence {
         direction: MetricDirection::LowerIsBetter,
         validation_metric: 0.95,
         baseline_metric: 1.0,
         tolerance: DEFAULT_G4_TOLERANCE,
         isolation_violations: 0,
-        breaker_state: CircuitBreakerState::CircuitStateClosed,
+        breakers: CLOSED_BREAKERS,
     }
 }
 
@@ -189,5 +202,6 @@ pub(crate) fn g5() -> ResetEvidence {
         isolation_session_closed: true,
         counters_zeroed: true,
         cache_entries_removed: true,
+        slot_forwards_host_unchanged: true,
     }
 }

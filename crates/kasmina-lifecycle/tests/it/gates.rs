@@ -117,7 +117,12 @@ fn g1_training_compares_the_ends_of_the_window() {
 #[case::nan(|e: &mut G2| e.window[1] = f32::NAN, LOSS_NOT_FINITE)]
 #[case::oscillating(|e: &mut G2| e.window = vec![0.5, 2.5, 0.5, 2.5], LOSS_VARIANCE_TOO_HIGH)]
 #[case::tight_ceiling(|e: &mut G2| e.max_loss_variance = 0.0, LOSS_VARIANCE_TOO_HIGH)]
-#[case::slow(|e: &mut G2| e.latency_ms = 12.0, LATENCY_BUDGET_EXCEEDED)]
+#[case::slow_hook(|e: &mut G2| e.hook_latency_ms = 5.5, LATENCY_BUDGET_EXCEEDED)]
+#[case::hook_at_budget(|e: &mut G2| e.hook_latency_ms = 5.0, "")]
+#[case::nan_hook(|e: &mut G2| e.hook_latency_ms = f64::NAN, LATENCY_BUDGET_EXCEEDED)]
+#[case::slow_fetch(|e: &mut G2| e.fetch_latency_ms = 50.5, LATENCY_BUDGET_EXCEEDED)]
+#[case::fetch_at_budget(|e: &mut G2| e.fetch_latency_ms = 50.0, "")]
+#[case::nan_fetch_budget(|e: &mut G2| e.fetch_latency_budget_ms = f64::NAN, LATENCY_BUDGET_EXCEEDED)]
 #[case::fallback_alone_passes(|e: &mut G2| e.fallback_used = true, "")]
 fn g2_stability(#[case] mutate: fn(&mut G2), #[case] reason: &str) {
     let mut e = G2::passing();
@@ -126,6 +131,42 @@ fn g2_stability(#[case] mutate: fn(&mut G2), #[case] reason: &str) {
     let event = evaluate_g2_stability(&fixtures::ctx(SEED, from, to), &e.evidence());
     let event = check(event, Gate::SeedGateG2Stability, from, to, reason);
     assert_eq!(event.attributes["fallback_used"], e.fallback_used.to_string());
+}
+
+/// Runs G2 on `e` and returns the `latency`, `latency_ms` and `budget_ms` attributes of a
+/// latency failure (`None` when it passed).
+fn g2_latency_failure(e: &G2) -> Option<(String, String, String)> {
+    let ctx = fixtures::ctx(SEED, Stage::SeedStageBlending, Stage::SeedStageShadowing);
+    let event = evaluate_g2_stability(&ctx, &e.evidence());
+    if event.passed {
+        return None;
+    }
+    assert_eq!(event.reason, LATENCY_BUDGET_EXCEEDED, "{event:?}");
+    let a = &event.attributes;
+    Some((a["latency"].clone(), a["latency_ms"].clone(), a["budget_ms"].clone()))
+}
+
+#[test]
+fn g2_checks_each_latency_against_its_own_budget() {
+    let owned =
+        |latency: &str, value: &str, budget: &str| Some((latency.to_owned(), value.to_owned(), budget.to_owned()));
+    // The hook is over its 5 ms budget though well under the fetch budget: a hook failure.
+    let mut e = G2::passing();
+    e.hook_latency_ms = 20.0;
+    assert_eq!(g2_latency_failure(&e), owned("hook", "20", "5"));
+    // The fetch is over its 50 ms budget while the hook is fine: a fetch failure.
+    let mut e = G2::passing();
+    e.fetch_latency_ms = 80.0;
+    assert_eq!(g2_latency_failure(&e), owned("fetch", "80", "50"));
+    // A fetch of 40 ms is far over the hook budget but within its own: it passes.
+    let e = G2::passing();
+    assert!(e.fetch_latency_ms > e.hook_latency_budget_ms);
+    assert_eq!(g2_latency_failure(&e), None);
+    // Both over: the hook is checked first.
+    let mut e = G2::passing();
+    e.hook_latency_ms = 6.0;
+    e.fetch_latency_ms = 60.0;
+    assert_eq!(g2_latency_failure(&e), owned("hook", "6", "5"));
 }
 
 #[rstest]
@@ -170,9 +211,10 @@ fn g3_reports_both_shapes() {
 #[case::negative_tolerance(|e: &mut SystemImpactEvidence| e.tolerance = -0.01, INVALID_TOLERANCE)]
 #[case::nan_tolerance(|e: &mut SystemImpactEvidence| e.tolerance = f64::NAN, INVALID_TOLERANCE)]
 #[case::violations(|e: &mut SystemImpactEvidence| e.isolation_violations = 1, ISOLATION_VIOLATIONS_PRESENT)]
-#[case::breaker_open(|e: &mut SystemImpactEvidence| e.breaker_state = CircuitBreakerState::CircuitStateOpen, BREAKER_NOT_CLOSED)]
-#[case::breaker_half_open(|e: &mut SystemImpactEvidence| e.breaker_state = CircuitBreakerState::CircuitStateHalfOpen, BREAKER_NOT_CLOSED)]
-#[case::breaker_unknown(|e: &mut SystemImpactEvidence| e.breaker_state = CircuitBreakerState::CircuitStateUnknown, BREAKER_NOT_CLOSED)]
+#[case::breaker_open(|e: &mut SystemImpactEvidence| e.breakers = &[("kernel_fetch", CircuitBreakerState::CircuitStateOpen)], BREAKER_NOT_CLOSED)]
+#[case::breaker_half_open(|e: &mut SystemImpactEvidence| e.breakers = &[("blending", CircuitBreakerState::CircuitStateHalfOpen)], BREAKER_NOT_CLOSED)]
+#[case::breaker_unknown(|e: &mut SystemImpactEvidence| e.breakers = &[("isolation", CircuitBreakerState::CircuitStateUnknown)], BREAKER_NOT_CLOSED)]
+#[case::no_breakers(|e: &mut SystemImpactEvidence| e.breakers = &[], "")]
 fn g4_system_impact(#[case] mutate: fn(&mut SystemImpactEvidence), #[case] reason: &str) {
     let mut e = fixtures::g4();
     mutate(&mut e);
@@ -186,6 +228,30 @@ fn g4_system_impact(#[case] mutate: fn(&mut SystemImpactEvidence), #[case] reaso
     }
 }
 
+#[test]
+fn g4_names_the_first_breaker_that_is_not_closed() {
+    use CircuitBreakerState::{
+        CircuitStateClosed as Closed, CircuitStateHalfOpen as HalfOpen, CircuitStateOpen as Open,
+    };
+    let (from, to) = (Stage::SeedStageProbationary, Stage::SeedStageFossilized);
+    let ctx = fixtures::ctx(SEED, from, to);
+    let breakers = [("kernel_fetch", Closed), ("blending", HalfOpen), ("isolation", Closed), ("telemetry", Open)];
+    let e = SystemImpactEvidence { breakers: &breakers, ..fixtures::g4() };
+    let event = check(evaluate_g4_system_impact(&ctx, &e), Gate::SeedGateG4SystemImpact, from, to, BREAKER_NOT_CLOSED);
+    assert_eq!(event.attributes["breaker"], "blending");
+    assert_eq!(event.attributes["breaker_state"], "HALF_OPEN");
+    // Only the breakers decide: the same evidence with all of them closed passes.
+    let closed = breakers.map(|(name, _)| (name, Closed));
+    let event = evaluate_g4_system_impact(&ctx, &SystemImpactEvidence { breakers: &closed, ..e });
+    assert!(event.passed, "{event:?}");
+    assert!(!event.attributes.contains_key("breaker"));
+    // The last breaker of several is checked too.
+    let last_open = [("kernel_fetch", Closed), ("isolation", Open)];
+    let event = evaluate_g4_system_impact(&ctx, &SystemImpactEvidence { breakers: &last_open, ..e });
+    assert_eq!((event.reason.as_str(), event.attributes["breaker"].as_str()), (BREAKER_NOT_CLOSED, "isolation"));
+    assert_eq!(event.attributes["breaker_state"], "OPEN");
+}
+
 #[rstest]
 #[case::clean(|_: &mut ResetEvidence| {}, "", None)]
 #[case::kernel(|e: &mut ResetEvidence| e.kernel_dropped = false, KERNEL_NOT_DROPPED, Some("kernel_not_dropped"))]
@@ -194,6 +260,9 @@ fn g4_system_impact(#[case] mutate: fn(&mut SystemImpactEvidence), #[case] reaso
 #[case::counters(|e: &mut ResetEvidence| e.counters_zeroed = false, COUNTERS_NOT_ZEROED, Some("counters_not_zeroed"))]
 #[case::cache(|e: &mut ResetEvidence| e.cache_entries_removed = false, CACHE_ENTRIES_REMAINING, Some("cache_entries_remaining"))]
 #[case::two(|e: &mut ResetEvidence| { e.counters_zeroed = false; e.kernel_dropped = false; }, KERNEL_NOT_DROPPED, Some("kernel_not_dropped,counters_not_zeroed"))]
+#[case::slot_output(|e: &mut ResetEvidence| e.slot_forwards_host_unchanged = false, SLOT_OUTPUT_CHANGED, Some("slot_output_changed"))]
+#[case::slot_output_last(|e: &mut ResetEvidence| { e.slot_forwards_host_unchanged = false; e.cache_entries_removed = false; }, CACHE_ENTRIES_REMAINING, Some("cache_entries_remaining,slot_output_changed"))]
+#[case::all(|e: &mut ResetEvidence| *e = ResetEvidence::default(), KERNEL_NOT_DROPPED, Some("kernel_not_dropped,parameters_not_deregistered,isolation_session_open,counters_not_zeroed,cache_entries_remaining,slot_output_changed"))]
 fn g5_reset(#[case] mutate: fn(&mut ResetEvidence), #[case] reason: &str, #[case] unclean: Option<&str>) {
     let mut e = fixtures::g5();
     mutate(&mut e);
@@ -266,10 +335,37 @@ fn reasons_are_distinct_snake_case() {
         ISOLATION_SESSION_OPEN,
         COUNTERS_NOT_ZEROED,
         CACHE_ENTRIES_REMAINING,
+        SLOT_OUTPUT_CHANGED,
     ];
     let unique: std::collections::BTreeSet<_> = all.iter().collect();
     assert_eq!(unique.len(), all.len());
     for r in all {
         assert!(r.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{r}");
     }
+    // The constants are the enum's wire strings, one per variant, in the same order.
+    let wire: Vec<&str> = GateReason::ALL.iter().map(|r| r.as_str()).collect();
+    assert_eq!(wire, all);
+}
+
+#[test]
+fn gate_reasons_round_trip_through_their_wire_strings() {
+    for &reason in GateReason::ALL {
+        assert_eq!(GateReason::from_wire(reason.as_str()), Some(reason), "{reason:?}");
+        assert_eq!(reason.to_string(), reason.as_str());
+    }
+    assert_eq!(GateReason::from_wire(SLOT_OUTPUT_CHANGED), Some(GateReason::SlotOutputChanged));
+    assert_eq!(GateReason::SlotOutputChanged.as_str(), "slot_output_changed");
+    for unknown in ["", "ok", "SLOT_OUTPUT_CHANGED", " slot_output_changed", "slot_output_changed\n"] {
+        assert_eq!(GateReason::from_wire(unknown), None, "{unknown:?}");
+    }
+}
+
+/// A failing gate's event carries exactly the wire string of the typed reason.
+#[test]
+fn failed_events_carry_the_typed_reason() {
+    let mut e = fixtures::g5();
+    e.slot_forwards_host_unchanged = false;
+    let (from, to) = (Stage::SeedStageResetting, Stage::SeedStageDormant);
+    let event = evaluate(&fixtures::ctx(SEED, from, to), &e.into());
+    assert_eq!(GateReason::from_wire(&event.reason), Some(GateReason::SlotOutputChanged));
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kasmina_lifecycle::gates::{GateEvidence, reasons};
+use kasmina_lifecycle::gates::{GateEvidence, GateReason, reasons};
 use kasmina_lifecycle::{EmbargoEvent, Error, FixedWallClock, LifecycleConfig, SeedLifecycle};
 use leyline::{SeedLifecycleGate as Gate, SeedLifecycleStage as Stage};
 use quanta::{Clock, Mock};
@@ -12,7 +12,8 @@ use crate::fixtures::{self, G0, G1Training, G2, G3, SEED};
 
 fn seed(config: LifecycleConfig) -> (SeedLifecycle, Arc<Mock>) {
     let (clock, mock) = Clock::mock();
-    let lifecycle = SeedLifecycle::new(SEED, clock, config).with_wall_clock(Arc::new(FixedWallClock(fixtures::wall())));
+    let lifecycle =
+        SeedLifecycle::new(SEED, clock, config).with_wall_clock(Arc::new(FixedWallClock::at(fixtures::wall())));
     (lifecycle, mock)
 }
 
@@ -89,9 +90,10 @@ fn a_failed_gate_refuses_the_move_and_returns_its_event() {
     let Error::GateFailed { gate, from, to, reason, event } = &err else { panic!("{err:?}") };
     assert_eq!(*gate, Gate::SeedGateG1GradientHealth);
     assert_eq!((*from, *to), (Stage::SeedStageGerminated, Stage::SeedStageTraining));
-    assert_eq!(reason, reasons::ISOLATION_VIOLATIONS_PRESENT);
+    assert_eq!(*reason, GateReason::IsolationViolationsPresent);
     assert!(!event.passed);
-    assert_eq!(event.reason, *reason);
+    assert_eq!(event.reason, reason.as_str());
+    assert_eq!(event.reason, reasons::ISOLATION_VIOLATIONS_PRESENT);
     assert_eq!(s.stage(), Stage::SeedStageGerminated);
     assert_eq!(
         err.to_string(),
@@ -197,7 +199,7 @@ fn cull_embargo_reset_follows_the_injected_clock() {
     dirty.cache_entries_removed = false;
     assert!(matches!(
         s.guarded_transition(Stage::SeedStageDormant, &dirty.into()),
-        Err(Error::GateFailed { ref reason, .. }) if reason == reasons::CACHE_ENTRIES_REMAINING
+        Err(Error::GateFailed { reason: GateReason::CacheEntriesRemaining, .. })
     ));
     assert_eq!(s.stage(), Stage::SeedStageResetting);
     s.guarded_transition(Stage::SeedStageDormant, &fixtures::g5().into()).unwrap();

@@ -87,7 +87,7 @@ impl Inputs {
             5 => {
                 let mut e = fixtures::g4();
                 if !pass {
-                    e.breaker_state = CircuitBreakerState::CircuitStateOpen;
+                    e.breakers = &[("kernel_fetch", CircuitBreakerState::CircuitStateOpen)];
                 }
                 e.into()
             }

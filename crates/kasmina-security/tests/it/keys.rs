@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::io::Write as _;
 
 use kasmina_security::{Error, KeyRing, Rejection, SigningKey, UnavailableCause, sign_command, sign_legacy};
-use leyline::{Message, SignedCommand};
+use leyline::{CommandForm, Message, SignedCommand};
 use rstest::rstest;
 
 use crate::{Fixture, SECRET, command};
@@ -56,6 +56,22 @@ fn legacy_commands_verify_against_every_key_of_the_ring() {
         fixture.verifier.verify_legacy_bytes(&legacy.encode_to_vec()).unwrap_err(),
         Rejection::InvalidSignature { key_id: None }
     );
+}
+
+#[test]
+fn verified_commands_name_their_key_and_wire_form() {
+    let fixture = Fixture::new(KeyRing::with_key("k1", OLD).unwrap());
+    let envelope = fixture.verifier.verify_signed(&sign_command(&command("p1"), "k1", &fixture.keys).unwrap()).unwrap();
+    assert_eq!(envelope.form(), CommandForm::Envelope);
+    assert_eq!(envelope.into_parts(), (command("p1"), "k1".to_owned(), CommandForm::Envelope));
+
+    let mut legacy = command("p2");
+    sign_legacy(&mut legacy, &SigningKey::new(OLD).unwrap());
+    let verified = fixture.verifier.verify_legacy_bytes(&legacy.encode_to_vec()).unwrap();
+    assert_eq!(verified.form(), CommandForm::Legacy);
+    let (decoded, key_id, form) = verified.into_parts();
+    // The legacy command comes back without its signature annotation: what the peer signed.
+    assert_eq!((decoded, key_id.as_str(), form), (command("p2"), "k1", CommandForm::Legacy));
 }
 
 #[test]

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use kasmina_security::{CommandForm, CommandVerifier, FixedWallClock, KeyRing, Rejection, VerifiedCommand};
-use leyline::{AdaptationCommand, Message, SignedCommand};
+use kasmina_security::{CommandVerifier, FixedWallClock, KeyRing, Rejection, VerifiedCommand};
+use leyline::{AdaptationCommand, CommandForm, Message, SignedCommand};
 use serde_json::Value;
 
 struct Vector {
@@ -88,6 +88,8 @@ fn check(vector: &Vector, outcome: Result<VerifiedCommand, Rejection>) {
             assert_eq!(verified.key_id(), "default", "{}", vector.name);
             let form = if vector.form == "envelope" { CommandForm::Envelope } else { CommandForm::Legacy };
             assert_eq!(verified.form(), form, "{}", vector.name);
+            let (command, key_id, parts_form) = verified.into_parts();
+            assert_eq!((command, key_id.as_str(), parts_form), (expected, "default", form), "{}", vector.name);
         }
         ("reject", Err(rejection)) => assert_eq!(rejection.reason(), vector.reason, "{}: {rejection}", vector.name),
         (expect, outcome) => panic!("{}: expected {expect} ({}), got {outcome:?}", vector.name, vector.reason),
