@@ -1,4 +1,5 @@
-//! Values of Leyline's budget and limit "constant" messages (facts §11).
+//! Values of Leyline's budget and limit "constant" messages, as Esper's Leyline contract documents
+//! publish them.
 //!
 //! The `.proto` defines only the fields of `PerformanceBudgets`, `MemoryBudgets` and
 //! `SystemLimits`; these are the values Esper's subsystems agree on.
@@ -24,7 +25,7 @@ pub const PERFORMANCE_BUDGETS: PerformanceBudgets = PerformanceBudgets {
     rollback_coordination_seconds: 30,
 };
 
-/// Memory shares as fractions. Note: as published they sum to 1.05, not 1.0 (facts §13.15);
+/// Memory shares as fractions. Note: as published they sum to 1.05, not 1.0 (an error in the design);
 /// they are reproduced as the contract states them.
 pub const MEMORY_BUDGETS: MemoryBudgets = MemoryBudgets {
     model_percent: 0.40,

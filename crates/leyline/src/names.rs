@@ -1,6 +1,9 @@
 //! Name helpers built on the generated enums (no second enum, no mapping table).
 
-use crate::{CircuitBreakerState, HealthStatus, SeedLifecycleGate, SeedLifecycleStage, TelemetryLevel};
+use crate::{
+    CircuitBreakerState, CommandForm, CommandTransport, HealthStatus, ReceiptStatus, SeedLifecycleGate,
+    SeedLifecycleStage, TelemetryLevel,
+};
 
 /// A name that is not the protobuf name of any value of the enum it was parsed as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +90,9 @@ enum_helpers!(
     [CircuitStateUnknown, CircuitStateClosed, CircuitStateOpen, CircuitStateHalfOpen]
 );
 enum_helpers!(TelemetryLevel, "TELEMETRY_LEVEL_", [Unspecified, Info, Warning, Error, Critical]);
+enum_helpers!(CommandForm, "COMMAND_FORM_", [Unspecified, Envelope, Legacy, Trusted]);
+enum_helpers!(CommandTransport, "COMMAND_TRANSPORT_", [Unspecified, InProcess, Grpc, Oona]);
+enum_helpers!(ReceiptStatus, "RECEIPT_STATUS_", [Unspecified, Queued, Applied, Refused]);
 
 impl SeedLifecycleStage {
     /// The stages in which a seed is live and isolated from the host (decisions D6): TRAINING,
@@ -118,6 +124,9 @@ mod tests {
         assert_eq!(SeedLifecycleStage::SeedStageProbationary.short_name(), "PROBATIONARY");
         assert_eq!(SeedLifecycleGate::SeedGateG3Interface.short_name(), "G3_INTERFACE");
         assert_eq!(CircuitBreakerState::CircuitStateHalfOpen.short_name(), "HALF_OPEN");
+        assert_eq!(CommandForm::Envelope.short_name(), "ENVELOPE");
+        assert_eq!(CommandTransport::InProcess.short_name(), "IN_PROCESS");
+        assert_eq!(ReceiptStatus::Queued.short_name(), "QUEUED");
     }
 
     #[test]
@@ -128,6 +137,16 @@ mod tests {
         assert_eq!(SeedLifecycleStage::ALL.len(), 12);
         assert_eq!(SeedLifecycleGate::ALL.len(), 7);
         assert!(SeedLifecycleStage::try_from(12).is_err());
+        for (i, f) in CommandForm::ALL.iter().enumerate() {
+            assert_eq!(*f as i32, i as i32);
+        }
+        for (i, t) in CommandTransport::ALL.iter().enumerate() {
+            assert_eq!(*t as i32, i as i32);
+        }
+        for (i, s) in ReceiptStatus::ALL.iter().enumerate() {
+            assert_eq!(*s as i32, i as i32);
+        }
+        assert!(CommandForm::try_from(4).is_err());
     }
 
     #[test]

@@ -1168,6 +1168,26 @@ impl BusMessageType {
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Provenance {
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+    #[prost(enumeration = "CommandForm", tag = "2")]
+    pub form: i32,
+    #[prost(enumeration = "CommandTransport", tag = "3")]
+    pub transport: i32,
+}
+impl ::prost::Name for Provenance {
+    const NAME: &'static str = "Provenance";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.Provenance".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.Provenance".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct CommandReceipt {
     #[prost(string, tag = "1")]
     pub command_id: ::prost::alloc::string::String,
@@ -1179,6 +1199,10 @@ pub struct CommandReceipt {
     pub seed_id: ::prost::alloc::string::String,
     #[prost(enumeration = "SeedLifecycleStage", tag = "5")]
     pub stage: i32,
+    #[prost(enumeration = "ReceiptStatus", tag = "6")]
+    pub status: i32,
+    #[prost(message, optional, tag = "7")]
+    pub provenance: ::core::option::Option<Provenance>,
 }
 impl ::prost::Name for CommandReceipt {
     const NAME: &'static str = "CommandReceipt";
@@ -1188,6 +1212,22 @@ impl ::prost::Name for CommandReceipt {
     }
     fn type_url() -> ::prost::alloc::string::String {
         "/esper.leyline.v1.CommandReceipt".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ReceiptRequest {
+    #[prost(string, tag = "1")]
+    pub command_id: ::prost::alloc::string::String,
+}
+impl ::prost::Name for ReceiptRequest {
+    const NAME: &'static str = "ReceiptRequest";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.ReceiptRequest".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.ReceiptRequest".into()
     }
 }
 #[allow(clippy::all)]
@@ -1230,6 +1270,105 @@ impl ::prost::Name for HealthRequest {
     }
     fn type_url() -> ::prost::alloc::string::String {
         "/esper.leyline.v1.HealthRequest".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum CommandForm {
+    Unspecified = 0,
+    Envelope = 1,
+    Legacy = 2,
+    Trusted = 3,
+}
+impl CommandForm {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "COMMAND_FORM_UNSPECIFIED",
+            Self::Envelope => "COMMAND_FORM_ENVELOPE",
+            Self::Legacy => "COMMAND_FORM_LEGACY",
+            Self::Trusted => "COMMAND_FORM_TRUSTED",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "COMMAND_FORM_UNSPECIFIED" => Some(Self::Unspecified),
+            "COMMAND_FORM_ENVELOPE" => Some(Self::Envelope),
+            "COMMAND_FORM_LEGACY" => Some(Self::Legacy),
+            "COMMAND_FORM_TRUSTED" => Some(Self::Trusted),
+            _ => None,
+        }
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum CommandTransport {
+    Unspecified = 0,
+    InProcess = 1,
+    Grpc = 2,
+    Oona = 3,
+}
+impl CommandTransport {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "COMMAND_TRANSPORT_UNSPECIFIED",
+            Self::InProcess => "COMMAND_TRANSPORT_IN_PROCESS",
+            Self::Grpc => "COMMAND_TRANSPORT_GRPC",
+            Self::Oona => "COMMAND_TRANSPORT_OONA",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "COMMAND_TRANSPORT_UNSPECIFIED" => Some(Self::Unspecified),
+            "COMMAND_TRANSPORT_IN_PROCESS" => Some(Self::InProcess),
+            "COMMAND_TRANSPORT_GRPC" => Some(Self::Grpc),
+            "COMMAND_TRANSPORT_OONA" => Some(Self::Oona),
+            _ => None,
+        }
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum ReceiptStatus {
+    Unspecified = 0,
+    Queued = 1,
+    Applied = 2,
+    Refused = 3,
+}
+impl ReceiptStatus {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "RECEIPT_STATUS_UNSPECIFIED",
+            Self::Queued => "RECEIPT_STATUS_QUEUED",
+            Self::Applied => "RECEIPT_STATUS_APPLIED",
+            Self::Refused => "RECEIPT_STATUS_REFUSED",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "RECEIPT_STATUS_UNSPECIFIED" => Some(Self::Unspecified),
+            "RECEIPT_STATUS_QUEUED" => Some(Self::Queued),
+            "RECEIPT_STATUS_APPLIED" => Some(Self::Applied),
+            "RECEIPT_STATUS_REFUSED" => Some(Self::Refused),
+            _ => None,
+        }
     }
 }
 /// Generated client implementations.
@@ -1373,6 +1512,21 @@ pub mod kasmina_control_client {
             req.extensions_mut().insert(GrpcMethod::new("esper.leyline.v1.KasminaControl", "Health"));
             self.inner.unary(req, path, codec).await
         }
+        /// The latest receipt of a command by id: `queued` until its safe point, then its final receipt.
+        pub async fn get_receipt(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ReceiptRequest>,
+        ) -> std::result::Result<tonic::Response<super::CommandReceipt>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| tonic::Status::unknown(format!("Service was not ready: {}", e.into())))?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/esper.leyline.v1.KasminaControl/GetReceipt");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("esper.leyline.v1.KasminaControl", "GetReceipt"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1407,6 +1561,11 @@ pub mod kasmina_control_server {
             &self,
             request: tonic::Request<super::HealthRequest>,
         ) -> std::result::Result<tonic::Response<super::SystemHealth>, tonic::Status>;
+        /// The latest receipt of a command by id: `queued` until its safe point, then its final receipt.
+        async fn get_receipt(
+            &self,
+            request: tonic::Request<super::ReceiptRequest>,
+        ) -> std::result::Result<tonic::Response<super::CommandReceipt>, tonic::Status>;
     }
     #[derive(Debug)]
     pub struct KasminaControlServer<T> {
@@ -1582,6 +1741,34 @@ pub mod kasmina_control_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = HealthSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(accept_compression_encodings, send_compression_encodings)
+                            .apply_max_message_size_config(max_decoding_message_size, max_encoding_message_size);
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/esper.leyline.v1.KasminaControl/GetReceipt" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetReceiptSvc<T: KasminaControl>(pub Arc<T>);
+                    impl<T: KasminaControl> tonic::server::UnaryService<super::ReceiptRequest> for GetReceiptSvc<T> {
+                        type Response = super::CommandReceipt;
+                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
+                        fn call(&mut self, request: tonic::Request<super::ReceiptRequest>) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move { <T as KasminaControl>::get_receipt(&inner, request).await };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetReceiptSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(accept_compression_encodings, send_compression_encodings)

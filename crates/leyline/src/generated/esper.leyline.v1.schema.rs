@@ -41,6 +41,10 @@ pub(crate) const SCHEMA: &[MessageSchema] = &[
         }],
     },
     MessageSchema {
+        name: "esper.leyline.v1.CommandReceipt",
+        fields: &[FieldSchema { number: 7, kind: FieldKind::Message("esper.leyline.v1.Provenance") }],
+    },
+    MessageSchema {
         name: "esper.leyline.v1.CommandSeedOperation",
         fields: &[FieldSchema {
             number: 3,

@@ -1078,6 +1078,75 @@ impl<'de> serde::Deserialize<'de> for CommandCircuitBreaker {
         deserializer.deserialize_struct("esper.leyline.v1.CommandCircuitBreaker", FIELDS, GeneratedVisitor)
     }
 }
+impl serde::Serialize for CommandForm {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        let variant = match self {
+            Self::Unspecified => "COMMAND_FORM_UNSPECIFIED",
+            Self::Envelope => "COMMAND_FORM_ENVELOPE",
+            Self::Legacy => "COMMAND_FORM_LEGACY",
+            Self::Trusted => "COMMAND_FORM_TRUSTED",
+        };
+        serializer.serialize_str(variant)
+    }
+}
+impl<'de> serde::Deserialize<'de> for CommandForm {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] =
+            &["COMMAND_FORM_UNSPECIFIED", "COMMAND_FORM_ENVELOPE", "COMMAND_FORM_LEGACY", "COMMAND_FORM_TRUSTED"];
+
+        struct GeneratedVisitor;
+
+        impl serde::de::Visitor<'_> for GeneratedVisitor {
+            type Value = CommandForm;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(formatter, "expected one of: {:?}", &FIELDS)
+            }
+
+            fn visit_i64<E>(self, v: i64) -> std::result::Result<Self::Value, E>
+            where
+                E: serde::de::Error,
+            {
+                i32::try_from(v)
+                    .ok()
+                    .and_then(|x| x.try_into().ok())
+                    .ok_or_else(|| serde::de::Error::invalid_value(serde::de::Unexpected::Signed(v), &self))
+            }
+
+            fn visit_u64<E>(self, v: u64) -> std::result::Result<Self::Value, E>
+            where
+                E: serde::de::Error,
+            {
+                i32::try_from(v)
+                    .ok()
+                    .and_then(|x| x.try_into().ok())
+                    .ok_or_else(|| serde::de::Error::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+
+            fn visit_str<E>(self, value: &str) -> std::result::Result<Self::Value, E>
+            where
+                E: serde::de::Error,
+            {
+                match value {
+                    "COMMAND_FORM_UNSPECIFIED" => Ok(CommandForm::Unspecified),
+                    "COMMAND_FORM_ENVELOPE" => Ok(CommandForm::Envelope),
+                    "COMMAND_FORM_LEGACY" => Ok(CommandForm::Legacy),
+                    "COMMAND_FORM_TRUSTED" => Ok(CommandForm::Trusted),
+                    _ => Err(serde::de::Error::unknown_variant(value, FIELDS)),
+                }
+            }
+        }
+        deserializer.deserialize_any(GeneratedVisitor)
+    }
+}
 impl serde::Serialize for CommandOptimizerAdjustment {
     #[allow(deprecated)]
     fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
@@ -1209,6 +1278,12 @@ impl serde::Serialize for CommandReceipt {
         if self.stage != 0 {
             len += 1;
         }
+        if self.status != 0 {
+            len += 1;
+        }
+        if self.provenance.is_some() {
+            len += 1;
+        }
         let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.CommandReceipt", len)?;
         if !self.command_id.is_empty() {
             struct_ser.serialize_field("commandId", &self.command_id)?;
@@ -1227,6 +1302,14 @@ impl serde::Serialize for CommandReceipt {
                 .map_err(|_| serde::ser::Error::custom(format!("Invalid variant {}", self.stage)))?;
             struct_ser.serialize_field("stage", &v)?;
         }
+        if self.status != 0 {
+            let v = ReceiptStatus::try_from(self.status)
+                .map_err(|_| serde::ser::Error::custom(format!("Invalid variant {}", self.status)))?;
+            struct_ser.serialize_field("status", &v)?;
+        }
+        if let Some(v) = self.provenance.as_ref() {
+            struct_ser.serialize_field("provenance", v)?;
+        }
         struct_ser.end()
     }
 }
@@ -1236,7 +1319,8 @@ impl<'de> serde::Deserialize<'de> for CommandReceipt {
     where
         D: serde::Deserializer<'de>,
     {
-        const FIELDS: &[&str] = &["command_id", "commandId", "accepted", "reason", "seed_id", "seedId", "stage"];
+        const FIELDS: &[&str] =
+            &["command_id", "commandId", "accepted", "reason", "seed_id", "seedId", "stage", "status", "provenance"];
 
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
@@ -1245,6 +1329,8 @@ impl<'de> serde::Deserialize<'de> for CommandReceipt {
             Reason,
             SeedId,
             Stage,
+            Status,
+            Provenance,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -1271,6 +1357,8 @@ impl<'de> serde::Deserialize<'de> for CommandReceipt {
                             "reason" => Ok(GeneratedField::Reason),
                             "seedId" | "seed_id" => Ok(GeneratedField::SeedId),
                             "stage" => Ok(GeneratedField::Stage),
+                            "status" => Ok(GeneratedField::Status),
+                            "provenance" => Ok(GeneratedField::Provenance),
                             _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
                         }
                     }
@@ -1295,6 +1383,8 @@ impl<'de> serde::Deserialize<'de> for CommandReceipt {
                 let mut reason__ = None;
                 let mut seed_id__ = None;
                 let mut stage__ = None;
+                let mut status__ = None;
+                let mut provenance__ = None;
                 while let Some(k) = map_.next_key()? {
                     match k {
                         GeneratedField::CommandId => {
@@ -1327,6 +1417,18 @@ impl<'de> serde::Deserialize<'de> for CommandReceipt {
                             }
                             stage__ = Some(map_.next_value::<SeedLifecycleStage>()? as i32);
                         }
+                        GeneratedField::Status => {
+                            if status__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("status"));
+                            }
+                            status__ = Some(map_.next_value::<ReceiptStatus>()? as i32);
+                        }
+                        GeneratedField::Provenance => {
+                            if provenance__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("provenance"));
+                            }
+                            provenance__ = map_.next_value()?;
+                        }
                     }
                 }
                 Ok(CommandReceipt {
@@ -1335,6 +1437,8 @@ impl<'de> serde::Deserialize<'de> for CommandReceipt {
                     reason: reason__.unwrap_or_default(),
                     seed_id: seed_id__.unwrap_or_default(),
                     stage: stage__.unwrap_or_default(),
+                    status: status__.unwrap_or_default(),
+                    provenance: provenance__,
                 })
             }
         }
@@ -1465,6 +1569,79 @@ impl<'de> serde::Deserialize<'de> for CommandSeedOperation {
             }
         }
         deserializer.deserialize_struct("esper.leyline.v1.CommandSeedOperation", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for CommandTransport {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        let variant = match self {
+            Self::Unspecified => "COMMAND_TRANSPORT_UNSPECIFIED",
+            Self::InProcess => "COMMAND_TRANSPORT_IN_PROCESS",
+            Self::Grpc => "COMMAND_TRANSPORT_GRPC",
+            Self::Oona => "COMMAND_TRANSPORT_OONA",
+        };
+        serializer.serialize_str(variant)
+    }
+}
+impl<'de> serde::Deserialize<'de> for CommandTransport {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "COMMAND_TRANSPORT_UNSPECIFIED",
+            "COMMAND_TRANSPORT_IN_PROCESS",
+            "COMMAND_TRANSPORT_GRPC",
+            "COMMAND_TRANSPORT_OONA",
+        ];
+
+        struct GeneratedVisitor;
+
+        impl serde::de::Visitor<'_> for GeneratedVisitor {
+            type Value = CommandTransport;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(formatter, "expected one of: {:?}", &FIELDS)
+            }
+
+            fn visit_i64<E>(self, v: i64) -> std::result::Result<Self::Value, E>
+            where
+                E: serde::de::Error,
+            {
+                i32::try_from(v)
+                    .ok()
+                    .and_then(|x| x.try_into().ok())
+                    .ok_or_else(|| serde::de::Error::invalid_value(serde::de::Unexpected::Signed(v), &self))
+            }
+
+            fn visit_u64<E>(self, v: u64) -> std::result::Result<Self::Value, E>
+            where
+                E: serde::de::Error,
+            {
+                i32::try_from(v)
+                    .ok()
+                    .and_then(|x| x.try_into().ok())
+                    .ok_or_else(|| serde::de::Error::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+
+            fn visit_str<E>(self, value: &str) -> std::result::Result<Self::Value, E>
+            where
+                E: serde::de::Error,
+            {
+                match value {
+                    "COMMAND_TRANSPORT_UNSPECIFIED" => Ok(CommandTransport::Unspecified),
+                    "COMMAND_TRANSPORT_IN_PROCESS" => Ok(CommandTransport::InProcess),
+                    "COMMAND_TRANSPORT_GRPC" => Ok(CommandTransport::Grpc),
+                    "COMMAND_TRANSPORT_OONA" => Ok(CommandTransport::Oona),
+                    _ => Err(serde::de::Error::unknown_variant(value, FIELDS)),
+                }
+            }
+        }
+        deserializer.deserialize_any(GeneratedVisitor)
     }
 }
 impl serde::Serialize for CommandType {
@@ -4045,6 +4222,291 @@ impl<'de> serde::Deserialize<'de> for PolicyUpdate {
             }
         }
         deserializer.deserialize_struct("esper.leyline.v1.PolicyUpdate", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for Provenance {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.key_id.is_empty() {
+            len += 1;
+        }
+        if self.form != 0 {
+            len += 1;
+        }
+        if self.transport != 0 {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.Provenance", len)?;
+        if !self.key_id.is_empty() {
+            struct_ser.serialize_field("keyId", &self.key_id)?;
+        }
+        if self.form != 0 {
+            let v = CommandForm::try_from(self.form)
+                .map_err(|_| serde::ser::Error::custom(format!("Invalid variant {}", self.form)))?;
+            struct_ser.serialize_field("form", &v)?;
+        }
+        if self.transport != 0 {
+            let v = CommandTransport::try_from(self.transport)
+                .map_err(|_| serde::ser::Error::custom(format!("Invalid variant {}", self.transport)))?;
+            struct_ser.serialize_field("transport", &v)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for Provenance {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &["key_id", "keyId", "form", "transport"];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            KeyId,
+            Form,
+            Transport,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "keyId" | "key_id" => Ok(GeneratedField::KeyId),
+                            "form" => Ok(GeneratedField::Form),
+                            "transport" => Ok(GeneratedField::Transport),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = Provenance;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.Provenance")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<Provenance, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut key_id__ = None;
+                let mut form__ = None;
+                let mut transport__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::KeyId => {
+                            if key_id__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("keyId"));
+                            }
+                            key_id__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Form => {
+                            if form__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("form"));
+                            }
+                            form__ = Some(map_.next_value::<CommandForm>()? as i32);
+                        }
+                        GeneratedField::Transport => {
+                            if transport__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("transport"));
+                            }
+                            transport__ = Some(map_.next_value::<CommandTransport>()? as i32);
+                        }
+                    }
+                }
+                Ok(Provenance {
+                    key_id: key_id__.unwrap_or_default(),
+                    form: form__.unwrap_or_default(),
+                    transport: transport__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.Provenance", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for ReceiptRequest {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.command_id.is_empty() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.ReceiptRequest", len)?;
+        if !self.command_id.is_empty() {
+            struct_ser.serialize_field("commandId", &self.command_id)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for ReceiptRequest {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &["command_id", "commandId"];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            CommandId,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "commandId" | "command_id" => Ok(GeneratedField::CommandId),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = ReceiptRequest;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.ReceiptRequest")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<ReceiptRequest, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut command_id__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::CommandId => {
+                            if command_id__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("commandId"));
+                            }
+                            command_id__ = Some(map_.next_value()?);
+                        }
+                    }
+                }
+                Ok(ReceiptRequest { command_id: command_id__.unwrap_or_default() })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.ReceiptRequest", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for ReceiptStatus {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        let variant = match self {
+            Self::Unspecified => "RECEIPT_STATUS_UNSPECIFIED",
+            Self::Queued => "RECEIPT_STATUS_QUEUED",
+            Self::Applied => "RECEIPT_STATUS_APPLIED",
+            Self::Refused => "RECEIPT_STATUS_REFUSED",
+        };
+        serializer.serialize_str(variant)
+    }
+}
+impl<'de> serde::Deserialize<'de> for ReceiptStatus {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "RECEIPT_STATUS_UNSPECIFIED",
+            "RECEIPT_STATUS_QUEUED",
+            "RECEIPT_STATUS_APPLIED",
+            "RECEIPT_STATUS_REFUSED",
+        ];
+
+        struct GeneratedVisitor;
+
+        impl serde::de::Visitor<'_> for GeneratedVisitor {
+            type Value = ReceiptStatus;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(formatter, "expected one of: {:?}", &FIELDS)
+            }
+
+            fn visit_i64<E>(self, v: i64) -> std::result::Result<Self::Value, E>
+            where
+                E: serde::de::Error,
+            {
+                i32::try_from(v)
+                    .ok()
+                    .and_then(|x| x.try_into().ok())
+                    .ok_or_else(|| serde::de::Error::invalid_value(serde::de::Unexpected::Signed(v), &self))
+            }
+
+            fn visit_u64<E>(self, v: u64) -> std::result::Result<Self::Value, E>
+            where
+                E: serde::de::Error,
+            {
+                i32::try_from(v)
+                    .ok()
+                    .and_then(|x| x.try_into().ok())
+                    .ok_or_else(|| serde::de::Error::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+
+            fn visit_str<E>(self, value: &str) -> std::result::Result<Self::Value, E>
+            where
+                E: serde::de::Error,
+            {
+                match value {
+                    "RECEIPT_STATUS_UNSPECIFIED" => Ok(ReceiptStatus::Unspecified),
+                    "RECEIPT_STATUS_QUEUED" => Ok(ReceiptStatus::Queued),
+                    "RECEIPT_STATUS_APPLIED" => Ok(ReceiptStatus::Applied),
+                    "RECEIPT_STATUS_REFUSED" => Ok(ReceiptStatus::Refused),
+                    _ => Err(serde::de::Error::unknown_variant(value, FIELDS)),
+                }
+            }
+        }
+        deserializer.deserialize_any(GeneratedVisitor)
     }
 }
 impl serde::Serialize for SeedLifecycleGate {

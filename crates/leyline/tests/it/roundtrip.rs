@@ -221,7 +221,22 @@ fn every_message_round_trips() {
         reason: "ok".into(),
         seed_id: "seed-1".into(),
         stage: SeedLifecycleStage::SeedStageGerminated as i32,
+        status: ReceiptStatus::Applied as i32,
+        provenance: Some(Provenance {
+            key_id: "default".into(),
+            form: CommandForm::Envelope as i32,
+            transport: CommandTransport::Grpc as i32,
+        }),
     });
+    roundtrip(CommandReceipt {
+        command_id: "q".into(),
+        accepted: true,
+        reason: "queued".into(),
+        status: ReceiptStatus::Queued as i32,
+        provenance: Some(Provenance::default()),
+        ..Default::default()
+    });
+    roundtrip(ReceiptRequest { command_id: "c".into() });
     roundtrip(SystemStateRequest {});
     roundtrip(TelemetryRequest { min_level: TelemetryLevel::Error as i32 });
     roundtrip(HealthRequest {});
