@@ -233,6 +233,8 @@ fn receipt_json(receipt: &CommandReceipt) -> serde_json::Value {
         "reason": receipt.reason,
         "seedId": receipt.seed_id,
         "stage": stage,
+        "status": receipt.status().as_str_name(),
+        "keyId": receipt.provenance.as_ref().map(|p| p.key_id.clone()).unwrap_or_default(),
     })
 }
 
@@ -480,6 +482,7 @@ mod tests {
             reason: "nonce_replayed".into(),
             seed_id: String::new(),
             stage: SeedLifecycleStage::SeedStageTraining as i32,
+            ..CommandReceipt::default()
         };
         let j = receipt_json(&r);
         assert_eq!(j["accepted"], false);

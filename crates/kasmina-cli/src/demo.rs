@@ -279,7 +279,7 @@ fn summary(
                 })).collect::<Vec<_>>(),
                 "isolation_checks": s.isolation_checks,
                 "isolation_violations": s.isolation_violations,
-                "cull_reason": s.cull_reason,
+                "cull_reason": s.cull_reason.map(|c| c.reason()),
             })
         })
         .collect();

@@ -24,8 +24,8 @@ use kasmina_runtime::reexports::telemetry::{JsonLinesSink, NullSink, Subscriptio
 use kasmina_runtime::{Kasmina, KasminaConfig};
 use leyline::kasmina_control_server::{KasminaControl, KasminaControlServer};
 use leyline::{
-    AdaptationCommand, CommandReceipt, HealthRequest, Message, SeedLifecycleStage as Stage, SignedCommand,
-    SystemHealth, SystemStatePacket, SystemStateRequest, TelemetryLevel, TelemetryPacket, TelemetryRequest,
+    CommandReceipt, CommandTransport, HealthRequest, ReceiptRequest, SignedCommand, SystemHealth, SystemStatePacket,
+    SystemStateRequest, TelemetryLevel, TelemetryPacket, TelemetryRequest,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -428,33 +428,13 @@ impl ControlService {
     }
 }
 
-/// Submits a signed command and waits up to `wait` for the receipt of the next safe point.
+/// Submits a signed command and waits up to `wait` for the receipt of the next safe point. A
+/// command still queued then is answered `queued` (accepted, not yet applied, decisions D14);
+/// its final receipt comes from `GetReceipt` and the `command_receipt` event.
 pub(crate) fn submit_and_wait(kasmina: &Kasmina, signed: &SignedCommand, wait: Duration) -> CommandReceipt {
-    match kasmina.submit(signed) {
+    match kasmina.submit_via(signed, CommandTransport::Grpc) {
         Err(receipt) => receipt,
-        Ok(ticket) => ticket.wait(wait).unwrap_or_else(|| pending_receipt(kasmina, signed, ticket.command_id())),
-    }
-}
-
-/// The receipt of a verified command that is still waiting for its safe point: accepted, `ok`,
-/// with the target seed's current stage (UNKNOWN when no such seed exists yet).
-fn pending_receipt(kasmina: &Kasmina, signed: &SignedCommand, command_id: &str) -> CommandReceipt {
-    // The command verified, so its bytes decode (the legacy form keeps its signature annotation,
-    // which does not matter here).
-    let seed_id = AdaptationCommand::decode(signed.command.as_slice())
-        .map(|c| c.target_seed_id.trim().to_owned())
-        .unwrap_or_default();
-    let stage = kasmina
-        .export_seed_states()
-        .into_iter()
-        .find(|s| !seed_id.is_empty() && s.seed_id == seed_id)
-        .map_or(Stage::SeedStageUnknown, |s| s.stage());
-    CommandReceipt {
-        command_id: command_id.to_owned(),
-        accepted: true,
-        reason: kasmina_runtime::OK.to_owned(),
-        seed_id,
-        stage: stage as i32,
+        Ok(ticket) => ticket.wait(wait).unwrap_or_else(|| ticket.queued().clone()),
     }
 }
 
@@ -504,6 +484,18 @@ impl KasminaControl for ControlService {
 
     async fn health(&self, _request: Request<HealthRequest>) -> Result<Response<SystemHealth>, Status> {
         Ok(Response::new(self.blocking(Kasmina::health).await?))
+    }
+
+    async fn get_receipt(&self, request: Request<ReceiptRequest>) -> Result<Response<CommandReceipt>, Status> {
+        let id = request.into_inner().command_id;
+        if id.is_empty() {
+            return Err(Status::invalid_argument("command_id is empty"));
+        }
+        let lookup = id.clone();
+        match self.blocking(move |k| k.receipt(&lookup)).await? {
+            Some(receipt) => Ok(Response::new(receipt)),
+            None => Err(Status::not_found(format!("no receipt for command `{id}` (unknown or expired)"))),
+        }
     }
 }
 

@@ -70,6 +70,9 @@ pub struct KasminaConfig {
     pub kernel_cache_bytes: u64,
     /// Kernel cache TTL.
     pub kernel_cache_ttl: Duration,
+    /// How long a command's latest receipt stays available to `GetReceipt` (default 300 s,
+    /// the nonce TTL: as long as a replay of it is refused).
+    pub receipt_ttl: Duration,
 }
 
 /// The validation metric gate G4 reads.
@@ -119,6 +122,7 @@ impl Default for KasminaConfig {
             gc_every_epochs: 10,
             kernel_cache_bytes: 512 * 1024 * 1024,
             kernel_cache_ttl: Duration::from_secs(300),
+            receipt_ttl: Duration::from_secs(300),
         }
     }
 }
@@ -161,6 +165,12 @@ impl KasminaConfig {
         }
         if self.max_command_bytes == 0 {
             return bad("max_command_bytes", "must be at least 1");
+        }
+        if self.pause_quota == 0 || self.pause_quota > u64::from(u32::MAX) {
+            return bad("pause_quota", "must be between 1 and 2^32 - 1");
+        }
+        if self.receipt_ttl.is_zero() {
+            return bad("receipt_ttl", "must be positive");
         }
         if self.fallback_blueprint.trim().is_empty() {
             return bad("fallback_blueprint", "must name a blueprint");

@@ -54,3 +54,38 @@ pub(crate) fn parameter_violation(v: &kasmina_registry::Violation) -> TelemetryE
 pub(crate) fn stage_name(stage: i32) -> &'static str {
     Stage::try_from(stage).map(|s| s.as_str_name()).unwrap_or("SEED_STAGE_UNKNOWN")
 }
+
+/// `illegal_transition` (ERROR): a move the table or the gates' evidence does not allow.
+pub(crate) fn illegal_transition(
+    seed_id: &str,
+    from: Stage,
+    to: Stage,
+    error: &kasmina_lifecycle::Error,
+) -> TelemetryEvent {
+    names::ILLEGAL_TRANSITION.event_with([
+        ("seed_id", seed_id.to_owned()),
+        ("from", from.as_str_name().to_owned()),
+        ("to", to.as_str_name().to_owned()),
+        ("error", error.to_string()),
+    ])
+}
+
+/// `command_receipt`: the final receipt of a command (decisions D14), with its provenance.
+pub(crate) fn command_receipt(r: &leyline::CommandReceipt) -> TelemetryEvent {
+    let provenance = r.provenance.clone().unwrap_or_default();
+    let level = if r.accepted { TelemetryLevel::Info } else { TelemetryLevel::Warning };
+    names::COMMAND_RECEIPT.event_at(
+        level,
+        [
+            ("command_id", r.command_id.clone()),
+            ("accepted", r.accepted.to_string()),
+            ("reason", r.reason.clone()),
+            ("status", r.status().as_str_name().to_owned()),
+            ("seed_id", r.seed_id.clone()),
+            ("stage", stage_name(r.stage).to_owned()),
+            ("key_id", provenance.key_id.clone()),
+            ("form", provenance.form().as_str_name().to_owned()),
+            ("transport", provenance.transport().as_str_name().to_owned()),
+        ],
+    )
+}

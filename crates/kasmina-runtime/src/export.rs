@@ -1,18 +1,19 @@
-//! What the runtime reports outward: `SeedState`s, metrics, the hardware context.
+//! What the runtime reports outward: `SeedState`s and the metrics of telemetry packets.
 
 use std::collections::BTreeMap;
 
-use candle_core::Device;
 use kasmina_telemetry::names;
-use leyline::{HardwareContext, MetricPoint, SeedLifecycleStage as Stage, SeedState};
+use leyline::{MetricPoint, SeedLifecycleStage as Stage, SeedState};
 
-use crate::manager::Kasmina;
+use crate::breakers::BreakerName;
+use crate::seed::{Phase, Seed};
 use crate::slot::SlotCell;
+use crate::state::Inner;
 
 /// The `SeedState` of a slot: every field the runtime knows.
-pub(crate) fn seed_state(cell: &SlotCell, _epoch: u32) -> SeedState {
-    let st = cell.state.lock();
-    let Some(seed) = st.seed.as_ref() else {
+pub(crate) fn seed_state(cell: &SlotCell) -> SeedState {
+    let guard = cell.seed.lock();
+    let Some(seed) = guard.as_ref() else {
         return SeedState {
             seed_id: String::new(),
             stage: Stage::SeedStageDormant as i32,
@@ -21,45 +22,71 @@ pub(crate) fn seed_state(cell: &SlotCell, _epoch: u32) -> SeedState {
             ..SeedState::default()
         };
     };
-    let mut metrics = BTreeMap::new();
-    metrics.insert("alpha".to_owned(), seed.current_alpha() as f32);
-    if let Some(l) = seed.seed_losses.last() {
-        metrics.insert("seed_loss".to_owned(), *l);
-    }
-    if let Some(d) = seed.last_seed_loss_vs_host {
-        metrics.insert("seed_loss_vs_host".to_owned(), d);
-    }
-    if let Some(l) = seed.blend_losses.last() {
-        metrics.insert("blend_loss".to_owned(), *l);
-    }
-    metrics.insert("isolation_violations".to_owned(), seed.isolation_violations as f32);
-    metrics.insert("isolation_checks".to_owned(), seed.isolation_checks as f32);
-    metrics.insert("hook_latency_ms".to_owned(), seed.last_hook_ms as f32);
-    metrics.insert("steps_in_stage".to_owned(), seed.steps_in_stage as f32);
-    metrics.insert("fallback_used".to_owned(), if seed.fallback_used { 1.0 } else { 0.0 });
-    if let Some(k) = seed.kernel.as_ref() {
-        metrics.insert("param_count".to_owned(), k.param_count() as f32);
-    }
-    let violations = seed.isolation_violations + seed.update_violations;
+    let (violations, fallback, grad_norm) = match seed.live() {
+        Some(l) => (
+            l.health.isolation_violations + l.health.update_violations,
+            l.attached.fallback_used,
+            l.health.last_grad_norm,
+        ),
+        None => (0, seed.history.fallback_used, 0.0),
+    };
     SeedState {
         seed_id: seed.id.clone(),
         stage: seed.stage() as i32,
-        gradient_norm: seed.last_grad_norm,
+        gradient_norm: grad_norm,
         learning_rate: seed.learning_rate() as f32,
         layer_depth: cell.depth,
-        metrics,
+        metrics: seed_metrics(seed),
         age_epochs: seed.epochs,
-        risk_score: (seed.risk + 0.25 * violations as f32 + if seed.fallback_used { 0.1 } else { 0.0 }).min(1.0),
+        risk_score: (seed.risk + 0.25 * violations as f32 + if fallback { 0.1 } else { 0.0 }).min(1.0),
     }
 }
 
+fn seed_metrics(seed: &Seed) -> BTreeMap<String, f32> {
+    let mut m = BTreeMap::new();
+    m.insert("alpha".to_owned(), seed.alpha() as f32);
+    m.insert("isolation_checks".to_owned(), seed.history.isolation_checks as f32);
+    if let Some(k) = seed.kernel() {
+        m.insert("param_count".to_owned(), k.param_count() as f32);
+    }
+    let Some(live) = seed.live() else {
+        m.insert("isolation_violations".to_owned(), 0.0);
+        m.insert("fallback_used".to_owned(), f32::from(u8::from(seed.history.fallback_used)));
+        return m;
+    };
+    m.insert("isolation_violations".to_owned(), live.health.isolation_violations as f32);
+    m.insert("hook_latency_ms".to_owned(), live.health.last_hook_ms as f32);
+    m.insert("steps_in_stage".to_owned(), live.phase.steps() as f32);
+    m.insert("fallback_used".to_owned(), f32::from(u8::from(live.attached.fallback_used)));
+    match &live.phase {
+        Phase::Training { seed_losses, last_vs_host, .. } => {
+            if let Some(l) = seed_losses.last() {
+                m.insert("seed_loss".to_owned(), *l);
+            }
+            if let Some(d) = last_vs_host {
+                m.insert("seed_loss_vs_host".to_owned(), *d);
+            }
+        }
+        Phase::Blending { losses, .. } => {
+            if let Some(l) = losses.last() {
+                m.insert("blend_loss".to_owned(), *l);
+            }
+        }
+        _ => {}
+    }
+    if let Some((rel_l2, cosine)) = live.phase.shadow().and_then(|s| s.means()) {
+        m.insert("shadow_rel_l2".to_owned(), rel_l2 as f32);
+        m.insert("shadow_cosine".to_owned(), cosine as f32);
+    }
+    m
+}
+
 /// The metrics of a telemetry packet (prototype names first, then the plan's).
-pub(crate) fn metrics(kasmina: &Kasmina) -> Vec<MetricPoint> {
-    let inner = &kasmina.inner;
-    let (live, violations) = inner.slots.read().iter().fold((0u32, 0u64), |(l, v), cell| {
-        let st = cell.state.lock();
-        match st.seed.as_ref().filter(|s| s.is_live()) {
-            Some(s) => (l + 1, v + u64::from(s.isolation_violations)),
+pub(crate) fn metrics(inner: &Inner) -> Vec<MetricPoint> {
+    let (live, violations) = inner.cells().iter().fold((0u32, 0u64), |(l, v), cell| {
+        let guard = cell.seed.lock();
+        match guard.as_ref().filter(|s| s.is_live()) {
+            Some(s) => (l + 1, v + u64::from(s.live().map(|l| l.health.isolation_violations).unwrap_or(0))),
             None => (l, v),
         }
     });
@@ -67,8 +94,8 @@ pub(crate) fn metrics(kasmina: &Kasmina) -> Vec<MetricPoint> {
         let core = inner.core.lock();
         (core.last_fetch_ms, core.last_hook_ms, core.last_dot_product, core.stats.isolation_violations)
     };
-    let fetch = inner.breakers.fetch.snapshot();
-    let cache = inner.kernels.stats().kernel;
+    let fetch = inner.breakers.get(BreakerName::KernelFetch).snapshot();
+    let cache = inner.memory.stats().kernel;
     let tstats = inner.telemetry.stats();
     let mut out = vec![
         names::SEEDS_ACTIVE.point(f64::from(live)),
@@ -92,11 +119,11 @@ pub(crate) fn metrics(kasmina: &Kasmina) -> Vec<MetricPoint> {
 }
 
 /// The hardware context of the device.
-pub(crate) fn hardware(device: &Device) -> HardwareContext {
-    let (device_type, device_id) = match device {
-        Device::Cpu => ("cpu", "0".to_owned()),
-        Device::Cuda(_) => ("cuda", "0".to_owned()),
-        _ => ("other", "0".to_owned()),
+pub(crate) fn hardware(device: &candle_core::Device) -> leyline::HardwareContext {
+    let device_type = match device {
+        candle_core::Device::Cpu => "cpu",
+        candle_core::Device::Cuda(_) => "cuda",
+        _ => "other",
     };
-    HardwareContext { device_type: device_type.to_owned(), device_id, ..HardwareContext::default() }
+    leyline::HardwareContext { device_type: device_type.to_owned(), device_id: "0".to_owned(), ..Default::default() }
 }

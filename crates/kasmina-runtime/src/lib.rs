@@ -1,14 +1,20 @@
 //! Kasmina's seed manager: seed slots inside a host model, the blueprint library, signed command
 //! handling and the training-driven lifecycle, composed from the domain crates over candle.
 //!
-//! Layer L2: it composes `leyline` and the seven domain crates (`kasmina-lifecycle`, `-safety`,
-//! `-isolation`, `-registry`, `-memory`, `-security`, `-telemetry`); binaries and servers sit
-//! above it. It is the only crate that wires breakers around operations, turns domain events
-//! into telemetry and owns tensors of seeds.
+//! Layer L2: it composes `leyline`, `kasmina-clock` and the seven domain crates
+//! (`kasmina-lifecycle`, `-safety`, `-isolation`, `-registry`, `-memory`, `-security`,
+//! `-telemetry`); binaries and servers sit above it. It is the only crate that wires breakers
+//! around operations, turns domain events into telemetry and owns tensors of seeds.
 //!
 //! Main types: [`Kasmina`] (built with [`Kasmina::builder`]), [`SeedSlot`] (a slot in the host
 //! model's forward), [`StepReport`] / [`EpochReport`] (what the trainer reports at each safe
-//! point), [`BlueprintRuntime`] / [`BlueprintLibrary`] (where kernels come from).
+//! point), [`BlueprintRuntime`] / [`BlueprintLibrary`] (where kernels come from), [`Refusal`]
+//! and [`CullCause`] (why a command was refused, why a seed was culled).
+//!
+//! Inside, data flows one way (`docs/decisions.md` D15): a command is parsed once into a typed
+//! request (`command`), a safe point (`drive`) observes each seed and hands the evidence to the
+//! seed's state machine (`seed`), which returns effects that the handle performs (`perform`)
+//! and publishes (`publish`).
 //!
 //! How a trainer (Esper's Tolaria) embeds it:
 //!
@@ -42,30 +48,40 @@
 //! ```
 //!
 //! Commands arrive signed ([`Kasmina::submit`]) or in process from the trusted trainer
-//! ([`Kasmina::apply`]); either way they are applied at a safe point, between steps.
+//! ([`Kasmina::apply`]); either way they are applied at a safe point, between steps, and each
+//! gets one final receipt ([`Kasmina::receipt`]).
 
+mod attach;
 pub mod blueprint;
-mod cache;
-mod commands;
+pub mod breakers;
+mod builder;
+mod clock;
+mod command;
 mod config;
-mod driver;
+mod drive;
 mod error;
 mod events;
 mod export;
-pub mod guard;
+mod handle;
 pub mod kd;
-mod manager;
+mod memory;
+mod perform;
+mod publish;
+mod receipt;
 mod report;
 mod seed;
 mod slot;
-mod time;
+mod state;
 
 pub use blueprint::{BlueprintLibrary, BlueprintRuntime, FetchError, KernelArtifact, KernelKind, SeedKernel};
-pub use commands::OK;
+pub use breakers::BreakerName;
+pub use builder::KasminaBuilder;
 pub use config::{G4Metric, KasminaConfig};
 pub use error::{Error, Result};
-pub use manager::{Kasmina, KasminaBuilder, Ticket};
+pub use handle::{Kasmina, Ticket};
+pub use receipt::{OK, Origin, QUEUED, Refusal};
 pub use report::{EpochOutcome, EpochReport, FossilizedSeed, RuntimeStats, SeedSummary, StepOutcome, StepReport};
+pub use seed::CullCause;
 pub use slot::SeedSlot;
 
 /// Re-exports of the lower crates, so a trainer depends on the runtime alone.

@@ -97,8 +97,11 @@ pub struct SeedSummary {
     pub isolation_checks: u64,
     /// Isolation violations found.
     pub isolation_violations: u32,
-    /// Why it was culled, if it was.
-    pub cull_reason: Option<String>,
+    /// Why it was culled, if it was (kept after its reset).
+    pub cull_reason: Option<crate::CullCause>,
+    /// Shadow metrics of its SHADOWING/PROBATIONARY window: mean relative L2 distance of its
+    /// output from the host activation, and mean cosine similarity, when measured.
+    pub shadow: Option<(f64, f64)>,
 }
 
 /// Counters over the runtime's life.
@@ -116,4 +119,6 @@ pub struct RuntimeStats {
     pub commands_accepted: u64,
     /// Commands rejected (envelope or request).
     pub commands_rejected: u64,
+    /// Non-critical events not published while the `telemetry_flush` breaker was open.
+    pub events_dropped: u64,
 }

@@ -1,43 +1,137 @@
 //! Seed slots: the points inside the host model where a seed can grow.
+//!
+//! A slot has two locks: its seed (the state machine, taken at safe points) and its forward
+//! state (the route the runtime set from the seed's stage, and what forwards observed since
+//! the last safe point). The forward takes only the second; the order is seed, then forward.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use candle_core::{Module, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 use kasmina_isolation::{SeedBranch, seed_input, seed_output, slot_output};
 use leyline::SeedLifecycleStage as Stage;
 use parking_lot::Mutex;
 
 use crate::blueprint::SeedKernel;
 use crate::error::{Error, Result};
-use crate::seed::SeedRecord;
+use crate::seed::{Interface, Route, Seed};
 
-/// What a slot remembers between a forward and the next safe point.
+/// What forwards observed since the last safe point.
 #[derive(Debug, Default)]
-pub(crate) struct SlotState {
-    /// The seed in the slot (kept after a reset to DORMANT so observers see the failure path
-    /// complete, until a new seed is germinated here).
-    pub(crate) seed: Option<SeedRecord>,
-    /// The seed branch of the last forward (for the isolation probe).
-    pub(crate) last_branch: Option<SeedBranch>,
-    /// Forward in shadow mode: output the seed branch, detached.
-    pub(crate) shadow: bool,
-    /// Identity passes taken by a paused seed since the last safe point.
+pub(crate) struct Observation {
+    pub(crate) nan_output: bool,
+    pub(crate) interface: Option<Interface>,
     pub(crate) paused_passes: u64,
+    /// The seed branch of the last forward (for the isolation probe).
+    pub(crate) branch: Option<SeedBranch>,
+    /// Host activation and seed output of the last forward in SHADOWING/PROBATIONARY.
+    pub(crate) shadow_pair: Option<(Tensor, Tensor)>,
 }
 
-/// One slot: its name, width and depth, and its state.
+#[derive(Debug, Default)]
+pub(crate) struct ForwardState {
+    pub(crate) route: Route,
+    /// Output the seed branch, detached (a shadow evaluation of this slot).
+    pub(crate) shadow: bool,
+    pub(crate) seen: Observation,
+}
+
+/// One slot: name, width, depth, its seed and its forward state.
 #[derive(Debug)]
 pub(crate) struct SlotCell {
     pub(crate) name: String,
     pub(crate) width: usize,
     pub(crate) depth: u32,
-    pub(crate) state: Mutex<SlotState>,
+    pub(crate) seed: Mutex<Option<Seed>>,
+    pub(crate) fwd: Mutex<ForwardState>,
+    /// Set while some slot's shadow evaluation runs: the other slots forward normally
+    /// (bypassing a non-finite seed) but record nothing, so one seed's evaluation is never
+    /// another's evidence.
+    pub(crate) evaluating: Arc<AtomicBool>,
 }
 
 impl SlotCell {
-    /// Free for a germination: empty, or holding a seed that was reset to DORMANT.
-    pub(crate) fn is_free(state: &SlotState) -> bool {
-        state.seed.as_ref().is_none_or(|s| s.stage() == Stage::SeedStageDormant)
+    /// Free for a germination: empty, or holding a seed that was reset or terminated.
+    pub(crate) fn is_free(seed: &Option<Seed>) -> bool {
+        seed.as_ref().is_none_or(|s| matches!(s.stage(), Stage::SeedStageDormant | Stage::SeedStageTerminated))
+    }
+
+    pub(crate) fn set_route(&self, route: Route) {
+        self.fwd.lock().route = route;
+    }
+
+    pub(crate) fn take_observation(&self) -> Observation {
+        std::mem::take(&mut self.fwd.lock().seen)
+    }
+
+    /// The slot's forward, recording what it saw unless `record` is false.
+    fn forward(&self, host: &Tensor, record: bool) -> Result<Tensor> {
+        let dims = host.dims();
+        if dims.last().copied() != Some(self.width) {
+            return Err(Error::Isolation(kasmina_isolation::Error::ShapeMismatch {
+                what: "slot input",
+                expected: vec![self.width],
+                actual: dims.to_vec(),
+            }));
+        }
+        let (route, shadow) = {
+            let mut st = self.fwd.lock();
+            if record && matches!(st.route, Route::Paused) {
+                st.seen.paused_passes += 1;
+            }
+            (st.route.clone(), st.shadow)
+        };
+        let Route::Seed { kernel, stage, alpha } = route else { return Ok(host.clone()) };
+        if shadow {
+            return Ok(seed_output(&seed_input(host), kernel.as_ref())?.detach());
+        }
+        let fwd = slot_output(stage, false, host, alpha, kernel.as_ref())?;
+        let Some(branch) = fwd.seed else { return Ok(fwd.output) };
+        let finite = all_finite(&branch.output)?;
+        if record {
+            self.record(host, &branch, stage, finite);
+        }
+        if !finite && stage != Stage::SeedStageFossilized {
+            // Never let a broken seed poison the host's forward or gradients.
+            return Ok(host.clone());
+        }
+        Ok(fwd.output)
+    }
+
+    fn record(&self, host: &Tensor, branch: &SeedBranch, stage: Stage, finite: bool) {
+        let mut st = self.fwd.lock();
+        st.seen.interface = Some(Interface {
+            seed_shape: branch.output.dims().to_vec(),
+            host_shape: host.dims().to_vec(),
+            seed_dtype: branch.output.dtype(),
+            host_dtype: host.dtype(),
+        });
+        st.seen.nan_output |= !finite;
+        if matches!(stage, Stage::SeedStageShadowing | Stage::SeedStageProbationary) {
+            st.seen.shadow_pair = Some((host.detach(), branch.output.detach()));
+        }
+        st.seen.branch = Some(branch.clone());
+    }
+
+    /// Whether a probe activation comes out of the slot unchanged (G5 asks the slot itself).
+    pub(crate) fn forwards_unchanged(&self, device: &Device) -> Result<bool> {
+        let probe = Tensor::randn(0f32, 1.0, (2, self.width), device)?;
+        let out = self.forward(&probe, false)?;
+        if out.dims() != probe.dims() {
+            return Ok(false);
+        }
+        let diff = (out.to_dtype(DType::F32)? - &probe)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        Ok(diff == 0.0)
+    }
+
+    /// Runs `f` with this slot in shadow mode and every other slot recording nothing.
+    pub(crate) fn shadowed<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.evaluating.store(true, Ordering::SeqCst);
+        self.fwd.lock().shadow = true;
+        let out = f();
+        self.fwd.lock().shadow = false;
+        self.evaluating.store(false, Ordering::SeqCst);
+        out
     }
 }
 
@@ -69,75 +163,18 @@ impl SeedSlot {
 
     /// The stage of the seed in the slot (DORMANT when empty).
     pub fn stage(&self) -> Stage {
-        self.cell.state.lock().seed.as_ref().map(|s| s.stage()).unwrap_or(Stage::SeedStageDormant)
+        self.cell.seed.lock().as_ref().map(|s| s.stage()).unwrap_or(Stage::SeedStageDormant)
     }
 
     /// The id of the seed in the slot, if any.
     pub fn seed_id(&self) -> Option<String> {
-        self.cell.state.lock().seed.as_ref().map(|s| s.id.clone())
+        self.cell.seed.lock().as_ref().map(|s| s.id.clone())
     }
 
     /// The slot's forward pass for the host activation `host` (`[batch, width]`).
     pub fn forward(&self, host: &Tensor) -> Result<Tensor> {
-        let dims = host.dims();
-        if dims.last().copied() != Some(self.cell.width) {
-            return Err(Error::Isolation(kasmina_isolation::Error::ShapeMismatch {
-                what: "slot input",
-                expected: vec![self.cell.width],
-                actual: dims.to_vec(),
-            }));
-        }
-        // Read what the forward needs, then compute without holding the lock.
-        let (stage, paused, alpha, kernel, shadow) = {
-            let mut st = self.cell.state.lock();
-            let shadow = st.shadow;
-            match st.seed.as_ref() {
-                None => return Ok(host.clone()),
-                Some(seed) => {
-                    let info = (seed.stage(), seed.pause.is_some(), seed.current_alpha(), seed.kernel.clone(), shadow);
-                    if info.1 {
-                        st.paused_passes += 1;
-                    }
-                    info
-                }
-            }
-        };
-        let Some(kernel) = kernel else { return Ok(host.clone()) };
-        if shadow {
-            return self.shadow_output(stage, paused, host, &kernel);
-        }
-        let fwd = slot_output(stage, paused, host, alpha, kernel.as_ref())?;
-        let Some(branch) = fwd.seed else { return Ok(fwd.output) };
-        let finite = all_finite(&branch.output)?;
-        let mut st = self.cell.state.lock();
-        if let Some(seed) = st.seed.as_mut() {
-            seed.seed_output_shape = branch.output.dims().to_vec();
-            seed.seed_dtype = format!("{:?}", branch.output.dtype()).to_lowercase();
-            seed.host_output_shape = host.dims().to_vec();
-            seed.host_dtype = format!("{:?}", host.dtype()).to_lowercase();
-            if !finite {
-                seed.nan_output = true;
-                if stage == Stage::SeedStageBlending {
-                    seed.blended_finite = false;
-                }
-            }
-        }
-        if !finite && stage != Stage::SeedStageFossilized {
-            // Never let a broken seed poison the host's forward or gradients.
-            st.last_branch = Some(branch);
-            return Ok(host.clone());
-        }
-        st.last_branch = Some(branch);
-        Ok(fwd.output)
-    }
-
-    /// Shadow mode: the seed branch's output, detached (no gradient), for the stages where the
-    /// seed runs; the host activation otherwise.
-    fn shadow_output(&self, stage: Stage, paused: bool, host: &Tensor, kernel: &Arc<SeedKernel>) -> Result<Tensor> {
-        if paused || !(stage.is_monitored() || stage == Stage::SeedStageFossilized) {
-            return Ok(host.clone());
-        }
-        Ok(seed_output(&seed_input(host), kernel.as_ref())?.detach())
+        let record = !self.cell.evaluating.load(Ordering::SeqCst) || self.cell.fwd.lock().shadow;
+        self.cell.forward(host, record)
     }
 }
 
@@ -149,11 +186,26 @@ impl Module for SeedSlot {
 
 /// Whether every element is finite (one reduction and one device sync).
 pub(crate) fn all_finite(t: &Tensor) -> Result<bool> {
-    let s = t.detach().sum_all()?.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?;
+    let s = t.detach().sum_all()?.to_dtype(DType::F32)?.to_scalar::<f32>()?;
     Ok(s.is_finite())
 }
 
-/// Gives `kernel` to the monitor as a module (the probe re-runs it on one row).
+/// Relative L2 distance `|s - h| / |h|` and cosine similarity of a seed's output `s` to the
+/// host activation `h` (shadow metrics), in one device read.
+pub(crate) fn shadow_distance(host: &Tensor, seed: &Tensor) -> Result<(f64, f64)> {
+    let (h, s) = (host.to_dtype(DType::F32)?.flatten_all()?, seed.to_dtype(DType::F32)?.flatten_all()?);
+    let parts = Tensor::stack(
+        &[(&s - &h)?.sqr()?.sum_all()?, h.sqr()?.sum_all()?, s.sqr()?.sum_all()?, (&s * &h)?.sum_all()?],
+        0,
+    )?
+    .to_vec1::<f32>()?;
+    let (diff, hh, ss, sh) = (f64::from(parts[0]), f64::from(parts[1]), f64::from(parts[2]), f64::from(parts[3]));
+    let rel = diff.sqrt() / hh.sqrt().max(1e-12);
+    let cos = sh / (hh.sqrt() * ss.sqrt()).max(1e-12);
+    Ok((rel, cos))
+}
+
+/// The kernel as a module, for the isolation probe.
 pub(crate) fn as_module(kernel: &Arc<SeedKernel>) -> &dyn Module {
     kernel.as_ref()
 }

@@ -2,7 +2,8 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use kasmina_runtime::reexports::security::{CommandForm, CommandVerifier, KeyRing};
+use kasmina_runtime::reexports::leyline::CommandForm;
+use kasmina_runtime::reexports::security::{CommandVerifier, KeyRing};
 use leyline::adaptation_command::Payload;
 use leyline::{CommandType, Message, SeedOperation, SignedCommand};
 

@@ -125,6 +125,8 @@ fn cull_walks_embargo_reset_dormant_on_the_fake_clock() {
     assert_eq!(rig.stage(), Stage::SeedStageEmbargoed);
     rig.mock.increment(std::time::Duration::from_secs(11));
     rig.step();
+    assert_eq!(rig.stage(), Stage::SeedStageResetting);
+    rig.step();
     assert_eq!(rig.stage(), Stage::SeedStageDormant);
     let payload = rig.kasmina.rollback_payload("seed-1").unwrap();
     let reason = payload.fields.get("reason").and_then(|v| v.kind.clone());

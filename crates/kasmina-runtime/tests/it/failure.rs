@@ -20,6 +20,9 @@ fn walk_to_dormant(rig: &mut Rig) {
     assert_eq!(rig.stage(), Stage::SeedStageEmbargoed);
     rig.mock.increment(Duration::from_secs(31));
     rig.step();
+    // The slot is cleaned at the embargo's end and observed (G5) at the next safe point.
+    assert_eq!(rig.stage(), Stage::SeedStageResetting);
+    rig.step();
     assert_eq!(rig.stage(), Stage::SeedStageDormant);
 }
 

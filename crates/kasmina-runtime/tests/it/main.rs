@@ -7,4 +7,7 @@ mod failure;
 mod happy;
 mod harness;
 mod kd;
+mod receipts;
 mod runbook;
+mod slots;
+mod terminate;

@@ -1,0 +1,418 @@
+//! The safe points (decisions D3): after each training step and at each epoch boundary the
+//! runtime applies queued commands, observes every seed (forward observations, isolation
+//! probe, ownership check, breaker admissions) and hands the evidence to its machine.
+
+use candle_core::backprop::GradStore;
+use kasmina_isolation::Probe;
+use kasmina_telemetry::names;
+use leyline::{SeedLifecycleStage as Stage, TelemetryLevel};
+
+use crate::breakers::BreakerName;
+use crate::error::{Error, Result};
+use crate::report::{EpochOutcome, EpochReport, StepOutcome, StepReport};
+use crate::seed::evidence::{IsolationEvidence, ResetObservation, StepEvidence};
+use crate::seed::{Effects, Phase, Seed};
+use crate::slot::{Observation, SlotCell, as_module, shadow_distance};
+use crate::state::{Inner, Outbox};
+
+impl Inner {
+    /// Applies every queued command (the first thing each safe point does).
+    pub(crate) fn safe_point(&self, out: &mut Outbox) -> u32 {
+        let mut applied = 0;
+        loop {
+            let next = self.queue.lock().pop_front();
+            let Some(pending) = next else { break };
+            self.apply_pending(pending, out);
+            applied += 1;
+        }
+        applied
+    }
+
+    /// The safe point after a training step.
+    pub(crate) fn step(&self, grads: &GradStore, report: &StepReport) -> Result<StepOutcome> {
+        if !report.loss.is_finite() {
+            self.reject_report("non_finite_loss", report.loss);
+            return Err(Error::InvalidReport(format!("step loss is not finite ({})", report.loss)));
+        }
+        let watch = self.timer.start();
+        let mut out = Outbox::default();
+        let mut outcome = StepOutcome { commands_applied: self.safe_point(&mut out), ..StepOutcome::default() };
+        let step = {
+            let mut core = self.core.lock();
+            core.step += 1;
+            core.stats.steps += 1;
+            core.last_train_loss = report.loss;
+            core.step
+        };
+        let mut monitored = false;
+        for cell in self.cells() {
+            let mut guard = cell.seed.lock();
+            let Some(seed) = guard.as_mut() else { continue };
+            monitored |= seed.stage().is_monitored();
+            if self.finish_reset(&cell, seed, &mut out) {
+                continue;
+            }
+            let seen = cell.take_observation();
+            let ev = self.observe(&cell, seed, seen, grads, report, step, &mut out, &mut outcome);
+            let cx = self.cx(&cell.name, &seed.id);
+            let fx = seed.on_step(&ev, &cx);
+            self.perform(&cell, seed, fx, Some(grads), &cx, &mut out);
+        }
+        if !monitored {
+            // With no monitored seed left, the isolation breaker still recovers (decisions D6).
+            self.breakers.probe_clean(BreakerName::Isolation, &mut out.events);
+        }
+        outcome.fossilized = std::mem::take(&mut out.fossilized);
+        {
+            let mut core = self.core.lock();
+            core.stats.kasmina_ms += watch.elapsed_ms();
+            core.stats.isolation_checks += u64::from(outcome.isolation_checks);
+            core.stats.isolation_violations += u64::from(outcome.isolation_violations);
+        }
+        self.publish(out.events, false);
+        Ok(outcome)
+    }
+
+    /// The safe point at an epoch boundary.
+    pub(crate) fn epoch(&self, report: &EpochReport) -> Result<EpochOutcome> {
+        if !report.val_loss.is_finite() || !report.val_acc.is_finite() {
+            self.reject_report("non_finite_validation", report.val_loss);
+            return Err(Error::InvalidReport(format!(
+                "validation metrics are not finite (loss {}, accuracy {})",
+                report.val_loss, report.val_acc
+            )));
+        }
+        let watch = self.timer.start();
+        let mut out = Outbox::default();
+        self.safe_point(&mut out);
+        {
+            let mut core = self.core.lock();
+            core.epoch = report.epoch;
+            core.last_val_loss = Some(f64::from(report.val_loss));
+            core.last_val_acc = Some(f64::from(report.val_acc));
+        }
+        for cell in self.cells() {
+            let mut guard = cell.seed.lock();
+            let Some(seed) = guard.as_mut() else { continue };
+            if self.finish_reset(&cell, seed, &mut out) {
+                continue;
+            }
+            let cx = self.cx(&cell.name, &seed.id);
+            let fx = seed.on_epoch(&cx);
+            self.perform(&cell, seed, fx, None, &cx, &mut out);
+        }
+        let gc = self.memory.on_epoch(u64::from(report.epoch));
+        if let Some(evicted) = gc {
+            out.events.push(
+                names::MEMORY_GC.event_with([("epoch", report.epoch.to_string()), ("evicted", evicted.to_string())]),
+            );
+        }
+        self.core.lock().stats.kasmina_ms += watch.elapsed_ms();
+        let fossilized = std::mem::take(&mut out.fossilized);
+        self.publish(out.events, true);
+        Ok(EpochOutcome { fossilized, gc_evicted: gc })
+    }
+
+    /// Embargoes, resets and the idle isolation probe without a training step.
+    pub(crate) fn poll(&self) {
+        let mut out = Outbox::default();
+        let mut monitored = false;
+        for cell in self.cells() {
+            let mut guard = cell.seed.lock();
+            let Some(seed) = guard.as_mut() else { continue };
+            monitored |= seed.stage().is_monitored();
+            if self.finish_reset(&cell, seed, &mut out) || seed.stage() != Stage::SeedStageEmbargoed {
+                continue;
+            }
+            let cx = self.cx(&cell.name, &seed.id);
+            let mut fx = Effects::default();
+            seed.poll_embargo(&cx, &mut fx);
+            self.perform(&cell, seed, fx, None, &cx, &mut out);
+        }
+        if !monitored {
+            self.breakers.probe_clean(BreakerName::Isolation, &mut out.events);
+        }
+        self.publish(out.events, false);
+    }
+
+    fn reject_report(&self, reason: &str, value: f32) {
+        let event = names::COMMAND_REJECTED
+            .event_at(TelemetryLevel::Error, [("reason", reason.to_owned()), ("value", value.to_string())]);
+        self.publish(vec![event], false);
+    }
+
+    /// For a seed in RESETTING: observes the cleaned slot (registry, cache, a probe forward) and
+    /// lets G5 decide. `true` when the seed was resetting.
+    fn finish_reset(&self, cell: &SlotCell, seed: &mut Seed, out: &mut Outbox) -> bool {
+        if seed.stage() != Stage::SeedStageResetting {
+            return false;
+        }
+        let seen = ResetObservation {
+            parameters_registered: self.registry.is_registered(&seed.id),
+            cache_entries: self.memory.entries_for_seed(&seed.id),
+            slot_transparent: cell.forwards_unchanged(&self.device).unwrap_or(false),
+        };
+        let cx = self.cx(&cell.name, &seed.id);
+        let mut fx = Effects::default();
+        seed.finish_reset(seen, &cx, &mut fx);
+        self.perform(cell, seed, fx, None, &cx, out);
+        true
+    }
+
+    /// Everything this step observed for `seed`.
+    #[allow(clippy::too_many_arguments)]
+    fn observe(
+        &self,
+        cell: &SlotCell,
+        seed: &mut Seed,
+        seen: Observation,
+        grads: &GradStore,
+        report: &StepReport,
+        step: u64,
+        out: &mut Outbox,
+        outcome: &mut StepOutcome,
+    ) -> StepEvidence {
+        let shadow = seen.shadow_pair.as_ref().and_then(|(h, s)| shadow_distance(h, s).ok());
+        let mut ev = StepEvidence {
+            loss: report.loss,
+            shadow_loss: report.shadow_losses.get(&cell.name).copied(),
+            nan_output: seen.nan_output,
+            interface: seen.interface,
+            paused_passes: seen.paused_passes,
+            shadow,
+            ..StepEvidence::default()
+        };
+        let active = seed.stage().is_monitored() && !seed.is_paused() && !ev.nan_output;
+        if !active {
+            return ev;
+        }
+        if let Some(branch) = seen.branch.as_ref() {
+            ev.isolation = self.probe(seed, branch, grads, step, out);
+        }
+        if let Some(iso) = &ev.isolation {
+            outcome.isolation_checks += 1;
+            outcome.isolation_violations += u32::from(iso.violation);
+        }
+        let culls_now = ev.isolation.as_ref().is_some_and(|i| {
+            i.violation
+                && (i.breaker_open
+                    || seed
+                        .live()
+                        .is_some_and(|l| l.health.isolation_violations + 1 >= self.config.violation_threshold))
+        });
+        let vars = seed.vars();
+        if !culls_now && !vars.is_empty() {
+            ev.update_violation = self.registry.validate_update(&seed.id, &vars).err();
+        }
+        if seed.live().is_some_and(|l| matches!(l.phase, Phase::Blending { .. })) {
+            ev.blend_admitted = self.breakers.admit(BreakerName::Blending, &mut out.events);
+        }
+        ev
+    }
+
+    /// The isolation probe of decisions D6 on this step's seed branch, with the isolation
+    /// breaker's accounting.
+    fn probe(
+        &self,
+        seed: &mut Seed,
+        branch: &kasmina_isolation::SeedBranch,
+        grads: &GradStore,
+        step: u64,
+        out: &mut Outbox,
+    ) -> Option<IsolationEvidence> {
+        let stage = seed.stage();
+        let id = seed.id.clone();
+        let live = seed.live_mut()?;
+        if !live.attached.monitor.should_check(step) {
+            return None;
+        }
+        let kernel = live.attached.kernel.clone();
+        let probe = Probe::rerun(&branch.input, as_module(&kernel)).with_step_grads(grads);
+        let report = match live.attached.monitor.check(step, stage, &probe) {
+            Ok(r) if !r.is_skipped() => r,
+            Ok(_) => return None,
+            Err(e) => {
+                out.events.push(
+                    names::ISOLATION_VIOLATION
+                        .event_at(TelemetryLevel::Error, [("seed_id", id), ("error", e.to_string())]),
+                );
+                return None;
+            }
+        };
+        let violation = report.is_violation();
+        if violation {
+            self.breakers.failure(BreakerName::Isolation, "isolation_violation", &mut out.events);
+        } else {
+            self.breakers.probe_clean(BreakerName::Isolation, &mut out.events);
+        }
+        {
+            let mut core = self.core.lock();
+            core.last_hook_ms = report.elapsed_ms;
+            core.last_dot_product = report.dot_product.unwrap_or(0.0);
+        }
+        let seed_grad_norm = report.seed_grad_norm.map(|n| n as f32).or_else(|| grad_norm(&kernel.vars(), grads));
+        Some(IsolationEvidence {
+            violation,
+            offending: report.offending.clone(),
+            elapsed_ms: report.elapsed_ms,
+            seed_grad_norm,
+            breaker_open: self.breakers.state(BreakerName::Isolation) == leyline::CircuitBreakerState::CircuitStateOpen,
+        })
+    }
+}
+
+/// L2 norm of the step's gradients over `vars`.
+fn grad_norm(vars: &[candle_core::Var], grads: &GradStore) -> Option<f32> {
+    let mut total = 0.0f32;
+    for var in vars {
+        let g = grads.get(var.as_tensor())?;
+        total += g.sqr().ok()?.sum_all().ok()?.to_scalar::<f32>().ok()?;
+    }
+    Some(total.sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use candle_core::{DType, Device, Tensor};
+    use kasmina_lifecycle::gates::GateReason;
+    use leyline::adaptation_command::Payload;
+    use leyline::{AdaptationCommand, CircuitBreakerState, CommandSeedOperation, CommandType, SeedOperation};
+
+    use super::*;
+    use crate::blueprint::SeedKernel;
+    use crate::seed::Route;
+    use crate::{Kasmina, KasminaConfig};
+
+    fn seed_op(op: SeedOperation, id: &str) -> AdaptationCommand {
+        AdaptationCommand {
+            command_id: format!("{op:?}-{id}"),
+            command_type: CommandType::CommandSeed as i32,
+            target_seed_id: id.into(),
+            payload: Some(Payload::SeedOperation(CommandSeedOperation {
+                operation: op as i32,
+                blueprint_id: crate::blueprint::builtin::RESIDUAL_MLP.into(),
+                parameters: Default::default(),
+            })),
+            ..Default::default()
+        }
+    }
+
+    /// A runtime with one slot whose seed `seed-1` was culled and whose embargo just ended: the
+    /// slot is cleaned (RESETTING) and G5 runs at the next safe point.
+    fn resetting() -> (Kasmina, std::sync::Arc<quanta::Mock>) {
+        let (clock, mock) = quanta::Clock::mock();
+        let mut config = KasminaConfig::default();
+        config.auto_advance = false;
+        let k = Kasmina::builder().config(config).clock(clock).build().unwrap();
+        k.slot("s", 8).unwrap();
+        assert!(k.apply(seed_op(SeedOperation::SeedOpGerminate, "seed-1")).accepted);
+        assert!(k.apply(seed_op(SeedOperation::SeedOpCull, "seed-1")).accepted);
+        mock.increment(Duration::from_secs(31));
+        k.poll();
+        assert_eq!(k.get_slot("s").unwrap().stage(), Stage::SeedStageResetting);
+        (k, mock)
+    }
+
+    fn last_g5(k: &Kasmina) -> leyline::GateEvent {
+        k.seed_summaries()[0].gates.last().cloned().unwrap()
+    }
+
+    #[test]
+    fn g5_passes_on_a_clean_slot() {
+        let (k, _) = resetting();
+        k.poll();
+        assert_eq!(k.get_slot("s").unwrap().stage(), Stage::SeedStageDormant);
+        assert!(last_g5(&k).passed);
+    }
+
+    #[test]
+    fn g5_fails_for_a_leftover_registry_entry_then_recleans() {
+        let (k, _) = resetting();
+        let var = candle_core::Var::zeros(4, DType::F32, &Device::Cpu).unwrap();
+        k.inner.registry.register_seed("seed-1", &[var], kasmina_registry::DEFAULT_LR_GROUP).unwrap();
+        k.poll();
+        let g5 = last_g5(&k);
+        assert_eq!((g5.passed, g5.reason.as_str()), (false, GateReason::ParametersNotDeregistered.as_str()));
+        assert_eq!(k.get_slot("s").unwrap().stage(), Stage::SeedStageResetting);
+        k.poll();
+        assert_eq!(k.get_slot("s").unwrap().stage(), Stage::SeedStageDormant, "cleaned again, then passed");
+    }
+
+    #[test]
+    fn g5_fails_for_a_leftover_cache_entry() {
+        let (k, _) = resetting();
+        k.inner.memory.lease("seed-1", "BP001/w8".into());
+        k.poll();
+        let g5 = last_g5(&k);
+        assert_eq!((g5.passed, g5.reason.as_str()), (false, GateReason::CacheEntriesRemaining.as_str()));
+    }
+
+    #[test]
+    fn g5_fails_for_a_slot_that_still_changes_its_input() {
+        let (k, _) = resetting();
+        let artifact = crate::blueprint::builtin::artifact("BP003", 8, 0, &Device::Cpu).unwrap();
+        let kernel = SeedKernel::instantiate(&artifact, &Device::Cpu).unwrap();
+        for (_, v) in kernel.named_vars() {
+            v.set(&Tensor::ones(v.shape(), DType::F32, &Device::Cpu).unwrap()).unwrap();
+        }
+        let cell = k.get_slot("s").unwrap().cell;
+        cell.set_route(Route::Seed {
+            kernel: std::sync::Arc::new(kernel),
+            stage: Stage::SeedStageShadowing,
+            alpha: 1.0,
+        });
+        k.poll();
+        let g5 = last_g5(&k);
+        assert_eq!((g5.passed, g5.reason.as_str()), (false, GateReason::SlotOutputChanged.as_str()));
+        k.poll();
+        assert_eq!(k.get_slot("s").unwrap().stage(), Stage::SeedStageDormant);
+    }
+
+    /// Decisions D6: violations cull the seed and open the isolation breaker (health CRITICAL);
+    /// with no monitored seed left the breaker still recovers, and health with it.
+    #[test]
+    fn the_isolation_breaker_closes_again_after_an_isolation_cull_with_no_other_seed() {
+        let (clock, mock) = quanta::Clock::mock();
+        let mut config = KasminaConfig::default();
+        config.health_window_steps = 2;
+        let k = Kasmina::builder().config(config).clock(clock).build().unwrap();
+        let slot = k.slot("s", 8).unwrap();
+        assert!(k.apply(seed_op(SeedOperation::SeedOpGerminate, "seed-1")).accepted);
+        let mut out = Outbox::default();
+        {
+            let cell = slot.cell.clone();
+            let mut guard = cell.seed.lock();
+            let seed = guard.as_mut().unwrap();
+            let cx = k.inner.cx("s", "seed-1");
+            let fx = seed.on_step(&StepEvidence::default(), &cx);
+            k.inner.perform(&cell, seed, fx, None, &cx, &mut out);
+            assert_eq!(seed.stage(), Stage::SeedStageTraining);
+            for _ in 0..3 {
+                k.inner.breakers.failure(BreakerName::Isolation, "isolation_violation", &mut out.events);
+                let open = k.inner.breakers.state(BreakerName::Isolation) == CircuitBreakerState::CircuitStateOpen;
+                let iso = IsolationEvidence { violation: true, breaker_open: open, ..IsolationEvidence::default() };
+                let ev = StepEvidence { isolation: Some(iso), ..StepEvidence::default() };
+                let fx = seed.on_step(&ev, &cx);
+                k.inner.perform(&cell, seed, fx, None, &cx, &mut out);
+            }
+            assert_eq!(seed.stage(), Stage::SeedStageEmbargoed);
+            assert_eq!(seed.history.cull, Some(crate::CullCause::Isolation));
+        }
+        assert_eq!(k.health().status(), leyline::HealthStatus::Critical);
+        assert_eq!(k.inner.breakers.state(BreakerName::Isolation), CircuitBreakerState::CircuitStateOpen);
+        k.poll();
+        assert_eq!(k.inner.breakers.state(BreakerName::Isolation), CircuitBreakerState::CircuitStateOpen);
+        mock.increment(Duration::from_secs(31));
+        let h = Tensor::ones((2, 8), DType::F32, &Device::Cpu).unwrap();
+        for _ in 0..3 {
+            let grads = slot.forward(&h).unwrap().sum_all().unwrap().backward().unwrap();
+            k.on_step(&grads, StepReport::new(1.0)).unwrap();
+        }
+        assert_eq!(k.inner.breakers.state(BreakerName::Isolation), CircuitBreakerState::CircuitStateClosed);
+        assert_ne!(k.health().status(), leyline::HealthStatus::Critical);
+    }
+}

@@ -1,0 +1,107 @@
+//! The evidence each gate reads (decisions D2), built from what the seed observed in its
+//! window. Nothing here is asserted: every field comes from a measurement or a record.
+
+use kasmina_lifecycle::GateEvidence;
+use kasmina_lifecycle::gates::{
+    GerminatedEvidence, InterfaceEvidence, StabilityEvidence, SystemImpactEvidence, TrainingEvidence,
+};
+use leyline::SeedLifecycleStage as Stage;
+
+use kasmina_lifecycle::gates::{GateContext, evaluate_g3_interface};
+use leyline::GateEvent;
+
+use super::{Cx, History, Live, Phase, Seed, StageState};
+
+/// The evidence for the gate guarding the move to `to`; `None` when the seed is not in the
+/// stage that move starts from.
+pub(super) fn evidence<'a>(
+    state: &'a StageState,
+    history: &History,
+    baseline: Option<f64>,
+    to: Stage,
+    cx: &'a Cx<'a>,
+) -> Option<GateEvidence<'a>> {
+    let StageState::Live(live) = state else { return None };
+    let cfg = cx.config;
+    Some(match (&live.phase, to) {
+        (Phase::Germinated, Stage::SeedStageTraining) => GateEvidence::Germinated(germinated(live)),
+        (Phase::Training { seed_losses, .. }, Stage::SeedStageBlending) => GateEvidence::Training(TrainingEvidence {
+            seed_loss_window: seed_losses,
+            window_part: cfg.loss_window_part,
+            isolation_violations: live.health.isolation_violations,
+            hook_latency_ms: live.health.max_hook_ms,
+            hook_latency_budget_ms: cfg.hook_latency_budget_ms,
+        }),
+        (Phase::Blending { alpha, losses, finite, .. }, Stage::SeedStageShadowing) => {
+            GateEvidence::Stability(StabilityEvidence {
+                alpha_schedule_complete: alpha.is_complete(),
+                blended_output_finite: *finite,
+                loss_window: losses,
+                max_loss_variance: cfg.max_loss_variance,
+                hook_latency_ms: live.health.max_hook_ms,
+                hook_latency_budget_ms: cfg.hook_latency_budget_ms,
+                // A good fallback kernel does not fail G2 by itself: its fetch was the
+                // failed one, not the kernel that serves.
+                fetch_latency_ms: if live.attached.fallback_used { 0.0 } else { live.attached.fetch_latency_ms },
+                fetch_latency_budget_ms: cfg.fetch_latency_budget_ms,
+                fallback_used: live.attached.fallback_used,
+            })
+        }
+        (Phase::Shadowing { .. }, Stage::SeedStageProbationary) => {
+            GateEvidence::Interface(interface(live, history, cx))
+        }
+        (Phase::Probationary { .. }, Stage::SeedStageFossilized) => GateEvidence::SystemImpact(SystemImpactEvidence {
+            direction: cfg.g4_metric.direction(),
+            validation_metric: cx.metric.unwrap_or(f64::NAN),
+            baseline_metric: baseline.or(cx.metric).unwrap_or(f64::NAN),
+            tolerance: cfg.g4_tolerance,
+            isolation_violations: live.health.isolation_violations,
+            breakers: &cx.breakers,
+        }),
+        _ => return None,
+    })
+}
+
+/// G1 at GERMINATED → TRAINING. A live seed holds its kernel and its armed monitor (an attach
+/// that fails never makes a live seed: its own G1 evidence says what failed); registration is
+/// what the registry answered at attach.
+pub(crate) fn germinated(live: &Live) -> GerminatedEvidence {
+    GerminatedEvidence {
+        kernel_attached: true,
+        parameters_registered: live.attached.registered,
+        registration_conflict: false,
+        isolation_armed: true,
+        isolation_violations: live.health.isolation_violations,
+    }
+}
+
+/// G3: the interface the slot observed, the seed's stage events actually emitted, the
+/// pause/resume record.
+fn interface<'a>(live: &'a Live, history: &History, cx: &Cx<'_>) -> InterfaceEvidence<'a> {
+    let (seed_shape, host_shape, seed_dtype, host_dtype): (&[usize], &[usize], &str, &str) =
+        match &live.health.interface {
+            Some(i) => (&i.seed_shape, &i.host_shape, i.seed_dtype.as_str(), i.host_dtype.as_str()),
+            // No forward observed the seed: the interface is unknown, which G3 reads as a mismatch.
+            None => (&[], &[0], "unknown", "unobserved"),
+        };
+    // Every stage the seed entered since its germination was published (DORMANT is where it
+    // started, not an event of its own).
+    let entered: Vec<&Stage> = history.stages.iter().filter(|s| **s != Stage::SeedStageDormant).collect();
+    let telemetry_complete = !entered.is_empty() && entered.iter().all(|s| cx.emitted_stages.contains(s));
+    InterfaceEvidence {
+        seed_output_shape: seed_shape,
+        host_output_shape: host_shape,
+        seed_dtype,
+        host_dtype,
+        telemetry_complete,
+        pause_resume: live.health.pause_check,
+    }
+}
+
+/// G3 evaluated (not as a move) on a resumed seed, when a forward has observed its interface.
+pub(super) fn interface_event(seed: &Seed, cx: &Cx<'_>) -> Option<GateEvent> {
+    let live = seed.live()?;
+    live.health.interface.as_ref()?;
+    let ctx = GateContext { seed_id: &seed.id, from: seed.stage(), to: Stage::SeedStageProbationary, at: cx.wall };
+    Some(evaluate_g3_interface(&ctx, &interface(live, &seed.history, cx)))
+}
