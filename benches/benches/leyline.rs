@@ -1,4 +1,5 @@
-//! Leyline serialisation latency and size on the reference messages (facts §11, issue 9).
+//! Leyline serialisation latency and size on the reference messages (the design's budgets:
+//! serialisation < 80 µs, message < 280 B; issue 9).
 //!
 //! The fixtures mirror the Python prototype's (`shared/perf/python-prototype.md`): the reported
 //! size (criterion's `Bytes` throughput) is the length of [`leyline::encode_peer`], the exact

@@ -1,4 +1,4 @@
-//! Command verification cost (facts §7 budgets: HMAC verification < 0.5 ms, > 10 000 commands/s).
+//! Command verification cost (the design's budgets: HMAC verification < 0.5 ms, > 10 000 commands/s).
 //!
 //! Each accepted command needs a fresh `command_id` (the nonce), so inputs are signed in batches
 //! outside the timed closure (`iter_batched_ref`). Inside it, the ledger's mock monotonic clock
