@@ -305,8 +305,7 @@ mod tests {
     /// slot is cleaned (RESETTING) and G5 runs at the next safe point.
     fn resetting() -> (Kasmina, std::sync::Arc<quanta::Mock>) {
         let (clock, mock) = quanta::Clock::mock();
-        let mut config = KasminaConfig::default();
-        config.auto_advance = false;
+        let config = KasminaConfig { auto_advance: false, ..KasminaConfig::default() };
         let k = Kasmina::builder().config(config).clock(clock).build().unwrap();
         k.slot("s", 8).unwrap();
         assert!(k.apply(seed_op(SeedOperation::SeedOpGerminate, "seed-1")).accepted);
@@ -377,8 +376,7 @@ mod tests {
     #[test]
     fn the_isolation_breaker_closes_again_after_an_isolation_cull_with_no_other_seed() {
         let (clock, mock) = quanta::Clock::mock();
-        let mut config = KasminaConfig::default();
-        config.health_window_steps = 2;
+        let config = KasminaConfig { health_window_steps: 2, ..KasminaConfig::default() };
         let k = Kasmina::builder().config(config).clock(clock).build().unwrap();
         let slot = k.slot("s", 8).unwrap();
         assert!(k.apply(seed_op(SeedOperation::SeedOpGerminate, "seed-1")).accepted);

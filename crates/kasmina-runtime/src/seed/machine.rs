@@ -23,10 +23,8 @@ impl Seed {
     pub(crate) fn on_step(&mut self, ev: &StepEvidence, cx: &Cx<'_>) -> Effects {
         let mut fx = Effects::default();
         match self.stage() {
-            Stage::SeedStageGerminated => {
-                if cx.config.auto_advance {
-                    let _ = self.advance(Stage::SeedStageTraining, cx, &mut fx);
-                }
+            Stage::SeedStageGerminated if cx.config.auto_advance => {
+                let _ = self.advance(Stage::SeedStageTraining, cx, &mut fx);
             }
             s if s.is_monitored() => {
                 if let Flow::Continue = self.live_step(ev, cx, &mut fx) {
