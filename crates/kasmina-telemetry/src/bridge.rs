@@ -269,6 +269,9 @@ mod tests {
         let collector = layer.collector().clone();
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, || {
+            // Callsite interest is global: another test's scoped subscriber, registered first,
+            // may have cached "never" for a callsite this one wants. Recompute it with ours.
+            tracing::callsite::rebuild_interest_cache();
             tracing::info!(telemetry_event = "pause", seed_id = "s1", quota = 3u64, "paused by operator");
             tracing::info!(telemetry_event = "gate_event", telemetry_level = "WARNING", seed_id = "s2");
             tracing::error!(telemetry_event = "seed_state", seed_id = "s3");
@@ -304,6 +307,9 @@ mod tests {
             &HealthInputs::default(),
         );
         tracing::subscriber::with_default(subscriber, || {
+            // Callsite interest is global: another test's scoped subscriber, registered first,
+            // may have cached "never" for a callsite this one wants. Recompute it with ours.
+            tracing::callsite::rebuild_interest_cache();
             telemetry.emit(packet);
         });
         let seen = capture.0.lock().clone();
