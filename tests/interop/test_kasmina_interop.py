@@ -57,7 +57,7 @@ def pb(tmp_path_factory):
 class Server:
     """A `kasmina serve` process on a free loopback port."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, extra_args=()):
         binary = os.environ.get("KASMINA_BIN")
         assert binary, "set KASMINA_BIN to the kasmina binary"
         env = {k: v for k, v in os.environ.items() if k not in ("ESPER_LEYLINE_KEYS", "ESPER_LEYLINE_KEY_FILE")}
@@ -67,7 +67,7 @@ class Server:
         self.stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(
             [binary, "serve", "--listen", "127.0.0.1:0", "--steps-per-stage", "8", "--embargo-secs", "1",
-             "--telemetry", str(workdir / "telemetry.jsonl")],
+             "--telemetry", str(workdir / "telemetry.jsonl"), *extra_args],
             cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=self.stderr,
         )
         lines: "queue.Queue[bytes]" = queue.Queue()
@@ -331,6 +331,57 @@ def test_emergency_reaches_a_critical_stream(pb, stub):
             pytest.fail("the stream ended without an emergency_cleanup event")
     finally:
         call.cancel()
+
+
+def wait_final(pb, stub, command_id, timeout=30.0):
+    """Polls GetReceipt until the command's receipt is no longer `queued`."""
+    control = pb[1]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = stub.GetReceipt(control.ReceiptRequest(command_id=command_id), timeout=RPC_TIMEOUT)
+        if r.status != control.RECEIPT_STATUS_QUEUED:
+            return r
+        time.sleep(0.05)
+    pytest.fail(f"command {command_id} still queued after {timeout}s")
+
+
+def test_queued_receipts_are_followed_by_their_final_receipt(pb, tmp_path_factory):
+    """With `--receipt-wait-ms 0` SubmitCommand answers `queued` at once (decisions D14); the
+    final receipt, applied or refused, comes from GetReceipt with its provenance."""
+    leyline, control, control_grpc = pb
+    s = Server(tmp_path_factory.mktemp("serve-queued"), extra_args=("--receipt-wait-ms", "0"))
+    channel = grpc.insecure_channel(s.addr)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=RPC_TIMEOUT)
+        stub = control_grpc.KasminaControlStub(channel)
+        cmd = seed_command(pb, leyline.SEED_OP_GERMINATE, "py-queued-1", "BP001", slot="hidden1")
+        queued = stub.SubmitCommand(envelope(pb, cmd), timeout=RPC_TIMEOUT)
+        assert queued.accepted and queued.reason == "queued", queued
+        assert queued.status == control.RECEIPT_STATUS_QUEUED
+        final = wait_final(pb, stub, cmd.command_id)
+        assert final.accepted and final.reason == "ok", final
+        assert final.status == control.RECEIPT_STATUS_APPLIED
+        assert final.seed_id == "py-queued-1"
+        assert final.provenance.key_id == "default"
+        assert final.provenance.form == control.COMMAND_FORM_ENVELOPE
+        assert final.provenance.transport == control.COMMAND_TRANSPORT_GRPC
+
+        # Verified and queued, then refused at its safe point: the refusal is not lost.
+        bad = seed_command(pb, leyline.SEED_OP_START_GRAFTING, "py-no-such-seed")
+        queued = stub.SubmitCommand(envelope(pb, bad), timeout=RPC_TIMEOUT)
+        assert queued.accepted and queued.reason == "queued", queued
+        final = wait_final(pb, stub, bad.command_id)
+        assert not final.accepted
+        assert final.reason == "unknown_seed"
+        assert final.status == control.RECEIPT_STATUS_REFUSED
+
+        with pytest.raises(grpc.RpcError) as err:
+            stub.GetReceipt(control.ReceiptRequest(command_id="py-never-sent"), timeout=RPC_TIMEOUT)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        channel.close()
+        assert s.terminate() == 0, s.log()
+        s.stderr.close()
 
 
 def test_sigterm_shuts_down_cleanly(server):

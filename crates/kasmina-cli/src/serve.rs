@@ -2,9 +2,10 @@
 //! the `KasminaControl` gRPC service (tonic) so a remote Tamiyo can drive the seeds.
 //!
 //! - `SubmitCommand` verifies the `SignedCommand` (envelope or legacy form, D8) with the key ring,
-//!   queues it for the next safe point and waits up to [`RECEIPT_WAIT`] for the receipt of that
-//!   safe point; if training has not reached one by then, it answers `accepted = true`, reason
-//!   `ok`, with the seed's current stage (the command is still applied at the next safe point).
+//!   queues it for the next safe point and waits up to `--receipt-wait-ms` (2 s) for the receipt
+//!   of that safe point; if training has not reached one by then, it answers `accepted = true`,
+//!   reason `queued` (decisions D14), and the final receipt comes from `GetReceipt`.
+//! - `GetReceipt`: the latest receipt of a command by id (NOT_FOUND when unknown or expired).
 //! - `GetSystemState`, `Health`: the runtime's `SystemStatePacket` / `SystemHealth`.
 //! - `StreamTelemetry`: a telemetry subscription bridged into the response stream; ERROR and
 //!   CRITICAL packets are never dropped (normal ones are, when a client reads too slowly).
@@ -33,11 +34,9 @@ use tonic::{Request, Response, Status};
 
 use crate::session::{Session, SessionOptions, device};
 
-/// How long `SubmitCommand` waits for the receipt of the next safe point.
-pub(crate) const RECEIPT_WAIT: Duration = Duration::from_secs(2);
 /// Largest gRPC request the server decodes (commands themselves are limited to 4 KiB, D11).
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
-/// How long a shutdown waits for open calls (a `SubmitCommand` waits up to [`RECEIPT_WAIT`])
+/// How long a shutdown waits for open calls (a `SubmitCommand` waits up to `--receipt-wait-ms`)
 /// before the connections are dropped.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How long no call may be open before a shutdown drops the connections (lets the last
@@ -91,6 +90,10 @@ pub(crate) struct ServeArgs {
     /// (START_TRAINING, START_GRAFTING, STABILIZE, EVALUATE, FOSSILIZE).
     #[arg(long)]
     manual_advance: bool,
+    /// How long `SubmitCommand` waits for the command's safe point before answering `queued`
+    /// (its final receipt then comes from `GetReceipt`); 0 answers `queued` at once.
+    #[arg(long, default_value_t = 2000)]
+    receipt_wait_ms: u64,
 }
 
 /// Raised from the per-step callback to stop an epoch at a step boundary.
@@ -143,7 +146,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         host_only: false,
     };
 
-    let result = serve(options, args.listen, &rollback_path);
+    let result = serve(options, args.listen, Duration::from_millis(args.receipt_wait_ms), &rollback_path);
     // Best effort: the library is regenerated at every start.
     let _ = std::fs::remove_dir_all(&blueprint_dir);
     result
@@ -168,7 +171,7 @@ fn load_keys(key_file: Option<&Path>) -> Result<KeyRing> {
     Ok(keys)
 }
 
-fn serve(options: SessionOptions, listen: SocketAddr, rollback_path: &Path) -> Result<()> {
+fn serve(options: SessionOptions, listen: SocketAddr, receipt_wait: Duration, rollback_path: &Path) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<Kasmina>>(1);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
@@ -203,7 +206,7 @@ fn serve(options: SessionOptions, listen: SocketAddr, rollback_path: &Path) -> R
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let served = runtime.block_on(serve_grpc(kasmina.clone(), listen, Arc::clone(&stop), done_rx));
+    let served = runtime.block_on(serve_grpc(kasmina.clone(), receipt_wait, listen, Arc::clone(&stop), done_rx));
     stop.store(true, Ordering::SeqCst);
     runtime.shutdown_timeout(Duration::from_secs(1));
 
@@ -279,6 +282,7 @@ fn stage_line(kasmina: &Kasmina) -> String {
 
 async fn serve_grpc(
     kasmina: Kasmina,
+    receipt_wait: Duration,
     listen: SocketAddr,
     stop: Arc<AtomicBool>,
     training_done: tokio::sync::oneshot::Receiver<()>,
@@ -286,7 +290,7 @@ async fn serve_grpc(
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     let inflight = Arc::new(AtomicUsize::new(0));
-    let service = ControlService { kasmina, stop: Arc::clone(&stop), inflight: Arc::clone(&inflight) };
+    let service = ControlService { kasmina, receipt_wait, stop: Arc::clone(&stop), inflight: Arc::clone(&inflight) };
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder().add_service(
         KasminaControlServer::new(service)
@@ -394,6 +398,7 @@ fn write_rollbacks(kasmina: &Kasmina, path: &Path) -> Result<usize> {
 #[derive(Debug)]
 struct ControlService {
     kasmina: Kasmina,
+    receipt_wait: Duration,
     stop: Arc<AtomicBool>,
     /// Calls being answered and telemetry streams open (see [`InFlight`]).
     inflight: Arc<AtomicUsize>,
@@ -434,6 +439,7 @@ impl ControlService {
 pub(crate) fn submit_and_wait(kasmina: &Kasmina, signed: &SignedCommand, wait: Duration) -> CommandReceipt {
     match kasmina.submit_via(signed, CommandTransport::Grpc) {
         Err(receipt) => receipt,
+        Ok(ticket) if wait.is_zero() => ticket.queued().clone(),
         Ok(ticket) => ticket.wait(wait).unwrap_or_else(|| ticket.queued().clone()),
     }
 }
@@ -442,7 +448,8 @@ pub(crate) fn submit_and_wait(kasmina: &Kasmina, signed: &SignedCommand, wait: D
 impl KasminaControl for ControlService {
     async fn submit_command(&self, request: Request<SignedCommand>) -> Result<Response<CommandReceipt>, Status> {
         let signed = request.into_inner();
-        let receipt = self.blocking(move |k| submit_and_wait(k, &signed, RECEIPT_WAIT)).await?;
+        let wait = self.receipt_wait;
+        let receipt = self.blocking(move |k| submit_and_wait(k, &signed, wait)).await?;
         Ok(Response::new(receipt))
     }
 
