@@ -2,14 +2,15 @@
 //! (`shared/perf/python-prototype.md`, gradient-isolation section).
 //!
 //! Host MLP 512→1024→1024→512 (ReLU), seed MLP 512→256→512 fed the host's detached 512-wide
-//! input (residual, as every seed: input + MLP delta), batch 64, f32, CPU, one thread. One step =
-//! host forward, seed forward, blend at alpha 0.5, loss = mse(blend, target) + mse(host,
-//! target), backward; no optimiser step. candle has no `zero_grad`: every backward builds a fresh
-//! `GradStore`, so "zero grads" costs nothing here.
+//! input (its delta `d`), batch 64, f32, CPU, one thread. One step = host forward `h`, seed
+//! forward, the BLENDING form `h + 0.5 d` ([`kasmina_isolation::blend`], decisions D4 revised:
+//! the host branch is not detached), loss = mse(blend, target) + mse(host, target), backward; no
+//! optimiser step. candle has no `zero_grad`: every backward builds a fresh `GradStore`, so
+//! "zero grads" costs nothing here.
 //!
 //! - `cpu/isolation/step_baseline`: the step.
 //! - `cpu/isolation/step_with_monitor`: the step plus `IsolationMonitor::check` every step (D6's
-//!   one-row projection probe, shared-parameter check, NaN check of the full seed output).
+//!   one-row projection probe, shared-parameter check, NaN check of the full seed delta).
 //! - `cpu/isolation/step_with_monitor_and_grads`: the same check also given the step's gradient
 //!   store (dot product, host and seed gradient norms: one pass over every host gradient).
 //! - `cpu/isolation/monitor_check`, `cpu/isolation/monitor_check_with_grads`: the check alone
@@ -32,7 +33,7 @@ use std::time::Duration;
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
 use criterion::{Criterion, SamplingMode};
-use kasmina_isolation::{IsolationMonitor, MonitorConfig, Probe, blend, seed_input, seed_output};
+use kasmina_isolation::{IsolationMonitor, MonitorConfig, Probe, blend, seed_input};
 use leyline::SeedLifecycleStage;
 
 type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -87,7 +88,7 @@ struct Fixture {
 struct StepOut {
     grads: GradStore,
     seed_in: Tensor,
-    seed_out: Tensor,
+    delta: Tensor,
 }
 
 impl Fixture {
@@ -108,11 +109,11 @@ impl Fixture {
     fn step(&self) -> BoxResult<StepOut> {
         let h = self.host.forward(&self.x)?;
         let seed_in = seed_input(&self.x);
-        let seed_out = seed_output(&seed_in, &|t: &Tensor| self.kernel(t))?;
-        let blended = blend(&h, &seed_out, ALPHA)?;
+        let delta = self.kernel(&seed_in)?;
+        let blended = blend(&h, &delta, ALPHA)?;
         let loss = (mse(&blended, &self.target)? + mse(&h, &self.target)?)?;
         let grads = loss.backward()?;
-        Ok(StepOut { grads, seed_in, seed_out })
+        Ok(StepOut { grads, seed_in, delta })
     }
 
     fn monitor(&self) -> BoxResult<IsolationMonitor> {
@@ -122,7 +123,7 @@ impl Fixture {
     /// One monitored check of a step's outputs; panics on a violation (there must be none).
     fn check(&self, monitor: &mut IsolationMonitor, step: u64, out: &StepOut, with_grads: bool) -> f64 {
         let kernel = |t: &Tensor| self.kernel(t);
-        let mut probe = Probe::rerun(&out.seed_in, &kernel).with_seed_output(&out.seed_out);
+        let mut probe = Probe::rerun(&out.seed_in, &kernel).with_seed_output(&out.delta);
         if with_grads {
             probe = probe.with_step_grads(&out.grads);
         }

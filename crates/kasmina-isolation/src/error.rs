@@ -2,7 +2,8 @@
 
 use leyline::SeedLifecycleStage;
 
-/// Everything that can go wrong in the slot forward, the alpha schedule or the isolation monitor.
+/// Everything that can go wrong in the slot forward, the alpha schedule and controller or the
+/// isolation monitor.
 ///
 /// Bad input is reported here and never panics; a failed call changes no state of the schedule or
 /// the monitor (counters included).
@@ -36,11 +37,30 @@ pub enum Error {
         /// The value received.
         alpha: f64,
     },
-    /// An alpha-schedule temperature that is not a finite number.
-    #[error("alpha schedule temperature must be a finite number, got {temperature}")]
+    /// An alpha temperature that is not a finite number ([`crate::AlphaSchedule`]), or not a
+    /// finite number above 0 ([`crate::AlphaCurve::Sigmoid`] in an [`crate::AlphaController`]).
+    #[error("alpha schedule temperature must be a finite number (above 0 for an alpha curve), got {temperature}")]
     InvalidTemperature {
         /// The value received.
         temperature: f64,
+    },
+    /// A FOSSILIZED gradient scale that is not a finite number.
+    #[error("grad_scale must be a finite number, got {grad_scale}")]
+    InvalidGradScale {
+        /// The value received.
+        grad_scale: f64,
+    },
+    /// An alpha target outside `(0, 1]` (NaN included).
+    #[error("alpha target must be in (0, 1], got {target}")]
+    InvalidTarget {
+        /// The value received.
+        target: f64,
+    },
+    /// A ramp of zero steps (an alpha ramp-in or blend-out lasts at least one step).
+    #[error("{what} must last at least 1 step, got 0")]
+    ZeroSteps {
+        /// Which ramp (`"alpha ramp"`, `"blend-out"`).
+        what: &'static str,
     },
     /// A monitor configuration value out of range.
     #[error("invalid isolation monitor config: {field} {reason}")]
@@ -50,7 +70,9 @@ pub enum Error {
         /// Why it was rejected.
         reason: &'static str,
     },
-    /// The stage has no defined slot output (only the wire default `SEED_STAGE_UNKNOWN`).
+    /// The stage has no defined slot output (only the wire default `SEED_STAGE_UNKNOWN`). Not
+    /// returned by this crate since the slot forward takes a [`crate::SlotMode`]; kept for callers
+    /// that map a stage to a mode.
     #[error("stage {} has no slot output", stage.as_str_name())]
     UnknownStage {
         /// The stage received.

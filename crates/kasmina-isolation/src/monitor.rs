@@ -108,7 +108,9 @@ impl<'a> Probe<'a> {
     }
 
     /// The seed's full output this step, checked for NaN/inf (otherwise only the probe row is).
-    /// Ignored by [`Probe::from_output`], which checks its own output.
+    /// The slot forward's delta ([`crate::SeedBranch::delta`]) may be given instead: a NaN or
+    /// infinity in it is one in the seed's output. Ignored by
+    /// [`Probe::from_output`], which checks its own output.
     #[must_use]
     pub fn with_seed_output(mut self, seed_output: &'a Tensor) -> Self {
         if let ProbeSource::Rerun { .. } = self.source {

@@ -74,7 +74,8 @@ impl BlendPhase {
 /// `alpha(step) = sigmoid((step − total/2) / max(temperature, 1e-6))`, or 1.0 when
 /// `total_steps` is 0. With the defaults (20 steps, temperature 2.0): step 1 ≈ 0.0110, step 10 =
 /// 0.5, step 20 ≈ 0.9933 — the schedule never reaches 1.0 by itself; SHADOWING and later stages
-/// use alpha 1 regardless ([`crate::slot_output`]).
+/// use alpha 1 regardless ([`crate::SlotMode::Full`]); [`crate::AlphaController`] is the ramp that
+/// reaches 1.0 exactly.
 ///
 /// A fresh (or [`reset`](Self::reset)) schedule is at step 0 with alpha 0, as the prototype's
 /// DORMANT: entering BLENDING calls [`advance`](Self::advance) once, which gives step 1.

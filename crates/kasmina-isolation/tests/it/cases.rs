@@ -4,8 +4,8 @@ use anyhow::{Result, ensure};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 use kasmina_isolation::{
-    Error, IsolationMonitor, IsolationVerdict, MonitorConfig, Probe, SkipReason, ViolationReason, blend, seed_output,
-    slot_output,
+    Error, IsolationMonitor, IsolationVerdict, MonitorConfig, Probe, SkipReason, SlotMode, ViolationReason, blend,
+    seed_output, slot_forward,
 };
 use leyline::SeedLifecycleStage as Stage;
 
@@ -108,6 +108,10 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
     Ok(a.sub(b)?.abs()?.max_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?)
 }
 
+fn to_bits(t: &Tensor) -> Result<Vec<u32>> {
+    Ok(t.flatten_all()?.to_vec1::<f32>()?.into_iter().map(f32::to_bits).collect())
+}
+
 fn abs_sum(t: &Tensor) -> Result<f64> {
     Ok(t.abs()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?)
 }
@@ -131,14 +135,14 @@ pub(crate) fn detached_input_is_clean(dev: &Device) -> Result<()> {
     let f = Fixture::new(dev)?;
     let kernel = |t: &Tensor| f.kernel(t);
     let h = f.host_activation()?;
-    let slot = slot_output(Stage::SeedStageTraining, false, &h, 0.0, &kernel)?;
+    let slot = slot_forward(SlotMode::StraightThrough, &h, &kernel)?;
     let grads = f.loss(&slot.output)?.backward()?;
     let branch = slot.seed.as_ref().expect("seed runs in TRAINING");
 
     let (clock, _mock) = quanta::Clock::mock();
     let mut monitor = f.monitor()?.with_clock(clock);
     assert!(monitor.shared_parameters().is_empty());
-    let probe = Probe::rerun(&branch.input, &kernel).with_seed_output(&branch.output).with_step_grads(&grads);
+    let probe = Probe::rerun(&branch.input, &kernel).with_seed_output(&branch.delta).with_step_grads(&grads);
     let report = monitor.check(7, Stage::SeedStageTraining, &probe)?;
 
     assert_eq!(report.verdict, IsolationVerdict::Clean);
@@ -178,13 +182,18 @@ pub(crate) fn monitored_stages_are_clean_with_output_probe(dev: &Device) -> Resu
     let f = Fixture::new(dev)?;
     let kernel = |t: &Tensor| f.kernel(t);
     let mut monitor = f.monitor()?;
-    for stage in
-        [Stage::SeedStageTraining, Stage::SeedStageBlending, Stage::SeedStageShadowing, Stage::SeedStageProbationary]
-    {
+    for (stage, mode) in [
+        (Stage::SeedStageTraining, SlotMode::StraightThrough),
+        (Stage::SeedStageBlending, SlotMode::Blend { alpha: 0.5 }),
+        (Stage::SeedStageShadowing, SlotMode::Full),
+        (Stage::SeedStageProbationary, SlotMode::Full),
+    ] {
         let h = f.host_activation()?;
-        let slot = slot_output(stage, false, &h, 0.5, &kernel)?;
+        let slot = slot_forward(mode, &h, &kernel)?;
         let branch = slot.seed.as_ref().expect("seed runs in monitored stages");
-        let report = monitor.check(0, stage, &Probe::from_output(&branch.output))?;
+        // The residual seed output `input + delta`, graph attached.
+        let seed_out = branch.input.add(&branch.delta)?;
+        let report = monitor.check(0, stage, &Probe::from_output(&seed_out))?;
         ensure!(report.verdict == IsolationVerdict::Clean, "{stage:?}: {report:?}");
         ensure!(report.dot_product == Some(0.0), "{stage:?}: {report:?}");
     }
@@ -202,7 +211,7 @@ pub(crate) fn shared_parameter_is_a_violation_naming_it(dev: &Device) -> Result<
     assert_eq!(monitor.shared_parameters(), ["host.l1.w".to_string()]);
 
     let h = f.host_activation()?;
-    let slot = slot_output(Stage::SeedStageBlending, false, &h, 0.5, &kernel)?;
+    let slot = slot_forward(SlotMode::Blend { alpha: 0.5 }, &h, &kernel)?;
     let grads = f.loss(&slot.output)?.backward()?;
     let branch = slot.seed.as_ref().expect("seed runs in BLENDING");
     let probe = Probe::rerun(&branch.input, &kernel).with_step_grads(&grads);
@@ -253,7 +262,7 @@ pub(crate) fn training_keeps_host_gradients_and_trains_the_seed(dev: &Device) ->
 
     // With the seed in TRAINING.
     let h = f.host_activation()?;
-    let slot = slot_output(Stage::SeedStageTraining, false, &h, 0.0, &kernel)?;
+    let slot = slot_forward(SlotMode::StraightThrough, &h, &kernel)?;
     assert_eq!(max_abs_diff(&slot.output, &h)?, 0.0, "TRAINING forward value is the host activation");
     assert_eq!(max_abs_diff(&f.l2.forward(&slot.output)?, &plain_out)?, 0.0);
     let with_seed = f.loss(&slot.output)?.backward()?;
@@ -261,8 +270,7 @@ pub(crate) fn training_keeps_host_gradients_and_trains_the_seed(dev: &Device) ->
     for (name, var) in f.host_vars() {
         let a = plain.get(&var).expect("host var has a gradient without seed");
         let b = with_seed.get(&var).expect("host var has a gradient with seed");
-        let diff = max_abs_diff(a, b)?;
-        ensure!(diff <= 1e-6, "{name}: host gradient differs by {diff}");
+        ensure!(to_bits(a)? == to_bits(b)?, "{name}: host gradient is not bit-identical to the model without seed");
         ensure!(abs_sum(a)? > 0.0, "{name}: host gradient is zero");
     }
     for (name, var) in f.seed_vars() {
@@ -272,39 +280,41 @@ pub(crate) fn training_keeps_host_gradients_and_trains_the_seed(dev: &Device) ->
     Ok(())
 }
 
-pub(crate) fn blending_detaches_host_and_scales_seed_gradient(dev: &Device) -> Result<()> {
+pub(crate) fn blending_keeps_the_host_gradient_and_scales_the_seed_gradient(dev: &Device) -> Result<()> {
     let alpha = 0.3;
-    // The blend itself: host branch and seed output as variables, a non-uniform upstream gradient.
+    // The blend itself: host branch and seed delta as variables, a non-uniform upstream gradient.
     let host = Var::from_tensor(&det(dev, (BATCH, WIDTH), 10, 1.0)?)?;
-    let seed = Var::from_tensor(&det(dev, (BATCH, WIDTH), 11, 1.0)?)?;
+    let delta = Var::from_tensor(&det(dev, (BATCH, WIDTH), 11, 1.0)?)?;
     let upstream = det(dev, (BATCH, WIDTH), 12, 2.0)?;
-    let out = blend(host.as_tensor(), seed.as_tensor(), alpha)?;
+    let out = blend(host.as_tensor(), delta.as_tensor(), alpha)?;
     let grads = out.mul(&upstream)?.sum_all()?.backward()?;
-    assert_eq!(abs_sum(&grad_or_zero(&grads, &host)?)?, 0.0, "host branch gets exactly 0 through the blend");
-    let seed_grad = grads.get(&seed).expect("seed receives a gradient");
-    let diff = max_abs_diff(seed_grad, &upstream.affine(alpha, 0.0)?)?;
+    let host_grad = grads.get(&host).expect("the host branch is never detached");
+    assert_eq!(to_bits(host_grad)?, to_bits(&upstream)?, "host gets the upstream gradient unchanged");
+    let delta_grad = grads.get(&delta).expect("seed receives a gradient");
+    let diff = max_abs_diff(delta_grad, &upstream.affine(alpha, 0.0)?)?;
     assert!(diff <= 1e-6, "seed gradient is alpha x upstream (diff {diff})");
 
-    // The slot in BLENDING: the host layers above the slot get nothing through it, the seed does.
+    // The slot in BLENDING: the host layers before the slot train (identity path), as do the
+    // layer after it and the seed.
     let f = Fixture::new(dev)?;
     let kernel = |t: &Tensor| f.kernel(t);
-    let slot = slot_output(Stage::SeedStageBlending, false, &f.host_activation()?, alpha, &kernel)?;
+    let slot = slot_forward(SlotMode::Blend { alpha }, &f.host_activation()?, &kernel)?;
     let grads = f.loss(&slot.output)?.backward()?;
-    assert_eq!(abs_sum(&grad_or_zero(&grads, &f.l1.w)?)?, 0.0);
-    assert_eq!(abs_sum(&grad_or_zero(&grads, &f.l1.b)?)?, 0.0);
-    assert!(abs_sum(&grad_or_zero(&grads, &f.l2.w)?)? > 0.0, "the layer after the slot still trains");
+    assert!(abs_sum(&grad_or_zero(&grads, &f.l1.w)?)? > 0.0, "the layer before the slot trains");
+    assert!(abs_sum(&grad_or_zero(&grads, &f.l1.b)?)? > 0.0);
+    assert!(abs_sum(&grad_or_zero(&grads, &f.l2.w)?)? > 0.0, "the layer after the slot trains");
     assert!(abs_sum(&grad_or_zero(&grads, &f.s2.w)?)? > 0.0, "the seed trains");
     Ok(())
 }
 
 pub(crate) fn blend_clamps_alpha(dev: &Device) -> Result<()> {
     let host = det(dev, (BATCH, WIDTH), 20, 1.0)?;
-    let seed = det(dev, (BATCH, WIDTH), 21, 1.0)?;
-    assert_eq!(max_abs_diff(&blend(&host, &seed, 1.7)?, &seed)?, 0.0);
-    assert_eq!(max_abs_diff(&blend(&host, &seed, -0.4)?, &host)?, 0.0);
-    let half = blend(&host, &seed, 0.5)?;
-    assert!(max_abs_diff(&half, &host.add(&seed)?.affine(0.5, 0.0)?)? <= 1e-6);
-    assert!(matches!(blend(&host, &seed, f64::NAN), Err(Error::InvalidAlpha { .. })));
+    let delta = det(dev, (BATCH, WIDTH), 21, 1.0)?;
+    assert_eq!(max_abs_diff(&blend(&host, &delta, 1.7)?, &host.add(&delta)?)?, 0.0);
+    assert_eq!(max_abs_diff(&blend(&host, &delta, -0.4)?, &host)?, 0.0);
+    let half = blend(&host, &delta, 0.5)?;
+    assert!(max_abs_diff(&half, &host.add(&delta.affine(0.5, 0.0)?)?)? <= 1e-6);
+    assert!(matches!(blend(&host, &delta, f64::NAN), Err(Error::InvalidAlpha { .. })));
     Ok(())
 }
 
@@ -399,52 +409,43 @@ pub(crate) fn sampling_checks_every_nth_step(dev: &Device) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn slot_output_follows_the_stage_table(dev: &Device) -> Result<()> {
+pub(crate) fn slot_forward_follows_the_mode_table(dev: &Device) -> Result<()> {
     let f = Fixture::new(dev)?;
     let kernel = |t: &Tensor| f.kernel(t);
-    let alpha = 0.25;
     let h = f.host_activation()?;
-    let seed_value = seed_output(&h.detach(), &kernel)?;
-    let blended = (seed_value.affine(alpha, 0.0)? + h.affine(1.0 - alpha, 0.0)?)?;
+    let delta = f.kernel(&h.detach())?;
+    let with = |scale: f64| -> Result<Tensor> { Ok(h.add(&delta.affine(scale, 0.0)?)?) };
 
-    for &stage in Stage::ALL {
-        if stage == Stage::SeedStageUnknown {
-            for paused in [false, true] {
-                let err = slot_output(stage, paused, &h, alpha, &kernel).unwrap_err();
-                ensure!(matches!(err, Error::UnknownStage { .. }));
-            }
-            continue;
-        }
-        // Paused: the host activation, the same tensor, in every stage.
-        let paused = slot_output(stage, true, &h, alpha, &kernel)?;
-        ensure!(paused.output.id() == h.id() && paused.seed.is_none(), "{stage:?} paused");
+    // Transparent: the host activation, the same tensor; the kernel is not run.
+    let slot = slot_forward(SlotMode::Transparent, &h, &kernel)?;
+    ensure!(slot.output.id() == h.id() && slot.seed.is_none(), "Transparent");
 
-        let slot = slot_output(stage, false, &h, alpha, &kernel)?;
-        match stage {
-            Stage::SeedStageDormant
-            | Stage::SeedStageGerminated
-            | Stage::SeedStageCulled
-            | Stage::SeedStageEmbargoed
-            | Stage::SeedStageResetting
-            | Stage::SeedStageTerminated => {
-                ensure!(slot.output.id() == h.id() && slot.seed.is_none(), "{stage:?} is transparent");
+    let cases = [
+        (SlotMode::StraightThrough, h.clone()),
+        (SlotMode::Blend { alpha: 0.25 }, with(0.25)?),
+        (SlotMode::Blend { alpha: 1.5 }, with(1.0)?),
+        (SlotMode::Blend { alpha: -1.0 }, h.clone()),
+        (SlotMode::Full, with(1.0)?),
+        (SlotMode::Fossil { grad_scale: 0.0 }, with(1.0)?),
+        (SlotMode::Fossil { grad_scale: 0.5 }, with(1.0)?),
+        (SlotMode::Fossil { grad_scale: 1.0 }, with(1.0)?),
+        (SlotMode::BlendOut { alpha: 0.6 }, with(0.6)?),
+    ];
+    for (mode, expected) in cases {
+        let slot = slot_forward(mode, &h, &kernel)?;
+        let branch = slot.seed.as_ref().expect("seed runs");
+        let diff = max_abs_diff(&slot.output, &expected)?;
+        ensure!(diff <= 1e-6, "{mode:?}: output differs by {diff}");
+        ensure!(max_abs_diff(&branch.delta, &delta)? <= 1e-6, "{mode:?}: seed delta");
+        ensure!(max_abs_diff(&branch.input, &h)? == 0.0, "{mode:?}: the kernel reads h's values");
+        match mode {
+            SlotMode::Fossil { grad_scale: 1.0 } => {
+                ensure!(branch.input.id() == h.id(), "FOSSILIZED at full scale reads the host activation itself");
             }
-            _ => {
-                let branch = slot.seed.as_ref().expect("seed runs");
-                let expected = match stage {
-                    Stage::SeedStageTraining => &h,
-                    Stage::SeedStageBlending => &blended,
-                    _ => &seed_value,
-                };
-                let diff = max_abs_diff(&slot.output, expected)?;
-                ensure!(diff <= 1e-6, "{stage:?}: output differs by {diff}");
-                ensure!(max_abs_diff(&branch.output, &seed_value)? <= 1e-6, "{stage:?}: seed output");
-                if stage == Stage::SeedStageFossilized {
-                    ensure!(branch.input.id() == h.id(), "FOSSILIZED reads the host activation itself");
-                } else {
-                    ensure!(!branch.input.track_op(), "{stage:?}: the seed input is detached");
-                }
+            SlotMode::Fossil { grad_scale } if grad_scale > 0.0 => {
+                ensure!(branch.input.track_op(), "FOSSILIZED mid-ramp reads a connected input");
             }
+            _ => ensure!(!branch.input.track_op(), "{mode:?}: the seed input is detached"),
         }
     }
     Ok(())
@@ -453,10 +454,15 @@ pub(crate) fn slot_output_follows_the_stage_table(dev: &Device) -> Result<()> {
 pub(crate) fn fossilized_seed_reads_the_undetached_host(dev: &Device) -> Result<()> {
     let f = Fixture::new(dev)?;
     let kernel = |t: &Tensor| f.kernel(t);
-    let slot = slot_output(Stage::SeedStageFossilized, false, &f.host_activation()?, 0.0, &kernel)?;
+    let slot = slot_forward(SlotMode::Fossil { grad_scale: 1.0 }, &f.host_activation()?, &kernel)?;
     let grads = f.loss(&slot.output)?.backward()?;
     assert!(abs_sum(&grad_or_zero(&grads, &f.l1.w)?)? > 0.0, "host layers before the slot train");
     assert!(abs_sum(&grad_or_zero(&grads, &f.s1.w)?)? > 0.0, "the fossilized seed trains with the host");
+    // The seed's path into the host is open: the layer before the slot gets more than the
+    // identity path (the same forward with the kernel reading the detached activation).
+    let detached = slot_forward(SlotMode::Fossil { grad_scale: 0.0 }, &f.host_activation()?, &kernel)?;
+    let identity_only = f.loss(&detached.output)?.backward()?;
+    assert!(max_abs_diff(&grad_or_zero(&grads, &f.l1.w)?, &grad_or_zero(&identity_only, &f.l1.w)?)? > 0.0);
     // Monitoring has ended for the fossilized seed: even this connected probe is skipped.
     let branch = slot.seed.as_ref().expect("seed runs");
     let report = f.monitor()?.check(0, Stage::SeedStageFossilized, &Probe::rerun(&branch.input, &kernel))?;
@@ -469,17 +475,24 @@ pub(crate) fn bad_shapes_are_typed_errors(dev: &Device) -> Result<()> {
     let h = f.host_activation()?;
     // A kernel whose delta does not match its input.
     let narrow_kernel = |t: &Tensor| t.narrow(1, 0, 4);
-    let err = slot_output(Stage::SeedStageTraining, false, &h, 0.0, &narrow_kernel).unwrap_err();
+    let err = slot_forward(SlotMode::StraightThrough, &h, &narrow_kernel).unwrap_err();
     assert!(matches!(err, Error::ShapeMismatch { ref expected, ref actual, .. }
         if expected == &[BATCH, WIDTH] && actual == &[BATCH, 4]));
 
     // A seed kernel error comes back typed.
     let failing = |t: &Tensor| t.matmul(&Tensor::zeros((3, 3), DType::F32, t.device())?);
-    let err = slot_output(Stage::SeedStageBlending, false, &h, 0.5, &failing).unwrap_err();
+    let err = slot_forward(SlotMode::Blend { alpha: 0.5 }, &h, &failing).unwrap_err();
     assert!(matches!(err, Error::Candle { op: "seed kernel", .. }), "{err}");
+    // Bad scalars are typed errors.
+    let kernel = |t: &Tensor| f.kernel(t);
+    let err = slot_forward(SlotMode::Blend { alpha: f64::NAN }, &h, &kernel).unwrap_err();
+    assert!(matches!(err, Error::InvalidAlpha { .. }), "{err}");
+    let err = slot_forward(SlotMode::BlendOut { alpha: f64::INFINITY }, &h, &kernel).unwrap_err();
+    assert!(matches!(err, Error::InvalidAlpha { .. }), "{err}");
+    let err = slot_forward(SlotMode::Fossil { grad_scale: f64::NAN }, &h, &kernel).unwrap_err();
+    assert!(matches!(err, Error::InvalidGradScale { .. }), "{err}");
 
     // Probes need a batch dimension with a row; a failed check changes no counter.
-    let kernel = |t: &Tensor| f.kernel(t);
     let mut monitor = f.monitor()?;
     let flat = Tensor::zeros(WIDTH, DType::F32, dev)?;
     let empty = Tensor::zeros((0, WIDTH), DType::F32, dev)?;
