@@ -37,9 +37,13 @@ fn lifecycle(c: &mut Criterion) {
     let blueprint =
         BlueprintDescriptor { blueprint_id: "BP001".into(), allowed_parameters: allowed, ..Default::default() };
     let parameters: BTreeMap<String, f32> = [("rank".to_owned(), 8.0)].into_iter().collect();
+    let seed_grad_norms = [0.10f32, 0.12, 0.11, 0.13, 0.12, 0.14, 0.13, 0.12];
+    let host_grad_norms = [1.0f32, 1.1, 0.9, 1.0, 1.05, 0.95, 1.0, 1.0];
     let seed_loss = [2.0f32, 1.9, 1.7, 1.6, 1.4, 1.3, 1.2, 1.1];
     let blend_loss = [1.0f32, 1.02, 0.99, 1.01];
     let shape = [32usize, 128];
+    // A seed that helps: mean 0.1, standard error 0.01.
+    let counterfactual = Counterfactual { mean: 0.1, std_error: 0.01, batches: 16 };
     let breakers = [
         ("kernel_fetch", CircuitBreakerState::CircuitStateClosed),
         ("blending", CircuitBreakerState::CircuitStateClosed),
@@ -70,8 +74,11 @@ fn lifecycle(c: &mut Criterion) {
         (
             Stage::SeedStageBlending,
             TrainingEvidence {
-                seed_loss_window: &seed_loss,
-                window_part: DEFAULT_LOSS_WINDOW_PART,
+                seed_grad_norms: &seed_grad_norms,
+                host_grad_norms: &host_grad_norms,
+                min_seed_grad_norm: DEFAULT_MIN_SEED_GRAD_NORM,
+                max_grad_ratio: DEFAULT_MAX_GRAD_RATIO,
+                seed_losses: &seed_loss,
                 isolation_violations: 0,
                 hook_latency_ms: 2.0,
                 hook_latency_budget_ms: 10.0,
@@ -102,16 +109,17 @@ fn lifecycle(c: &mut Criterion) {
                 host_dtype: "f32",
                 telemetry_complete: true,
                 pause_resume: PauseResumeCheck::NotExercised,
+                counterfactual: Some(counterfactual),
+                harm_sigmas: DEFAULT_HARM_SIGMAS,
+                contribution_required: true,
             }
             .into(),
         ),
         (
             Stage::SeedStageFossilized,
             SystemImpactEvidence {
-                direction: MetricDirection::LowerIsBetter,
-                validation_metric: 0.95,
-                baseline_metric: 1.0,
-                tolerance: DEFAULT_G4_TOLERANCE,
+                counterfactual: Some(counterfactual),
+                min_sigmas: DEFAULT_MIN_SIGMAS,
                 isolation_violations: 0,
                 breakers: &breakers,
             }

@@ -1,13 +1,30 @@
-//! Gates G0–G5 as guard functions over explicit, typed evidence (decisions D2).
+//! Gates G0–G5 as guard functions over explicit, typed evidence (decisions D2, revised).
 //!
 //! Each evaluator is a pure function of a [`GateContext`] (seed, move, wall time) and its
 //! evidence struct, and returns the [`GateEvent`] to emit, pass or fail. A failing gate names the
 //! first check that failed in `reason` (a [`GateReason`], on the wire as its stable string, listed
-//! in [`reasons`]) and carries the values it looked at in `attributes`. A passing gate carries a small, fixed set of attributes (as the
-//! prototype did: G0 `blueprint_id`, G1 at germination `kernel_attached`, G2 `fallback_used`, G3
-//! `dtype`, G4 `metric` and `baseline`); measured values that caused a
-//! failure are attached only to the failing event. [`evaluate`] dispatches a [`GateEvidence`] to
-//! its evaluator.
+//! in [`reasons`]) and carries the values it looked at in `attributes`. A passing gate carries a
+//! small, fixed set of attributes (G0 `blueprint_id`, G1 at germination `kernel_attached`, G1 at
+//! TRAINING → BLENDING `mean_seed_grad_norm` and, when measured, `max_grad_ratio`, G2
+//! `fallback_used`, G3 `dtype` and the counterfactual, G4 the counterfactual); other measured
+//! values are attached only to the failing event that they caused.
+//!
+//! Revised D2:
+//! - G1 at TRAINING → BLENDING is **gradient health**: seed gradient norms finite, their mean
+//!   above a vanishing floor ([`DEFAULT_MIN_SEED_GRAD_NORM`]), the seed/host norm ratio at every
+//!   step within an exploding bound ([`DEFAULT_MAX_GRAD_RATIO`]), shadow seed losses finite.
+//!   There is no "loss improved" test (a coin flip at a plateau);
+//!   [`GateReason::SeedLossNotImproved`] is kept for the wire only.
+//! - G3 and G4 read the seed's [`Counterfactual`] contribution: paired per-batch differences
+//!   `loss(slot bypassed) - loss(seed at its alpha)` on the same model state and batches. G3
+//!   refuses a seed significantly harmful (mean below `-harm_sigmas` standard errors, default
+//!   [`DEFAULT_HARM_SIGMAS`]); G4 requires a significantly positive one (mean above 0 and above
+//!   `min_sigmas` standard errors, default [`DEFAULT_MIN_SIGMAS`]). Without a measurement both
+//!   refuse with [`GateReason::CounterfactualMissing`], the one
+//!   [retryable](GateReason::is_retryable) reason: the caller keeps the seed and asks again
+//!   instead of culling it. The pre-germination baseline is no longer a criterion.
+//!
+//! [`evaluate`] dispatches a [`GateEvidence`] to its evaluator.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -96,15 +113,29 @@ gate_reasons! {
     IsolationNotArmed => ISOLATION_NOT_ARMED = "isolation_not_armed";
     /// G1, G4: the seed has gradient-isolation violations (attribute `violations`).
     IsolationViolationsPresent => ISOLATION_VIOLATIONS_PRESENT = "isolation_violations_present";
-    /// G1 (TRAINING → BLENDING): fewer than two seed-loss samples in the window.
+    /// Legacy, no longer returned (G1 TRAINING → BLENDING no longer requires a seed-loss
+    /// window; see [`SeedGradientWindowTooShort`](GateReason::SeedGradientWindowTooShort)); kept so the
+    /// wire string still parses.
     SeedLossWindowTooShort => SEED_LOSS_WINDOW_TOO_SHORT = "seed_loss_window_too_short";
-    /// G1 (TRAINING → BLENDING): a seed-loss sample is NaN or infinite.
+    /// G1 (TRAINING → BLENDING): a shadow seed-loss sample is NaN or infinite.
     SeedLossNotFinite => SEED_LOSS_NOT_FINITE = "seed_loss_not_finite";
-    /// G1 (TRAINING → BLENDING): the mean of the window's last part is not below the mean of its
-    /// first part.
+    /// Legacy, no longer returned (decisions D2 revised: G1 has no "loss improved" test, it is a
+    /// coin flip at a plateau); kept so the wire string still parses.
     SeedLossNotImproved => SEED_LOSS_NOT_IMPROVED = "seed_loss_not_improved";
     /// G1 (TRAINING → BLENDING): the isolation hook took longer than its budget.
     HookLatencyExceeded => HOOK_LATENCY_EXCEEDED = "hook_latency_exceeded";
+    /// G1 (TRAINING → BLENDING): fewer than two seed gradient-norm samples in the window
+    /// (attribute `window`).
+    SeedGradientWindowTooShort => SEED_GRADIENT_WINDOW_TOO_SHORT = "seed_gradient_window_too_short";
+    /// G1 (TRAINING → BLENDING): a seed gradient norm is NaN or infinite (attribute `step`, the
+    /// first such step in the window).
+    SeedGradientNotFinite => SEED_GRADIENT_NOT_FINITE = "seed_gradient_not_finite";
+    /// G1 (TRAINING → BLENDING): the window's mean seed gradient norm is not above the floor
+    /// (attributes `mean_seed_grad_norm`, `seed_grad_norm_floor`).
+    SeedGradientVanishing => SEED_GRADIENT_VANISHING = "seed_gradient_vanishing";
+    /// G1 (TRAINING → BLENDING): some step's seed/host gradient-norm ratio is above the bound
+    /// (attributes `max_grad_ratio`, the worst measured, and `grad_ratio_bound`).
+    SeedGradientExploding => SEED_GRADIENT_EXPLODING = "seed_gradient_exploding";
     /// G2: the alpha schedule has not reached its end.
     AlphaScheduleIncomplete => ALPHA_SCHEDULE_INCOMPLETE = "alpha_schedule_incomplete";
     /// G2: the blended output holds NaN or infinite values.
@@ -126,12 +157,28 @@ gate_reasons! {
     TelemetryIncomplete => TELEMETRY_INCOMPLETE = "telemetry_incomplete";
     /// G3: a pause/resume cycle happened and did not restore the kernel.
     KernelNotRestored => KERNEL_NOT_RESTORED = "kernel_not_restored";
-    /// G4: the validation metric or the baseline is NaN or infinite.
+    /// G3, G4: no counterfactual contribution was measured for the seed. The only
+    /// [retryable](GateReason::is_retryable) reason: the gate refuses the move without culling and
+    /// is asked again once the evidence exists.
+    CounterfactualMissing => COUNTERFACTUAL_MISSING = "counterfactual_missing";
+    /// G3: the seed is significantly harmful: its counterfactual contribution is below zero by
+    /// more than `harm_sigmas` standard errors (attributes `counterfactual_mean`,
+    /// `counterfactual_std_error`, `counterfactual_batches`, `harm_sigmas`).
+    CounterfactualHarmful => COUNTERFACTUAL_HARMFUL = "counterfactual_harmful";
+    /// Legacy, no longer returned (G4 no longer compares against a pre-germination baseline); kept
+    /// so the wire string still parses.
     ValidationMetricNotFinite => VALIDATION_METRIC_NOT_FINITE = "validation_metric_not_finite";
-    /// G4: the tolerance is negative or not finite.
+    /// Legacy, no longer returned (G4 has no baseline tolerance any more); kept so the wire string
+    /// still parses.
     InvalidTolerance => INVALID_TOLERANCE = "invalid_tolerance";
-    /// G4: the validation metric is worse than the baseline beyond the tolerance.
+    /// Legacy, no longer returned (replaced by
+    /// [`CounterfactualNotPositive`](GateReason::CounterfactualNotPositive)); kept so the wire string
+    /// still parses.
     ValidationRegressed => VALIDATION_REGRESSED = "validation_regressed";
+    /// G4: the counterfactual contribution is not significantly positive: its mean is not above
+    /// zero and above `min_sigmas` standard errors (attributes `counterfactual_mean`,
+    /// `counterfactual_std_error`, `counterfactual_batches`, `min_sigmas`).
+    CounterfactualNotPositive => COUNTERFACTUAL_NOT_POSITIVE = "counterfactual_not_positive";
     /// G4: a circuit breaker is not closed (attributes `breaker`, the first such breaker's name,
     /// and `breaker_state`).
     BreakerNotClosed => BREAKER_NOT_CLOSED = "breaker_not_closed";
@@ -150,6 +197,15 @@ gate_reasons! {
     SlotOutputChanged => SLOT_OUTPUT_CHANGED = "slot_output_changed";
 }
 
+impl GateReason {
+    /// Whether the refusal is retryable: the gate lacked its evidence rather than judged the seed,
+    /// so the caller keeps the seed where it is and asks again later instead of culling it. True
+    /// only for [`CounterfactualMissing`](Self::CounterfactualMissing).
+    pub const fn is_retryable(self) -> bool {
+        matches!(self, Self::CounterfactualMissing)
+    }
+}
+
 impl fmt::Display for GateReason {
     /// The wire string ([`GateReason::as_str`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -159,12 +215,18 @@ impl fmt::Display for GateReason {
 
 /// Longest seed id G0 accepts, in bytes.
 pub const MAX_SEED_ID_LEN: usize = 128;
-/// Default fraction of the seed-loss window compared at each end by G1 (TRAINING → BLENDING).
-pub const DEFAULT_LOSS_WINDOW_PART: f64 = 0.25;
+/// Default vanishing floor of G1 (TRAINING → BLENDING): the window's mean seed gradient norm must
+/// be above it.
+pub const DEFAULT_MIN_SEED_GRAD_NORM: f64 = 1e-8;
+/// Default exploding bound of G1 (TRAINING → BLENDING): every step's seed/host gradient-norm ratio
+/// must be at or below it.
+pub const DEFAULT_MAX_GRAD_RATIO: f64 = 100.0;
 /// Default ceiling on the loss variance over G2's window.
 pub const DEFAULT_MAX_LOSS_VARIANCE: f64 = 0.25;
-/// Default relative tolerance of G4 against the pre-germination baseline (1 %).
-pub const DEFAULT_G4_TOLERANCE: f64 = 0.01;
+/// Default number of standard errors below zero at which G3 judges the seed harmful.
+pub const DEFAULT_HARM_SIGMAS: f64 = 2.0;
+/// Default number of standard errors the counterfactual contribution must exceed for G4.
+pub const DEFAULT_MIN_SIGMAS: f64 = 2.0;
 
 /// Who is evaluated, for which move, and when (wall time, for the event's timestamp).
 #[derive(Debug, Clone, Copy)]
@@ -207,14 +269,23 @@ pub struct GerminatedEvidence {
     pub isolation_violations: u32,
 }
 
-/// G1 evidence for TRAINING → BLENDING.
+/// G1 evidence for TRAINING → BLENDING: gradient health over the training window.
 #[derive(Debug, Clone, Copy)]
 pub struct TrainingEvidence<'a> {
-    /// Seed loss (task loss through the seed branch, as a shadow) over the training window, oldest first.
-    pub seed_loss_window: &'a [f32],
-    /// Fraction of the window compared at each end (clamped to at least one sample and at most
-    /// half the window); [`DEFAULT_LOSS_WINDOW_PART`] by default.
-    pub window_part: f64,
+    /// The seed's gradient norm at each step of the window, oldest first.
+    pub seed_grad_norms: &'a [f32],
+    /// The host's gradient norm at the same steps (same length; empty = ratio not measured → the
+    /// ratio check is skipped). Were the lengths to differ, the most recent steps of both are
+    /// paired.
+    pub host_grad_norms: &'a [f32],
+    /// Vanishing floor: the window's mean seed gradient norm must be above it
+    /// ([`DEFAULT_MIN_SEED_GRAD_NORM`] by default).
+    pub min_seed_grad_norm: f64,
+    /// Exploding bound: every step's seed/host norm ratio must be at or below it (host norm 0 with
+    /// seed norm > 0 counts as exploding); [`DEFAULT_MAX_GRAD_RATIO`] by default.
+    pub max_grad_ratio: f64,
+    /// Shadow seed losses over the window (may be empty); each must be finite.
+    pub seed_losses: &'a [f32],
     /// Isolation violations recorded for the seed.
     pub isolation_violations: u32,
     /// The isolation hook's latency (worst or last over the window), in ms.
@@ -258,6 +329,46 @@ pub enum PauseResumeCheck {
     KernelNotRestored,
 }
 
+/// The seed's counterfactual contribution (decisions D2, revised), from paired per-batch
+/// differences `loss(slot bypassed) - loss(seed at its alpha)` on the same model state and
+/// batches; positive = the seed helps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Counterfactual {
+    /// Mean of the paired differences.
+    pub mean: f64,
+    /// Standard error of the mean: the sample standard deviation (n − 1 in the denominator) / √n.
+    pub std_error: f64,
+    /// How many batches (paired differences) were evaluated.
+    pub batches: u32,
+}
+
+impl Counterfactual {
+    /// From the paired differences: mean, standard error (sample std / sqrt(n)); None for fewer
+    /// than 2 batches or any non-finite value (a difference, or a mean or standard error that
+    /// overflows).
+    pub fn from_differences(diffs: &[f64]) -> Option<Self> {
+        if diffs.len() < 2 || diffs.iter().any(|d| !d.is_finite()) {
+            return None;
+        }
+        let n = diffs.len() as f64;
+        let mean = diffs.iter().sum::<f64>() / n;
+        let variance = diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        let std_error = (variance / n).sqrt();
+        if !(mean.is_finite() && std_error.is_finite()) {
+            return None;
+        }
+        let batches = u32::try_from(diffs.len()).unwrap_or(u32::MAX);
+        Some(Self { mean, std_error, batches })
+    }
+
+    /// Attaches `counterfactual_mean`, `counterfactual_std_error` and `counterfactual_batches`.
+    fn attach(&self, run: &mut Run) {
+        run.attr("counterfactual_mean", self.mean)
+            .attr("counterfactual_std_error", self.std_error)
+            .attr("counterfactual_batches", self.batches);
+    }
+}
+
 /// G3 evidence (SHADOWING → PROBATIONARY).
 #[derive(Debug, Clone, Copy)]
 pub struct InterfaceEvidence<'a> {
@@ -273,38 +384,27 @@ pub struct InterfaceEvidence<'a> {
     pub telemetry_complete: bool,
     /// The pause/resume check.
     pub pause_resume: PauseResumeCheck,
-}
-
-/// Which way a validation metric improves (G4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MetricDirection {
-    /// Smaller is better (a loss).
-    LowerIsBetter,
-    /// Larger is better (an accuracy).
-    HigherIsBetter,
-}
-
-impl MetricDirection {
-    /// `lower_is_better` or `higher_is_better`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::LowerIsBetter => "lower_is_better",
-            Self::HigherIsBetter => "higher_is_better",
-        }
-    }
+    /// The seed's counterfactual contribution; `None` (not measured) refuses the move with the
+    /// retryable [`GateReason::CounterfactualMissing`].
+    pub counterfactual: Option<Counterfactual>,
+    /// The seed is harmful when the contribution's mean is below `-harm_sigmas * std_error`;
+    /// [`DEFAULT_HARM_SIGMAS`] by default.
+    pub harm_sigmas: f64,
+    /// Whether the move needs a measured contribution. `false` re-validates the interface only
+    /// (a resumed seed's kernel, before any counterfactual exists): a missing contribution then
+    /// passes, a measured one is still checked.
+    pub contribution_required: bool,
 }
 
 /// G4 evidence (PROBATIONARY → FOSSILIZED).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SystemImpactEvidence<'a> {
-    /// Which way the metric improves.
-    pub direction: MetricDirection,
-    /// The validation metric now.
-    pub validation_metric: f64,
-    /// The same metric before germination.
-    pub baseline_metric: f64,
-    /// Relative tolerance (fraction of `|baseline|`); [`DEFAULT_G4_TOLERANCE`] by default.
-    pub tolerance: f64,
+    /// The seed's counterfactual contribution; `None` (not measured) refuses the move with the
+    /// retryable [`GateReason::CounterfactualMissing`].
+    pub counterfactual: Option<Counterfactual>,
+    /// The contribution's mean must be positive and above `min_sigmas * std_error`;
+    /// [`DEFAULT_MIN_SIGMAS`] by default.
+    pub min_sigmas: f64,
     /// Isolation violations recorded for the seed.
     pub isolation_violations: u32,
     /// Every circuit breaker by name with its state; G4 passes only when all are CLOSED (an
@@ -477,6 +577,16 @@ fn below(value: f64, ceiling: f64) -> bool {
     value < ceiling
 }
 
+/// `value > floor`, false for NaN on either side.
+fn above(value: f64, floor: f64) -> bool {
+    value > floor
+}
+
+/// `value >= floor`, false for NaN on either side.
+fn at_least(value: f64, floor: f64) -> bool {
+    value >= floor
+}
+
 /// G0 Sanity: seed id valid and not live, blueprint present and known, every parameter finite,
 /// allowed and inside its bounds.
 pub fn evaluate_g0_sanity(ctx: &GateContext<'_>, e: &SanityEvidence<'_>) -> GateEvent {
@@ -559,8 +669,34 @@ fn mean(xs: &[f32]) -> f64 {
     xs.iter().map(|&x| f64::from(x)).sum::<f64>() / xs.len() as f64
 }
 
-/// G1 Gradient health at TRAINING → BLENDING: no violations, seed loss finite over the window and
-/// improved (mean of the last part below mean of the first part), hook latency within budget.
+/// The worst seed/host gradient-norm ratio over the paired steps (the most recent steps of both
+/// windows), `None` when the host norms were not measured. A step whose host norm is not positive
+/// (0, or NaN) counts as an unbounded ratio when the seed norm is above 0, and as 0 otherwise.
+fn worst_grad_ratio(seed: &[f32], host: &[f32]) -> Option<f64> {
+    if host.is_empty() {
+        return None;
+    }
+    let paired = seed.len().min(host.len());
+    let pairs = seed[seed.len() - paired..].iter().zip(&host[host.len() - paired..]);
+    let ratios = pairs.map(|(&s, &h)| {
+        let (s, h) = (f64::from(s), f64::from(h));
+        if h > 0.0 {
+            s / h
+        } else if s > 0.0 {
+            f64::INFINITY
+        } else {
+            0.0
+        }
+    });
+    Some(ratios.fold(0.0, f64::max))
+}
+
+/// G1 Gradient health at TRAINING → BLENDING (decisions D2, revised): no isolation violations; at
+/// least two seed gradient-norm samples, all finite; shadow seed losses finite; the mean seed
+/// gradient norm above the vanishing floor; every step's seed/host norm ratio at or below the
+/// exploding bound (skipped when the host norms were not measured); hook latency within budget.
+/// There is no "loss improved" test. From the vanishing check on, the event carries
+/// `mean_seed_grad_norm` and, when measured, `max_grad_ratio` (the worst step), pass or fail.
 pub fn evaluate_g1_training(ctx: &GateContext<'_>, e: &TrainingEvidence<'_>) -> GateEvent {
     g1_training(ctx, e).0
 }
@@ -568,25 +704,37 @@ pub fn evaluate_g1_training(ctx: &GateContext<'_>, e: &TrainingEvidence<'_>) -> 
 fn g1_training(ctx: &GateContext<'_>, e: &TrainingEvidence<'_>) -> Verdict {
     use GateReason::*;
     let mut run = Run::new(Gate::SeedGateG1GradientHealth);
-    let w = e.seed_loss_window;
+    let norms = e.seed_grad_norms;
     let outcome = (|| {
         if e.isolation_violations > 0 {
             run.attr("violations", e.isolation_violations);
             return Err(IsolationViolationsPresent);
         }
-        if w.len() < 2 {
-            run.attr("window", w.len());
-            return Err(SeedLossWindowTooShort);
+        if norms.len() < 2 {
+            run.attr("window", norms.len());
+            return Err(SeedGradientWindowTooShort);
         }
-        if w.iter().any(|x| !x.is_finite()) {
+        if let Some(step) = norms.iter().position(|x| !x.is_finite()) {
+            run.attr("step", step);
+            return Err(SeedGradientNotFinite);
+        }
+        if e.seed_losses.iter().any(|x| !x.is_finite()) {
             return Err(SeedLossNotFinite);
         }
-        // `as usize` maps NaN to 0; the clamp keeps one sample at least and half the window at most.
-        let part = ((w.len() as f64 * e.window_part).ceil() as usize).clamp(1, w.len() / 2);
-        let (first, last) = (mean(&w[..part]), mean(&w[w.len() - part..]));
-        if last >= first {
-            run.attr("seed_loss_first", first).attr("seed_loss_last", last);
-            return Err(SeedLossNotImproved);
+        let mean_norm = mean(norms);
+        let worst_ratio = worst_grad_ratio(norms, e.host_grad_norms);
+        run.attr("mean_seed_grad_norm", mean_norm);
+        if let Some(ratio) = worst_ratio {
+            run.attr("max_grad_ratio", ratio);
+        }
+        // A NaN floor or bound fails.
+        if !above(mean_norm, e.min_seed_grad_norm) {
+            run.attr("seed_grad_norm_floor", e.min_seed_grad_norm);
+            return Err(SeedGradientVanishing);
+        }
+        if worst_ratio.is_some_and(|ratio| !within(ratio, e.max_grad_ratio)) {
+            run.attr("grad_ratio_bound", e.max_grad_ratio);
+            return Err(SeedGradientExploding);
         }
         if !within(e.hook_latency_ms, e.hook_latency_budget_ms) {
             run.attr("hook_latency_ms", e.hook_latency_ms).attr("budget_ms", e.hook_latency_budget_ms);
@@ -648,8 +796,12 @@ fn shape_str(shape: &[usize]) -> String {
     format!("[{}]", dims.join(","))
 }
 
-/// G3 Interface: output shape and dtype match the host activation, telemetry complete, and a
-/// pause/resume cycle (when one happened) restored the kernel.
+/// G3 Interface: output shape and dtype match the host activation, telemetry complete, a
+/// pause/resume cycle (when one happened) restored the kernel, and then (decisions D2, revised)
+/// the seed is not significantly harmful: a counterfactual contribution was measured (`None` is
+/// the retryable [`GateReason::CounterfactualMissing`]) and its mean is not below
+/// `-harm_sigmas * std_error`. A measured contribution is attached (`counterfactual_mean`,
+/// `counterfactual_std_error`, `counterfactual_batches`), pass or fail.
 pub fn evaluate_g3_interface(ctx: &GateContext<'_>, e: &InterfaceEvidence<'_>) -> GateEvent {
     g3_interface(ctx, e).0
 }
@@ -657,6 +809,9 @@ pub fn evaluate_g3_interface(ctx: &GateContext<'_>, e: &InterfaceEvidence<'_>) -
 fn g3_interface(ctx: &GateContext<'_>, e: &InterfaceEvidence<'_>) -> Verdict {
     use GateReason::*;
     let mut run = Run::new(Gate::SeedGateG3Interface);
+    if let Some(cf) = &e.counterfactual {
+        cf.attach(&mut run);
+    }
     let outcome = if e.seed_output_shape != e.host_output_shape {
         run.attr("seed_shape", shape_str(e.seed_output_shape)).attr("host_shape", shape_str(e.host_output_shape));
         Err(OutputShapeMismatch)
@@ -668,14 +823,31 @@ fn g3_interface(ctx: &GateContext<'_>, e: &InterfaceEvidence<'_>) -> Verdict {
     } else if e.pause_resume == PauseResumeCheck::KernelNotRestored {
         Err(KernelNotRestored)
     } else {
-        run.attr("dtype", e.seed_dtype);
-        Ok(())
+        match e.counterfactual {
+            None if !e.contribution_required => {
+                run.attr("dtype", e.seed_dtype);
+                Ok(())
+            }
+            None => Err(CounterfactualMissing),
+            // A NaN in the contribution or in `harm_sigmas` fails.
+            Some(cf) if !at_least(cf.mean, -e.harm_sigmas * cf.std_error) => {
+                run.attr("harm_sigmas", e.harm_sigmas);
+                Err(CounterfactualHarmful)
+            }
+            Some(_) => {
+                run.attr("dtype", e.seed_dtype);
+                Ok(())
+            }
+        }
     };
     run.finish(ctx, outcome)
 }
 
-/// G4 System impact: validation metric not worse than the baseline beyond the relative
-/// tolerance, no violations, every breaker closed (the first one that is not is named).
+/// G4 System impact (decisions D2, revised): a counterfactual contribution was measured (`None`
+/// is the retryable [`GateReason::CounterfactualMissing`]) and is significantly positive (mean
+/// above 0 and above `min_sigmas * std_error`), no violations, every breaker closed (the first one
+/// that is not is named). A measured contribution is attached (`counterfactual_mean`,
+/// `counterfactual_std_error`, `counterfactual_batches`), pass or fail.
 pub fn evaluate_g4_system_impact(ctx: &GateContext<'_>, e: &SystemImpactEvidence<'_>) -> GateEvent {
     g4_system_impact(ctx, e).0
 }
@@ -683,23 +855,18 @@ pub fn evaluate_g4_system_impact(ctx: &GateContext<'_>, e: &SystemImpactEvidence
 fn g4_system_impact(ctx: &GateContext<'_>, e: &SystemImpactEvidence<'_>) -> Verdict {
     use GateReason::*;
     let mut run = Run::new(Gate::SeedGateG4SystemImpact);
-    // G4 decides fossilization: the metric and its baseline are attached pass or fail, for audit.
-    run.attr("metric", e.validation_metric).attr("baseline", e.baseline_metric);
+    // G4 decides fossilization: the contribution is attached pass or fail, for audit.
+    if let Some(cf) = &e.counterfactual {
+        cf.attach(&mut run);
+    }
     let outcome = (|| {
-        if !e.validation_metric.is_finite() || !e.baseline_metric.is_finite() {
-            return Err(ValidationMetricNotFinite);
-        }
-        if !(e.tolerance >= 0.0 && e.tolerance.is_finite()) {
-            return Err(InvalidTolerance);
-        }
-        let slack = e.tolerance * e.baseline_metric.abs();
-        let regressed = match e.direction {
-            MetricDirection::LowerIsBetter => e.validation_metric > e.baseline_metric + slack,
-            MetricDirection::HigherIsBetter => e.validation_metric < e.baseline_metric - slack,
+        let Some(cf) = e.counterfactual else {
+            return Err(CounterfactualMissing);
         };
-        if regressed {
-            run.attr("direction", e.direction.as_str()).attr("tolerance", e.tolerance);
-            return Err(ValidationRegressed);
+        // A NaN in the contribution or in `min_sigmas` fails.
+        if !(above(cf.mean, 0.0) && above(cf.mean, e.min_sigmas * cf.std_error)) {
+            run.attr("min_sigmas", e.min_sigmas);
+            return Err(CounterfactualNotPositive);
         }
         if e.isolation_violations > 0 {
             run.attr("violations", e.isolation_violations);

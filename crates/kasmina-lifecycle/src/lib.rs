@@ -10,12 +10,18 @@
 //! - [`table`]: the transition table of decisions D1 ([`is_legal`], [`legal_targets`]) and the
 //!   gate that guards each move (D2, [`gate_for`]), over [`leyline::SeedLifecycleStage`] only.
 //! - [`gates`]: one evaluator per gate over typed evidence ([`GateEvidence`]) built from what was
-//!   observed (G2 checks the hook and kernel-fetch latencies each against its own budget, G4 every
-//!   circuit breaker by name, G5 that the slot forwards the host activation unchanged), each
-//!   returning the [`leyline::GateEvent`] to emit; a failure is a typed [`GateReason`] whose
-//!   stable wire strings are listed in [`gates::reasons`].
+//!   observed (D2, revised: G1 at TRAINING → BLENDING checks gradient health — seed gradient norms
+//!   finite, neither vanishing nor exploding against the host's — with no "loss improved" test;
+//!   G2 checks the hook and kernel-fetch latencies each against its own budget; G3 refuses a seed
+//!   whose [`gates::Counterfactual`] contribution is significantly harmful and G4 requires it
+//!   significantly positive, then every circuit breaker closed by name; G5 checks that the slot
+//!   forwards the host activation unchanged), each returning the [`leyline::GateEvent`] to emit;
+//!   a failure is a typed [`GateReason`] whose stable wire strings are listed in
+//!   [`gates::reasons`]. A gate without its counterfactual refuses with the
+//!   [retryable](GateReason::is_retryable) `counterfactual_missing`: no cull, ask again.
 //! - [`SeedLifecycle`]: one seed's stage, bounded history, gated moves, cull → timed embargo
-//!   (D5) → RESETTING → G5 → DORMANT, and teardown.
+//!   (D5) → RESETTING → G5 → DORMANT ([`begin_cull`](SeedLifecycle::begin_cull) enters CULLED
+//!   alone for a blend-out, a later `cull` starts the embargo), and teardown.
 //!
 //! ```
 //! use std::collections::BTreeMap;
@@ -56,6 +62,22 @@
 //! mock.increment(Duration::from_secs(30));
 //! assert_eq!(seed.poll(seed.clock().now()).unwrap().name(), "embargo_end");
 //! assert_eq!(seed.stage(), Stage::SeedStageResetting);
+//!
+//! // G3 and G4 read the seed's counterfactual contribution: per batch, the loss with the slot
+//! // bypassed minus the loss with the seed in. Without one they refuse, retryably (no cull).
+//! let (from, to) = (Stage::SeedStageProbationary, Stage::SeedStageFossilized);
+//! let ctx = GateContext { seed_id: "seed-2", from, to, at: std::time::SystemTime::now() };
+//! let mut g4 = SystemImpactEvidence {
+//!     counterfactual: None,
+//!     min_sigmas: DEFAULT_MIN_SIGMAS,
+//!     isolation_violations: 0,
+//!     breakers: &[],
+//! };
+//! let event = evaluate_g4_system_impact(&ctx, &g4);
+//! assert_eq!(event.reason, reasons::COUNTERFACTUAL_MISSING);
+//! assert!(GateReason::CounterfactualMissing.is_retryable());
+//! g4.counterfactual = Counterfactual::from_differences(&[0.11, 0.09, 0.10, 0.12, 0.08]);
+//! assert!(evaluate_g4_system_impact(&ctx, &g4).passed);
 //! ```
 
 mod error;

@@ -101,7 +101,8 @@ impl EmbargoEvent {
 ///
 /// Every move is checked against the table of decisions D1; a gated move (D2) happens only
 /// through [`guarded_transition`](Self::guarded_transition) with passing evidence; the failure
-/// path is [`cull`](Self::cull) → [`poll`](Self::poll) (after the embargo) → G5 → DORMANT. A
+/// path is [`cull`](Self::cull) (or [`begin_cull`](Self::begin_cull), a blend-out, then `cull`) →
+/// [`poll`](Self::poll) (after the embargo) → G5 → DORMANT. A
 /// refused operation returns an [`Error`] and leaves the lifecycle unchanged.
 #[derive(Debug)]
 pub struct SeedLifecycle {
@@ -220,7 +221,9 @@ impl SeedLifecycle {
     /// gate guards it, [`Error::EvidenceMismatch`] when the evidence is for another move, and
     /// [`Error::GateFailed`] (carrying the failed event) when the gate refuses. In every case the
     /// seed stays where it was; after a `GateFailed` in an active stage, the caller emits the event
-    /// and calls [`cull`](Self::cull) with its reason (`reason.as_str()`).
+    /// and, unless the reason [is retryable](crate::GateReason::is_retryable) (the gate lacked its
+    /// evidence: ask again later), calls [`cull`](Self::cull) (or [`begin_cull`](Self::begin_cull)
+    /// for a blend-out) with its reason (`reason.as_str()`).
     pub fn guarded_transition(&mut self, to: Stage, evidence: &GateEvidence<'_>) -> Result<TransitionOutcome> {
         let from = self.stage;
         let gate = match table::classify(from, to) {
@@ -276,9 +279,10 @@ impl SeedLifecycle {
     }
 
     /// Starts the failure path: an active seed moves to CULLED and then EMBARGOED, with
-    /// `embargo_until = now + embargo`; returns the [`EmbargoEvent::Start`]. A seed already on the
-    /// failure path is left as it is and `Ok(None)` is returned: a cull never shortens (or
-    /// lengthens) a running embargo.
+    /// `embargo_until = now + embargo`; returns the [`EmbargoEvent::Start`]. A CULLED seed (after
+    /// [`begin_cull`](Self::begin_cull) or `transition`) moves to EMBARGOED from this `now`,
+    /// keeping the cull reason it already has. A seed EMBARGOED or RESETTING is left as it is and
+    /// `Ok(None)` is returned: a cull never shortens (or lengthens) a running embargo.
     ///
     /// # Errors
     /// [`Error::IllegalTransition`] (to CULLED) from DORMANT, FOSSILIZED, TERMINATED or UNKNOWN.
@@ -291,6 +295,28 @@ impl SeedLifecycle {
                 self.cull_reason = Some(reason.into());
                 self.apply(Stage::SeedStageCulled, now, None);
                 Ok(self.start_embargo(now).embargo_event)
+            }
+            _ => Err(Error::IllegalTransition { from, to: Stage::SeedStageCulled }),
+        }
+    }
+
+    /// Starts a cull without the embargo (a blend-out, decisions D4): an active seed moves to
+    /// CULLED only, recording `reason` as the cull reason. The embargo starts later, when
+    /// [`cull`](Self::cull) is called from CULLED: from that call's `now`, with the reason recorded
+    /// here (the later call's reason is ignored). A seed already on the failure path (CULLED,
+    /// EMBARGOED, RESETTING) is left as it is, reason included, and `Ok(())` is returned.
+    ///
+    /// # Errors
+    /// [`Error::IllegalTransition`] (to CULLED) from DORMANT, FOSSILIZED, TERMINATED or UNKNOWN,
+    /// as for [`cull`](Self::cull).
+    pub fn begin_cull(&mut self, reason: impl Into<String>, now: Instant) -> Result<()> {
+        let from = self.stage;
+        match from {
+            Stage::SeedStageCulled | Stage::SeedStageEmbargoed | Stage::SeedStageResetting => Ok(()),
+            _ if table::is_active(from) => {
+                self.cull_reason = Some(reason.into());
+                self.apply(Stage::SeedStageCulled, now, None);
+                Ok(())
             }
             _ => Err(Error::IllegalTransition { from, to: Stage::SeedStageCulled }),
         }

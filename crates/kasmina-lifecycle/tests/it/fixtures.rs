@@ -69,18 +69,26 @@ pub(crate) fn g1_germinated() -> GerminatedEvidence {
 /// G1 (training) inputs, owned.
 #[derive(Debug, Clone)]
 pub(crate) struct G1Training {
-    pub(crate) window: Vec<f32>,
-    pub(crate) window_part: f64,
+    pub(crate) seed_grad_norms: Vec<f32>,
+    pub(crate) host_grad_norms: Vec<f32>,
+    pub(crate) min_seed_grad_norm: f64,
+    pub(crate) max_grad_ratio: f64,
+    pub(crate) seed_losses: Vec<f32>,
     pub(crate) isolation_violations: u32,
     pub(crate) hook_latency_ms: f64,
     pub(crate) hook_latency_budget_ms: f64,
 }
 
 impl G1Training {
+    /// Mean seed norm 0.25, worst seed/host ratio 0.5 (step 3: 0.4 / 0.8).
     pub(crate) fn passing() -> Self {
         Self {
-            window: vec![2.0, 1.9, 1.7, 1.6, 1.4, 1.3, 1.2, 1.1],
-            window_part: DEFAULT_LOSS_WINDOW_PART,
+            seed_grad_norms: vec![0.1, 0.2, 0.3, 0.4],
+            host_grad_norms: vec![1.0, 1.0, 1.0, 0.8],
+            min_seed_grad_norm: DEFAULT_MIN_SEED_GRAD_NORM,
+            max_grad_ratio: DEFAULT_MAX_GRAD_RATIO,
+            // Flat: the loss need not improve.
+            seed_losses: vec![1.5, 1.5, 1.5, 1.5],
             isolation_violations: 0,
             hook_latency_ms: 2.0,
             hook_latency_budget_ms: 10.0,
@@ -89,8 +97,11 @@ impl G1Training {
 
     pub(crate) fn evidence(&self) -> TrainingEvidence<'_> {
         TrainingEvidence {
-            seed_loss_window: &self.window,
-            window_part: self.window_part,
+            seed_grad_norms: &self.seed_grad_norms,
+            host_grad_norms: &self.host_grad_norms,
+            min_seed_grad_norm: self.min_seed_grad_norm,
+            max_grad_ratio: self.max_grad_ratio,
+            seed_losses: &self.seed_losses,
             isolation_violations: self.isolation_violations,
             hook_latency_ms: self.hook_latency_ms,
             hook_latency_budget_ms: self.hook_latency_budget_ms,
@@ -151,6 +162,8 @@ pub(crate) struct G3 {
     pub(crate) host_dtype: String,
     pub(crate) telemetry_complete: bool,
     pub(crate) pause_resume: PauseResumeCheck,
+    pub(crate) counterfactual: Option<Counterfactual>,
+    pub(crate) harm_sigmas: f64,
 }
 
 impl G3 {
@@ -162,6 +175,8 @@ impl G3 {
             host_dtype: "f32".into(),
             telemetry_complete: true,
             pause_resume: PauseResumeCheck::NotExercised,
+            counterfactual: Some(HELPFUL),
+            harm_sigmas: DEFAULT_HARM_SIGMAS,
         }
     }
 
@@ -173,6 +188,9 @@ impl G3 {
             host_dtype: &self.host_dtype,
             telemetry_complete: self.telemetry_complete,
             pause_resume: self.pause_resume,
+            counterfactual: self.counterfactual,
+            harm_sigmas: self.harm_sigmas,
+            contribution_required: true,
         }
     }
 }
@@ -184,12 +202,13 @@ pub(crate) const CLOSED_BREAKERS: &[(&str, CircuitBreakerState)] = &[
     ("isolation", CircuitBreakerState::CircuitStateClosed),
 ];
 
+/// A clearly helpful seed: mean 0.1, standard error 0.01 (10 standard errors above zero).
+pub(crate) const HELPFUL: Counterfactual = Counterfactual { mean: 0.1, std_error: 0.01, batches: 16 };
+
 pub(crate) fn g4() -> SystemImpactEvidence<'static> {
     SystemImpactEvidence {
-        direction: MetricDirection::LowerIsBetter,
-        validation_metric: 0.95,
-        baseline_metric: 1.0,
-        tolerance: DEFAULT_G4_TOLERANCE,
+        counterfactual: Some(HELPFUL),
+        min_sigmas: DEFAULT_MIN_SIGMAS,
         isolation_violations: 0,
         breakers: CLOSED_BREAKERS,
     }

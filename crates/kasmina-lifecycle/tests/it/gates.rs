@@ -74,39 +74,121 @@ fn g1_germinated(#[case] mutate: fn(&mut GerminatedEvidence), #[case] reason: &s
 #[rstest]
 #[case::pass(|_: &mut G1Training| {}, "")]
 #[case::violations(|e: &mut G1Training| e.isolation_violations = 2, ISOLATION_VIOLATIONS_PRESENT)]
-#[case::empty(|e: &mut G1Training| e.window.clear(), SEED_LOSS_WINDOW_TOO_SHORT)]
-#[case::single(|e: &mut G1Training| e.window = vec![1.0], SEED_LOSS_WINDOW_TOO_SHORT)]
-#[case::nan(|e: &mut G1Training| e.window[3] = f32::NAN, SEED_LOSS_NOT_FINITE)]
-#[case::inf(|e: &mut G1Training| e.window[0] = f32::INFINITY, SEED_LOSS_NOT_FINITE)]
-#[case::flat(|e: &mut G1Training| e.window = vec![1.0; 8], SEED_LOSS_NOT_IMPROVED)]
-#[case::worse(|e: &mut G1Training| e.window.reverse(), SEED_LOSS_NOT_IMPROVED)]
-#[case::two_improving(|e: &mut G1Training| e.window = vec![1.0, 0.9], "")]
-#[case::nan_part(|e: &mut G1Training| e.window_part = f64::NAN, "")]
-#[case::huge_part(|e: &mut G1Training| e.window_part = 10.0, "")]
+#[case::empty(|e: &mut G1Training| e.seed_grad_norms.clear(), SEED_GRADIENT_WINDOW_TOO_SHORT)]
+#[case::single(|e: &mut G1Training| e.seed_grad_norms = vec![0.3], SEED_GRADIENT_WINDOW_TOO_SHORT)]
+#[case::nan_norm(|e: &mut G1Training| e.seed_grad_norms[2] = f32::NAN, SEED_GRADIENT_NOT_FINITE)]
+#[case::inf_norm(|e: &mut G1Training| e.seed_grad_norms[0] = f32::INFINITY, SEED_GRADIENT_NOT_FINITE)]
+#[case::nan_loss(|e: &mut G1Training| e.seed_losses[1] = f32::NAN, SEED_LOSS_NOT_FINITE)]
+#[case::inf_loss(|e: &mut G1Training| e.seed_losses[3] = f32::NEG_INFINITY, SEED_LOSS_NOT_FINITE)]
+#[case::no_losses(|e: &mut G1Training| e.seed_losses.clear(), "")]
+#[case::loss_rising(|e: &mut G1Training| e.seed_losses = vec![1.0, 1.2, 1.4, 1.6], "")]
+#[case::zero_norms(|e: &mut G1Training| e.seed_grad_norms = vec![0.0; 4], SEED_GRADIENT_VANISHING)]
+#[case::tiny_norms(|e: &mut G1Training| e.seed_grad_norms = vec![1e-9; 4], SEED_GRADIENT_VANISHING)]
+#[case::norm_at_floor(|e: &mut G1Training| { e.seed_grad_norms = vec![0.5; 4]; e.min_seed_grad_norm = 0.5; }, SEED_GRADIENT_VANISHING)]
+#[case::norm_above_floor(|e: &mut G1Training| { e.seed_grad_norms = vec![0.5; 4]; e.min_seed_grad_norm = 0.499; }, "")]
+#[case::nan_floor(|e: &mut G1Training| e.min_seed_grad_norm = f64::NAN, SEED_GRADIENT_VANISHING)]
+#[case::ratio_above_bound(|e: &mut G1Training| e.max_grad_ratio = 0.4, SEED_GRADIENT_EXPLODING)]
+#[case::ratio_at_bound(|e: &mut G1Training| e.max_grad_ratio = 0.5, "")]
+#[case::one_step_explodes(|e: &mut G1Training| e.seed_grad_norms[1] = 150.0, SEED_GRADIENT_EXPLODING)]
+#[case::host_zero(|e: &mut G1Training| e.host_grad_norms[0] = 0.0, SEED_GRADIENT_EXPLODING)]
+#[case::host_nan(|e: &mut G1Training| e.host_grad_norms[2] = f32::NAN, SEED_GRADIENT_EXPLODING)]
+#[case::both_zero(|e: &mut G1Training| { e.seed_grad_norms[0] = 0.0; e.host_grad_norms[0] = 0.0; }, "")]
+#[case::ratio_not_measured(|e: &mut G1Training| { e.host_grad_norms.clear(); e.max_grad_ratio = 0.0; }, "")]
+#[case::nan_bound(|e: &mut G1Training| e.max_grad_ratio = f64::NAN, SEED_GRADIENT_EXPLODING)]
 #[case::slow_hook(|e: &mut G1Training| e.hook_latency_ms = 10.5, HOOK_LATENCY_EXCEEDED)]
 #[case::hook_at_budget(|e: &mut G1Training| e.hook_latency_ms = 10.0, "")]
 #[case::nan_hook(|e: &mut G1Training| e.hook_latency_ms = f64::NAN, HOOK_LATENCY_EXCEEDED)]
+// The order of the checks: the first that fails is reported.
+#[case::violations_first(|e: &mut G1Training| { e.isolation_violations = 1; e.seed_grad_norms.clear(); }, ISOLATION_VIOLATIONS_PRESENT)]
+#[case::short_before_not_finite(|e: &mut G1Training| e.seed_grad_norms = vec![f32::NAN], SEED_GRADIENT_WINDOW_TOO_SHORT)]
+#[case::norm_before_loss(|e: &mut G1Training| { e.seed_grad_norms[0] = f32::NAN; e.seed_losses[0] = f32::NAN; }, SEED_GRADIENT_NOT_FINITE)]
+#[case::loss_before_vanishing(|e: &mut G1Training| { e.seed_losses[0] = f32::NAN; e.seed_grad_norms = vec![0.0; 4]; }, SEED_LOSS_NOT_FINITE)]
+#[case::vanishing_before_exploding(|e: &mut G1Training| { e.seed_grad_norms = vec![0.0; 4]; e.host_grad_norms[0] = f32::NAN; e.max_grad_ratio = -1.0; }, SEED_GRADIENT_VANISHING)]
+#[case::exploding_before_hook(|e: &mut G1Training| { e.max_grad_ratio = 0.1; e.hook_latency_ms = 11.0; }, SEED_GRADIENT_EXPLODING)]
 fn g1_training(#[case] mutate: fn(&mut G1Training), #[case] reason: &str) {
     let mut e = G1Training::passing();
     mutate(&mut e);
     let (from, to) = (Stage::SeedStageTraining, Stage::SeedStageBlending);
     let event = evaluate_g1_training(&fixtures::ctx(SEED, from, to), &e.evidence());
-    check(event, Gate::SeedGateG1GradientHealth, from, to, reason);
+    let event = check(event, Gate::SeedGateG1GradientHealth, from, to, reason);
+    // No evaluator reports the legacy loss reasons any more.
+    assert_ne!(event.reason, SEED_LOSS_NOT_IMPROVED);
+    assert_ne!(event.reason, SEED_LOSS_WINDOW_TOO_SHORT);
+}
+
+fn attr_f64(event: &GateEvent, key: &str) -> f64 {
+    event.attributes.get(key).unwrap_or_else(|| panic!("no {key} in {event:?}")).parse().unwrap()
 }
 
 #[test]
-fn g1_training_compares_the_ends_of_the_window() {
-    // Improves overall, but the last quarter is not below the first quarter.
-    let mut e = G1Training::passing();
-    e.window = vec![1.0, 1.0, 5.0, 5.0, 1.0, 1.0, 1.0, 1.0];
+fn g1_training_reports_the_measured_gradients() {
     let ctx = fixtures::ctx(SEED, Stage::SeedStageTraining, Stage::SeedStageBlending);
+    // Pass: the mean norm and the worst measured ratio, not the configured floor and bound.
+    let e = G1Training::passing();
     let event = evaluate_g1_training(&ctx, &e.evidence());
-    assert_eq!(event.reason, SEED_LOSS_NOT_IMPROVED);
-    assert_eq!(event.attributes["seed_loss_first"], "1");
-    assert_eq!(event.attributes["seed_loss_last"], "1");
-    // Comparing halves instead, it improved.
-    e.window_part = 0.5;
-    assert!(evaluate_g1_training(&ctx, &e.evidence()).passed);
+    assert!(event.passed, "{event:?}");
+    assert!((attr_f64(&event, "mean_seed_grad_norm") - 0.25).abs() < 1e-6);
+    assert_eq!(attr_f64(&event, "max_grad_ratio"), 0.5);
+    assert!(!event.attributes.contains_key("seed_grad_norm_floor"));
+    assert!(!event.attributes.contains_key("grad_ratio_bound"));
+
+    // Vanishing: the measured mean and the floor.
+    let mut e = G1Training::passing();
+    e.seed_grad_norms = vec![1e-9, 3e-9];
+    e.host_grad_norms = vec![1.0, 1.0];
+    let event = evaluate_g1_training(&ctx, &e.evidence());
+    assert_eq!(event.reason, SEED_GRADIENT_VANISHING);
+    assert!((attr_f64(&event, "mean_seed_grad_norm") - 2e-9).abs() < 1e-15);
+    assert_eq!(attr_f64(&event, "seed_grad_norm_floor"), DEFAULT_MIN_SEED_GRAD_NORM);
+
+    // Exploding: the worst ratio (step 1: 300 / 2) and the bound.
+    let mut e = G1Training::passing();
+    e.seed_grad_norms = vec![1.0, 300.0, 1.0];
+    e.host_grad_norms = vec![1.0, 2.0, 1.0];
+    let event = evaluate_g1_training(&ctx, &e.evidence());
+    assert_eq!(event.reason, SEED_GRADIENT_EXPLODING);
+    assert_eq!(attr_f64(&event, "max_grad_ratio"), 150.0);
+    assert_eq!(attr_f64(&event, "grad_ratio_bound"), DEFAULT_MAX_GRAD_RATIO);
+    assert!((attr_f64(&event, "mean_seed_grad_norm") - 302.0 / 3.0).abs() < 1e-9);
+
+    // A host norm of 0 under a live seed gradient is an unbounded ratio.
+    let mut e = G1Training::passing();
+    e.host_grad_norms[3] = 0.0;
+    let event = evaluate_g1_training(&ctx, &e.evidence());
+    assert_eq!(event.reason, SEED_GRADIENT_EXPLODING);
+    assert_eq!(event.attributes["max_grad_ratio"], "inf");
+
+    // Not measured: no ratio attribute, and no ratio check.
+    let mut e = G1Training::passing();
+    e.host_grad_norms.clear();
+    let event = evaluate_g1_training(&ctx, &e.evidence());
+    assert!(event.passed, "{event:?}");
+    assert!(!event.attributes.contains_key("max_grad_ratio"));
+
+    // Not finite: the first offending step.
+    let mut e = G1Training::passing();
+    e.seed_grad_norms[1] = f32::NAN;
+    e.seed_grad_norms[3] = f32::INFINITY;
+    let event = evaluate_g1_training(&ctx, &e.evidence());
+    assert_eq!((event.reason.as_str(), event.attributes["step"].as_str()), (SEED_GRADIENT_NOT_FINITE, "1"));
+
+    // Too short: the window length.
+    let mut e = G1Training::passing();
+    e.seed_grad_norms = vec![0.2];
+    let event = evaluate_g1_training(&ctx, &e.evidence());
+    assert_eq!((event.reason.as_str(), event.attributes["window"].as_str()), (SEED_GRADIENT_WINDOW_TOO_SHORT, "1"));
+}
+
+#[test]
+fn g1_training_pairs_the_most_recent_steps_when_the_windows_differ() {
+    let ctx = fixtures::ctx(SEED, Stage::SeedStageTraining, Stage::SeedStageBlending);
+    let mut e = G1Training::passing();
+    // Seed steps 0..4; the host was measured for the last two only: 0.3/0.6 and 0.4/0.8.
+    e.host_grad_norms = vec![0.6, 0.8];
+    e.max_grad_ratio = 0.5;
+    let event = evaluate_g1_training(&ctx, &e.evidence());
+    assert!(event.passed, "{event:?}");
+    assert_eq!(attr_f64(&event, "max_grad_ratio"), 0.5);
 }
 
 #[rstest]
@@ -177,12 +259,69 @@ fn g2_checks_each_latency_against_its_own_budget() {
 #[case::telemetry(|e: &mut G3| e.telemetry_complete = false, TELEMETRY_INCOMPLETE)]
 #[case::not_restored(|e: &mut G3| e.pause_resume = PauseResumeCheck::KernelNotRestored, KERNEL_NOT_RESTORED)]
 #[case::restored(|e: &mut G3| e.pause_resume = PauseResumeCheck::KernelRestored, "")]
+#[case::missing(|e: &mut G3| e.counterfactual = None, COUNTERFACTUAL_MISSING)]
+#[case::harmful(|e: &mut G3| e.counterfactual = Some(cf(-0.1, 0.01)), COUNTERFACTUAL_HARMFUL)]
+#[case::neutral(|e: &mut G3| e.counterfactual = Some(cf(0.0, 0.01)), "")]
+#[case::slightly_negative(|e: &mut G3| e.counterfactual = Some(cf(-0.01, 0.01)), "")]
+#[case::at_the_bound(|e: &mut G3| e.counterfactual = Some(cf(-0.02, 0.01)), "")]
+#[case::negative_noisy(|e: &mut G3| e.counterfactual = Some(cf(-0.1, 0.08)), "")]
+#[case::negative_exact(|e: &mut G3| e.counterfactual = Some(cf(-1e-9, 0.0)), COUNTERFACTUAL_HARMFUL)]
+#[case::looser(|e: &mut G3| { e.counterfactual = Some(cf(-0.1, 0.01)); e.harm_sigmas = 11.0; }, "")]
+#[case::nan_mean(|e: &mut G3| e.counterfactual = Some(cf(f64::NAN, 0.01)), COUNTERFACTUAL_HARMFUL)]
+#[case::nan_sigmas(|e: &mut G3| e.harm_sigmas = f64::NAN, COUNTERFACTUAL_HARMFUL)]
+// The interface checks come first.
+#[case::shape_before_missing(|e: &mut G3| { e.seed_shape = vec![1]; e.counterfactual = None; }, OUTPUT_SHAPE_MISMATCH)]
+#[case::restore_before_harm(|e: &mut G3| { e.pause_resume = PauseResumeCheck::KernelNotRestored; e.counterfactual = Some(cf(-1.0, 0.01)); }, KERNEL_NOT_RESTORED)]
 fn g3_interface(#[case] mutate: fn(&mut G3), #[case] reason: &str) {
     let mut e = G3::passing();
     mutate(&mut e);
     let (from, to) = (Stage::SeedStageShadowing, Stage::SeedStageProbationary);
     let event = evaluate_g3_interface(&fixtures::ctx(SEED, from, to), &e.evidence());
-    check(event, Gate::SeedGateG3Interface, from, to, reason);
+    let event = check(event, Gate::SeedGateG3Interface, from, to, reason);
+    check_counterfactual_attributes(&event, e.counterfactual);
+}
+
+fn cf(mean: f64, std_error: f64) -> Counterfactual {
+    Counterfactual { mean, std_error, batches: 8 }
+}
+
+/// A measured contribution is attached, pass or fail; none when it was not measured.
+fn check_counterfactual_attributes(event: &GateEvent, counterfactual: Option<Counterfactual>) {
+    let a = &event.attributes;
+    match counterfactual {
+        Some(c) => {
+            assert_eq!(a["counterfactual_mean"], c.mean.to_string(), "{event:?}");
+            assert_eq!(a["counterfactual_std_error"], c.std_error.to_string(), "{event:?}");
+            assert_eq!(a["counterfactual_batches"], c.batches.to_string(), "{event:?}");
+        }
+        None => {
+            for key in ["counterfactual_mean", "counterfactual_std_error", "counterfactual_batches"] {
+                assert!(!a.contains_key(key), "{event:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn g3_tells_harmful_from_neutral() {
+    let ctx = fixtures::ctx(SEED, Stage::SeedStageShadowing, Stage::SeedStageProbationary);
+    let mut e = G3::passing();
+    // Neutral: differences around zero, a noisy mean slightly below it.
+    e.counterfactual = Counterfactual::from_differences(&[0.02, -0.03, 0.01, -0.02, -0.01]);
+    assert!(evaluate_g3_interface(&ctx, &e.evidence()).passed);
+    // Harmful: consistently worse with the seed in.
+    e.counterfactual = Counterfactual::from_differences(&[-0.05, -0.06, -0.04, -0.05, -0.05]);
+    let event = evaluate_g3_interface(&ctx, &e.evidence());
+    assert_eq!(event.reason, COUNTERFACTUAL_HARMFUL);
+    assert_eq!(event.attributes["harm_sigmas"], "2");
+    assert_eq!(event.attributes["counterfactual_batches"], "5");
+    assert!(!event.attributes.contains_key("dtype"));
+    // Missing: refused, retryably.
+    e.counterfactual = None;
+    let event = evaluate_g3_interface(&ctx, &e.evidence());
+    let reason = GateReason::from_wire(&event.reason).unwrap();
+    assert_eq!(reason, GateReason::CounterfactualMissing);
+    assert!(reason.is_retryable());
 }
 
 #[test]
@@ -198,34 +337,92 @@ fn g3_reports_both_shapes() {
 }
 
 #[rstest]
-#[case::improved(|_: &mut SystemImpactEvidence| {}, "")]
-#[case::within_tolerance(|e: &mut SystemImpactEvidence| e.validation_metric = 1.0099, "")]
-#[case::regressed(|e: &mut SystemImpactEvidence| e.validation_metric = 1.0101, VALIDATION_REGRESSED)]
-#[case::zero_tolerance(|e: &mut SystemImpactEvidence| { e.tolerance = 0.0; e.validation_metric = 1.0001; }, VALIDATION_REGRESSED)]
-#[case::higher_better_ok(|e: &mut SystemImpactEvidence| { e.direction = MetricDirection::HigherIsBetter; e.validation_metric = 0.995; }, "")]
-#[case::higher_better_regressed(|e: &mut SystemImpactEvidence| { e.direction = MetricDirection::HigherIsBetter; e.validation_metric = 0.98; }, VALIDATION_REGRESSED)]
-#[case::negative_baseline(|e: &mut SystemImpactEvidence| { e.baseline_metric = -2.0; e.validation_metric = -1.99; }, "")]
-#[case::negative_baseline_regressed(|e: &mut SystemImpactEvidence| { e.baseline_metric = -2.0; e.validation_metric = -1.97; }, VALIDATION_REGRESSED)]
-#[case::nan_metric(|e: &mut SystemImpactEvidence| e.validation_metric = f64::NAN, VALIDATION_METRIC_NOT_FINITE)]
-#[case::inf_baseline(|e: &mut SystemImpactEvidence| e.baseline_metric = f64::INFINITY, VALIDATION_METRIC_NOT_FINITE)]
-#[case::negative_tolerance(|e: &mut SystemImpactEvidence| e.tolerance = -0.01, INVALID_TOLERANCE)]
-#[case::nan_tolerance(|e: &mut SystemImpactEvidence| e.tolerance = f64::NAN, INVALID_TOLERANCE)]
+#[case::positive(|_: &mut SystemImpactEvidence| {}, "")]
+#[case::missing(|e: &mut SystemImpactEvidence| e.counterfactual = None, COUNTERFACTUAL_MISSING)]
+#[case::noisy(|e: &mut SystemImpactEvidence| e.counterfactual = Some(cf(0.1, 0.08)), COUNTERFACTUAL_NOT_POSITIVE)]
+#[case::at_the_bound(|e: &mut SystemImpactEvidence| e.counterfactual = Some(cf(0.02, 0.01)), COUNTERFACTUAL_NOT_POSITIVE)]
+#[case::just_above(|e: &mut SystemImpactEvidence| e.counterfactual = Some(cf(0.0201, 0.01)), "")]
+#[case::zero(|e: &mut SystemImpactEvidence| e.counterfactual = Some(cf(0.0, 0.0)), COUNTERFACTUAL_NOT_POSITIVE)]
+#[case::negative(|e: &mut SystemImpactEvidence| e.counterfactual = Some(cf(-0.1, 0.01)), COUNTERFACTUAL_NOT_POSITIVE)]
+#[case::exact_positive(|e: &mut SystemImpactEvidence| e.counterfactual = Some(cf(1e-9, 0.0)), "")]
+#[case::no_sigmas(|e: &mut SystemImpactEvidence| { e.counterfactual = Some(cf(0.001, 1.0)); e.min_sigmas = 0.0; }, "")]
+#[case::negative_sigmas_still_need_positive(|e: &mut SystemImpactEvidence| { e.counterfactual = Some(cf(-0.001, 1.0)); e.min_sigmas = -5.0; }, COUNTERFACTUAL_NOT_POSITIVE)]
+#[case::stricter(|e: &mut SystemImpactEvidence| e.min_sigmas = 20.0, COUNTERFACTUAL_NOT_POSITIVE)]
+#[case::nan_mean(|e: &mut SystemImpactEvidence| e.counterfactual = Some(cf(f64::NAN, 0.01)), COUNTERFACTUAL_NOT_POSITIVE)]
+#[case::nan_std_error(|e: &mut SystemImpactEvidence| e.counterfactual = Some(cf(0.1, f64::NAN)), COUNTERFACTUAL_NOT_POSITIVE)]
+#[case::nan_sigmas(|e: &mut SystemImpactEvidence| e.min_sigmas = f64::NAN, COUNTERFACTUAL_NOT_POSITIVE)]
 #[case::violations(|e: &mut SystemImpactEvidence| e.isolation_violations = 1, ISOLATION_VIOLATIONS_PRESENT)]
 #[case::breaker_open(|e: &mut SystemImpactEvidence| e.breakers = &[("kernel_fetch", CircuitBreakerState::CircuitStateOpen)], BREAKER_NOT_CLOSED)]
 #[case::breaker_half_open(|e: &mut SystemImpactEvidence| e.breakers = &[("blending", CircuitBreakerState::CircuitStateHalfOpen)], BREAKER_NOT_CLOSED)]
 #[case::breaker_unknown(|e: &mut SystemImpactEvidence| e.breakers = &[("isolation", CircuitBreakerState::CircuitStateUnknown)], BREAKER_NOT_CLOSED)]
 #[case::no_breakers(|e: &mut SystemImpactEvidence| e.breakers = &[], "")]
+// The order of the checks.
+#[case::missing_before_violations(|e: &mut SystemImpactEvidence| { e.counterfactual = None; e.isolation_violations = 1; }, COUNTERFACTUAL_MISSING)]
+#[case::not_positive_before_violations(|e: &mut SystemImpactEvidence| { e.counterfactual = Some(cf(0.0, 0.1)); e.isolation_violations = 1; }, COUNTERFACTUAL_NOT_POSITIVE)]
+#[case::violations_before_breakers(|e: &mut SystemImpactEvidence| { e.isolation_violations = 1; e.breakers = &[("isolation", CircuitBreakerState::CircuitStateOpen)]; }, ISOLATION_VIOLATIONS_PRESENT)]
 fn g4_system_impact(#[case] mutate: fn(&mut SystemImpactEvidence), #[case] reason: &str) {
     let mut e = fixtures::g4();
     mutate(&mut e);
     let (from, to) = (Stage::SeedStageProbationary, Stage::SeedStageFossilized);
     let event = evaluate_g4_system_impact(&fixtures::ctx(SEED, from, to), &e);
     let event = check(event, Gate::SeedGateG4SystemImpact, from, to, reason);
-    assert_eq!(event.attributes["metric"], e.validation_metric.to_string());
-    assert_eq!(event.attributes["baseline"], e.baseline_metric.to_string());
-    if reason == VALIDATION_REGRESSED {
-        assert_eq!(event.attributes["direction"], e.direction.as_str());
+    check_counterfactual_attributes(&event, e.counterfactual);
+    if reason == COUNTERFACTUAL_NOT_POSITIVE {
+        assert_eq!(event.attributes["min_sigmas"], e.min_sigmas.to_string());
     }
+}
+
+#[test]
+fn g4_fossilizes_a_clearly_positive_seed_only() {
+    let ctx = fixtures::ctx(SEED, Stage::SeedStageProbationary, Stage::SeedStageFossilized);
+    let with = |counterfactual| SystemImpactEvidence { counterfactual, ..fixtures::g4() };
+    // Mean 0.1, standard error 0.01: ten standard errors above zero.
+    let event = evaluate_g4_system_impact(&ctx, &with(Some(cf(0.1, 0.01))));
+    assert!(event.passed, "{event:?}");
+    assert_eq!(event.attributes["counterfactual_mean"], "0.1");
+    assert_eq!(event.attributes["counterfactual_std_error"], "0.01");
+    // Mean 0.1, standard error 0.08: positive, but only 1.25 standard errors.
+    let event = evaluate_g4_system_impact(&ctx, &with(Some(cf(0.1, 0.08))));
+    assert_eq!(event.reason, COUNTERFACTUAL_NOT_POSITIVE);
+    assert!(!GateReason::CounterfactualNotPositive.is_retryable());
+    // From measured differences.
+    let helps = Counterfactual::from_differences(&[0.12, 0.09, 0.11, 0.10, 0.08]);
+    assert!(evaluate_g4_system_impact(&ctx, &with(helps)).passed);
+    let noise = Counterfactual::from_differences(&[0.3, -0.2, 0.25, -0.15, 0.1]);
+    assert_eq!(evaluate_g4_system_impact(&ctx, &with(noise)).reason, COUNTERFACTUAL_NOT_POSITIVE);
+}
+
+#[test]
+fn counterfactual_from_differences() {
+    // Mean 3, sample variance 10 / 4 = 2.5, standard error sqrt(2.5 / 5).
+    let c = Counterfactual::from_differences(&[1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
+    assert_eq!(c.mean, 3.0);
+    assert!((c.std_error - 0.5f64.sqrt()).abs() < 1e-12, "{c:?}");
+    assert_eq!(c.batches, 5);
+    // Two batches: mean 0, sample variance 2, standard error 1.
+    assert_eq!(
+        Counterfactual::from_differences(&[1.0, -1.0]),
+        Some(Counterfactual { mean: 0.0, std_error: 1.0, batches: 2 })
+    );
+    // Identical differences: no spread.
+    assert_eq!(
+        Counterfactual::from_differences(&[0.25; 4]),
+        Some(Counterfactual { mean: 0.25, std_error: 0.0, batches: 4 })
+    );
+    // Too few batches, or any non-finite value.
+    assert_eq!(Counterfactual::from_differences(&[]), None);
+    assert_eq!(Counterfactual::from_differences(&[0.1]), None);
+    assert_eq!(Counterfactual::from_differences(&[0.1, f64::NAN, 0.2]), None);
+    assert_eq!(Counterfactual::from_differences(&[0.1, f64::INFINITY]), None);
+    assert_eq!(Counterfactual::from_differences(&[f64::NEG_INFINITY, 0.1]), None);
+    // Finite differences whose sum overflows.
+    assert_eq!(Counterfactual::from_differences(&[f64::MAX, f64::MAX]), None);
+}
+
+#[test]
+fn only_a_missing_counterfactual_is_retryable() {
+    let retryable: Vec<GateReason> = GateReason::ALL.iter().copied().filter(|r| r.is_retryable()).collect();
+    assert_eq!(retryable, [GateReason::CounterfactualMissing]);
 }
 
 #[test]
@@ -316,6 +513,10 @@ fn reasons_are_distinct_snake_case() {
         SEED_LOSS_NOT_FINITE,
         SEED_LOSS_NOT_IMPROVED,
         HOOK_LATENCY_EXCEEDED,
+        SEED_GRADIENT_WINDOW_TOO_SHORT,
+        SEED_GRADIENT_NOT_FINITE,
+        SEED_GRADIENT_VANISHING,
+        SEED_GRADIENT_EXPLODING,
         ALPHA_SCHEDULE_INCOMPLETE,
         BLENDED_OUTPUT_NOT_FINITE,
         LOSS_WINDOW_TOO_SHORT,
@@ -326,9 +527,12 @@ fn reasons_are_distinct_snake_case() {
         OUTPUT_DTYPE_MISMATCH,
         TELEMETRY_INCOMPLETE,
         KERNEL_NOT_RESTORED,
+        COUNTERFACTUAL_MISSING,
+        COUNTERFACTUAL_HARMFUL,
         VALIDATION_METRIC_NOT_FINITE,
         INVALID_TOLERANCE,
         VALIDATION_REGRESSED,
+        COUNTERFACTUAL_NOT_POSITIVE,
         BREAKER_NOT_CLOSED,
         KERNEL_NOT_DROPPED,
         PARAMETERS_NOT_DEREGISTERED,
@@ -357,6 +561,29 @@ fn gate_reasons_round_trip_through_their_wire_strings() {
     assert_eq!(GateReason::SlotOutputChanged.as_str(), "slot_output_changed");
     for unknown in ["", "ok", "SLOT_OUTPUT_CHANGED", " slot_output_changed", "slot_output_changed\n"] {
         assert_eq!(GateReason::from_wire(unknown), None, "{unknown:?}");
+    }
+}
+
+#[test]
+fn the_revised_reasons_have_their_wire_strings() {
+    let wire = [
+        (GateReason::SeedGradientWindowTooShort, "seed_gradient_window_too_short"),
+        (GateReason::SeedGradientNotFinite, "seed_gradient_not_finite"),
+        (GateReason::SeedGradientVanishing, "seed_gradient_vanishing"),
+        (GateReason::SeedGradientExploding, "seed_gradient_exploding"),
+        (GateReason::CounterfactualMissing, "counterfactual_missing"),
+        (GateReason::CounterfactualHarmful, "counterfactual_harmful"),
+        (GateReason::CounterfactualNotPositive, "counterfactual_not_positive"),
+        // Kept for wire compatibility, though no evaluator returns them any more.
+        (GateReason::SeedLossNotImproved, "seed_loss_not_improved"),
+        (GateReason::SeedLossWindowTooShort, "seed_loss_window_too_short"),
+        (GateReason::ValidationRegressed, "validation_regressed"),
+        (GateReason::ValidationMetricNotFinite, "validation_metric_not_finite"),
+        (GateReason::InvalidTolerance, "invalid_tolerance"),
+    ];
+    for (reason, s) in wire {
+        assert_eq!(reason.as_str(), s);
+        assert_eq!(GateReason::from_wire(s), Some(reason));
     }
 }
 

@@ -246,6 +246,120 @@ fn cull_from_culled_starts_the_embargo_and_cull_while_resetting_is_a_no_op() {
 }
 
 #[test]
+fn begin_cull_enters_culled_and_a_later_cull_starts_the_embargo_then() {
+    let (mut s, mock) = seed(LifecycleConfig { embargo: Duration::from_secs(30), ..Default::default() });
+    walk_to(&mut s, Stage::SeedStageBlending);
+    let t0 = s.clock().now();
+    s.begin_cull(reasons::SEED_GRADIENT_EXPLODING, t0).unwrap();
+    assert_eq!(s.stage(), Stage::SeedStageCulled);
+    assert_eq!(s.cull_reason(), Some(reasons::SEED_GRADIENT_EXPLODING));
+    assert_eq!(s.embargo_until(), None);
+    assert_eq!(s.entered_at(), t0);
+    let last = s.last_transition().unwrap();
+    assert_eq!((last.from, last.to, last.at, last.gate), (Stage::SeedStageBlending, Stage::SeedStageCulled, t0, None));
+    // Blending out: time passes, the seed stays CULLED; polling and a second begin_cull change nothing.
+    mock.increment(Duration::from_secs(7));
+    assert_eq!(s.poll(s.clock().now()), None);
+    let count = s.transition_count();
+    assert_eq!(s.begin_cull("other", s.clock().now()), Ok(()));
+    assert_eq!((s.stage(), s.transition_count()), (Stage::SeedStageCulled, count));
+    assert_eq!(s.cull_reason(), Some(reasons::SEED_GRADIENT_EXPLODING));
+
+    // The blend-out is over: the embargo starts now, from this `now`, with the reason of the cull.
+    let t1 = s.clock().now();
+    let start = s.cull("ignored", t1).unwrap().unwrap();
+    assert_eq!(
+        start,
+        EmbargoEvent::Start {
+            seed_id: SEED.into(),
+            reason: reasons::SEED_GRADIENT_EXPLODING.into(),
+            at: t1,
+            until: t1 + Duration::from_secs(30),
+            duration: Duration::from_secs(30),
+        }
+    );
+    assert_eq!(s.stage(), Stage::SeedStageEmbargoed);
+    assert_eq!(s.embargo_until(), Some(t1 + Duration::from_secs(30)));
+    // begin_cull while EMBARGOED leaves the embargo alone.
+    assert_eq!(s.begin_cull("late", s.clock().now()), Ok(()));
+    assert_eq!(s.embargo_until(), Some(t1 + Duration::from_secs(30)));
+    // Served in full from t1, not from t0.
+    mock.increment(Duration::from_secs(29));
+    assert_eq!(s.poll(s.clock().now()), None);
+    mock.increment(Duration::from_secs(1));
+    let end = s.poll(s.clock().now()).unwrap();
+    assert_eq!(
+        end,
+        EmbargoEvent::End {
+            seed_id: SEED.into(),
+            at: t1 + Duration::from_secs(30),
+            embargoed_for: Duration::from_secs(30)
+        }
+    );
+    assert_eq!(s.begin_cull("again", s.clock().now()), Ok(()));
+    assert_eq!(s.stage(), Stage::SeedStageResetting);
+    let tail: Vec<_> = s.history().rev().take(3).map(|r| (r.from, r.to)).collect();
+    assert_eq!(
+        tail,
+        [
+            (Stage::SeedStageEmbargoed, Stage::SeedStageResetting),
+            (Stage::SeedStageCulled, Stage::SeedStageEmbargoed),
+            (Stage::SeedStageBlending, Stage::SeedStageCulled),
+        ]
+    );
+}
+
+#[test]
+fn begin_cull_works_from_every_active_stage_and_only_there() {
+    for target in [
+        Stage::SeedStageGerminated,
+        Stage::SeedStageTraining,
+        Stage::SeedStageBlending,
+        Stage::SeedStageShadowing,
+        Stage::SeedStageProbationary,
+    ] {
+        let (mut s, _) = seed(LifecycleConfig::default());
+        walk_to(&mut s, target);
+        s.begin_cull("x", s.clock().now()).unwrap();
+        assert_eq!(s.stage(), Stage::SeedStageCulled, "from {target}");
+        assert_eq!(s.embargo_until(), None);
+    }
+    for target in [Stage::SeedStageDormant, Stage::SeedStageFossilized] {
+        let (mut s, _) = seed(LifecycleConfig::default());
+        walk_to(&mut s, target);
+        let count = s.transition_count();
+        assert_eq!(
+            s.begin_cull("x", s.clock().now()),
+            Err(Error::IllegalTransition { from: target, to: Stage::SeedStageCulled })
+        );
+        assert_eq!((s.stage(), s.transition_count(), s.cull_reason()), (target, count, None));
+    }
+    let (mut s, _) = seed(LifecycleConfig::default());
+    s.terminate().unwrap();
+    assert_eq!(
+        s.begin_cull("x", s.clock().now()),
+        Err(Error::IllegalTransition { from: Stage::SeedStageTerminated, to: Stage::SeedStageCulled })
+    );
+}
+
+#[test]
+fn a_missing_counterfactual_refuses_without_culling() {
+    let (mut s, _) = seed(LifecycleConfig::default());
+    walk_to(&mut s, Stage::SeedStageProbationary);
+    let mut g4 = fixtures::g4();
+    g4.counterfactual = None;
+    let err = s.guarded_transition(Stage::SeedStageFossilized, &g4.into()).unwrap_err();
+    let Error::GateFailed { reason, event, .. } = &err else { panic!("{err:?}") };
+    assert_eq!(*reason, GateReason::CounterfactualMissing);
+    assert!(reason.is_retryable());
+    assert_eq!(event.reason, reasons::COUNTERFACTUAL_MISSING);
+    assert_eq!(s.stage(), Stage::SeedStageProbationary);
+    // Asked again once measured, it passes.
+    s.guarded_transition(Stage::SeedStageFossilized, &fixtures::g4().into()).unwrap();
+    assert_eq!(s.stage(), Stage::SeedStageFossilized);
+}
+
+#[test]
 fn every_stage_can_be_torn_down_once() {
     for target in [
         Stage::SeedStageDormant,
