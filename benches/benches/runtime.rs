@@ -374,7 +374,7 @@ impl Rig {
         // Reach BLENDING quickly and stay there: a near-constant alpha over a very long schedule.
         cfg.training_steps = 4;
         cfg.blending_steps = 1 << 40;
-        cfg.blending_temperature = 1e13;
+        cfg.alpha_curve = kasmina_isolation::AlphaCurve::Linear;
         // A noisy shared vCPU must not turn a slow fetch or probe into a fallback or a cull.
         cfg.fetch_latency_budget_ms = 60_000.0;
         cfg.hook_latency_budget_ms = 60_000.0;

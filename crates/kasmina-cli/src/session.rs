@@ -224,10 +224,6 @@ pub(crate) struct Session {
     pub(crate) model: Model,
     pub(crate) data: Dataset,
     opt: AdamW,
-    /// Fossilized seeds' variables, trained on the host side from now on.
-    extra_vars: Vec<candle_core::Var>,
-    /// The optimiser of the fossilized seeds' variables.
-    fossil_opt: Option<AdamW>,
     rng: StdRng,
     batch: usize,
     pub(crate) step: u64,
@@ -263,8 +259,6 @@ impl Session {
             model,
             data,
             opt,
-            extra_vars: Vec::new(),
-            fossil_opt: None,
             rng: StdRng::seed_from_u64(opts.seed ^ 0xBA7C),
             batch: opts.batch.max(1),
             step: 0,
@@ -287,9 +281,6 @@ impl Session {
         let loss = cross_entropy(&logits, y)?;
         let grads = loss.backward()?;
         self.opt.step(&grads)?;
-        if let Some(opt) = self.fossil_opt.as_mut() {
-            opt.step(&grads)?;
-        }
         let loss_value = loss.to_scalar::<f32>()?;
         let mut fossilized = Vec::new();
         if self.model.slots.is_some() {
@@ -299,33 +290,15 @@ impl Session {
                 let shadow = self.kasmina.with_shadow(&slot, || self.model.forward(x))??;
                 report = report.with_shadow_loss(slot, cross_entropy(&shadow, y)?.to_scalar::<f32>()?);
             }
+            // A fossilized seed keeps training with its own optimiser inside Kasmina; the host's
+            // optimiser is left alone (decisions D4).
             let outcome = self.kasmina.on_step(&grads, report)?;
             self.kasmina_ms += k_start.elapsed().as_secs_f64() * 1e3;
-            for f in &outcome.fossilized {
-                for v in &f.vars {
-                    self.opt_push(v)?;
-                }
-            }
             fossilized = outcome.fossilized;
         }
         self.step += 1;
         self.step_ms += start.elapsed().as_secs_f64() * 1e3;
         Ok(StepInfo { step: self.step, loss: loss_value, fossilized })
-    }
-
-    /// Hands a fossilized seed's variable to the host side. It gets an optimiser of its own with
-    /// the seed's settings (rebuilding the host's AdamW would reset its moment estimates and jolt
-    /// every host weight; the seed's weights would also jump from the seed's learning rate to the
-    /// host's).
-    fn opt_push(&mut self, v: &candle_core::Var) -> Result<()> {
-        self.extra_vars.push(v.clone());
-        let params = ParamsAdamW {
-            lr: self.kasmina.config().seed_learning_rate,
-            weight_decay: self.kasmina.config().seed_weight_decay,
-            ..ParamsAdamW::default()
-        };
-        self.fossil_opt = Some(AdamW::new(self.extra_vars.clone(), params)?);
-        Ok(())
     }
 
     /// One epoch over shuffled batches, then validation and the epoch safe point.
@@ -347,13 +320,12 @@ impl Session {
         let (val_loss, val_acc) = self.validate()?;
         if self.model.slots.is_some() {
             let k_start = Instant::now();
-            let out = self.kasmina.on_epoch(EpochReport { epoch: self.epoch, val_loss, val_acc })?;
+            // The counterfactual contribution of seeds in SHADOWING/PROBATIONARY (gates G3, G4):
+            // the validation batches with each such slot bypassed vs as it is.
+            let (model, data) = (&self.model, &self.data);
+            self.kasmina.evaluate_counterfactual(|| validation_batches(model, data))?;
+            self.kasmina.on_epoch(EpochReport { epoch: self.epoch, val_loss, val_acc })?;
             self.kasmina_ms += k_start.elapsed().as_secs_f64() * 1e3;
-            for f in &out.fossilized {
-                for v in &f.vars {
-                    self.opt_push(v)?;
-                }
-            }
         }
         let info = EpochInfo { epoch: self.epoch, train_loss: total / count.max(1) as f32, val_loss, val_acc };
         self.epoch += 1;
@@ -368,6 +340,26 @@ impl Session {
         let acc = pred.eq(&self.data.val_y)?.to_dtype(DType::F32)?.mean_all()?.to_scalar::<f32>()?;
         Ok((loss, acc))
     }
+}
+
+/// Validation batches used for counterfactual evaluation.
+const VAL_BATCHES: usize = 8;
+
+/// The validation loss of each of [`VAL_BATCHES`] fixed batches (no training).
+fn validation_batches(model: &Model, data: &Dataset) -> candle_core::Result<Vec<f32>> {
+    let n = data.val_x.dim(0)?;
+    let size = n.div_ceil(VAL_BATCHES).max(1);
+    let mut out = Vec::with_capacity(VAL_BATCHES);
+    let mut start = 0;
+    while start < n {
+        let len = size.min(n - start);
+        let x = data.val_x.narrow(0, start, len)?;
+        let y = data.val_y.narrow(0, start, len)?;
+        let logits = model.forward(&x).map_err(candle_core::Error::msg)?;
+        out.push(cross_entropy(&logits, &y)?.to_scalar::<f32>()?);
+        start += len;
+    }
+    Ok(out)
 }
 
 /// Parses `--device`.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use candle_core::Var;
 use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
-use kasmina_isolation::{AlphaSchedule, IsolationMonitor, MonitorConfig};
+use kasmina_isolation::{AlphaController, IsolationMonitor, MonitorConfig};
 use kasmina_lifecycle::gates::{GateContext, GateReason, GerminatedEvidence, SanityEvidence, evaluate_g1_germinated};
 use kasmina_lifecycle::{GateEvidence, LifecycleConfig, SeedLifecycle};
 use kasmina_telemetry::names;
@@ -79,14 +79,12 @@ impl Inner {
             },
             epochs: 0,
             risk: descriptor.as_ref().map(|d| d.risk).unwrap_or(0.0),
-            baseline_metric: None,
         };
         let mut fx = Effects::default();
         if let Some(e) = g0 {
             seed.record_gate(e, &mut fx);
         }
         let cx = self.cx(&cell.name, &req.seed_id);
-        seed.baseline_metric = cx.metric;
         seed.emit_stage(&cell.name, &mut fx);
         match self.attach(&seed.id, &req.blueprint_id, cell.width, &req.parameters, out) {
             Ok(live) => {
@@ -152,7 +150,7 @@ impl Inner {
         let wd = params.get("weight_decay").map(|v| f64::from(*v)).unwrap_or(self.config.seed_weight_decay);
         let optimizer = AdamW::new(vars, ParamsAdamW { lr, weight_decay: wd, ..ParamsAdamW::default() })
             .map_err(|_| fail(true, registered, false))?;
-        let alpha_template = AlphaSchedule::new(self.config.blending_steps, self.config.blending_temperature)
+        let alpha_template = AlphaController::new(self.config.alpha_curve, self.config.blending_steps)
             .map_err(|_| fail(true, registered, false))?;
         Ok(Box::new(Live {
             attached: Attached {

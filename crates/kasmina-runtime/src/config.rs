@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use kasmina_lifecycle::gates::MetricDirection;
+use kasmina_isolation::AlphaCurve;
 
 use crate::error::{Error, Result};
 
@@ -14,10 +14,20 @@ pub struct KasminaConfig {
     /// Steps a seed trains (straight-through) before G1 may move it to BLENDING (design
     /// `fixed_steps`: 30).
     pub training_steps: u64,
-    /// Length of the alpha schedule in BLENDING, in steps (prototype: 20).
+    /// Length of the alpha ramp in BLENDING, in steps (prototype: 20); a START_GRAFTING
+    /// parameter `alpha_steps` overrides it per seed.
     pub blending_steps: u64,
-    /// Temperature of the alpha sigmoid (prototype: 2.0).
-    pub blending_temperature: f64,
+    /// Shape of the alpha ramp (default: the prototype's sigmoid, temperature 2, rescaled so that
+    /// it starts at exactly 0 and ends at exactly 1); `alpha_curve` overrides it per seed.
+    pub alpha_curve: AlphaCurve,
+    /// Steps over which a seed culled while blended in (alpha > 0) is blended out before it
+    /// leaves the forward (decisions D4); a non-finite output or an isolation violation removes
+    /// it at once instead.
+    pub blend_out_steps: u64,
+    /// Steps over which the gradient path that fossilization opens into the host layers upstream
+    /// of a slot ramps from 0 to its full scale (decisions D4: fossilization must not shake
+    /// training).
+    pub fossil_ramp_steps: u64,
     /// Steps in SHADOWING before G3 may move the seed to PROBATIONARY.
     pub shadowing_steps: u64,
     /// Steps in PROBATIONARY before G4 may fossilize the seed (evaluated at an epoch boundary,
@@ -45,14 +55,16 @@ pub struct KasminaConfig {
     /// Blueprint used when a fetch fails or is too slow (prototype: BP001); BP000 (identity) is the
     /// last resort.
     pub fallback_blueprint: String,
-    /// G4's relative tolerance against the pre-germination validation metric (1 %).
-    pub g4_tolerance: f64,
-    /// Which validation metric G4 compares, and which way is better.
-    pub g4_metric: G4Metric,
+    /// G4: the counterfactual contribution must exceed this many standard errors (2).
+    pub counterfactual_sigmas: f64,
+    /// G3: the counterfactual contribution may not fall below minus this many standard errors (2).
+    pub harm_sigmas: f64,
+    /// G1: the seed's mean gradient norm over the training window must be above this floor.
+    pub min_seed_grad_norm: f64,
+    /// G1: the seed/host gradient-norm ratio must stay at or below this bound at every step.
+    pub max_grad_ratio: f64,
     /// G2's ceiling on the blending-window loss variance.
     pub max_loss_variance: f64,
-    /// Fraction of the training window compared at each end by G1 (seed loss improved).
-    pub loss_window_part: f64,
     /// Default learning rate of a seed's optimiser (AdamW); a germination parameter `lr`
     /// overrides it.
     pub seed_learning_rate: f64,
@@ -75,30 +87,14 @@ pub struct KasminaConfig {
     pub receipt_ttl: Duration,
 }
 
-/// The validation metric gate G4 reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum G4Metric {
-    /// Validation loss (lower is better).
-    ValidationLoss,
-    /// Validation accuracy (higher is better).
-    ValidationAccuracy,
-}
-
-impl G4Metric {
-    pub(crate) fn direction(self) -> MetricDirection {
-        match self {
-            Self::ValidationLoss => MetricDirection::LowerIsBetter,
-            Self::ValidationAccuracy => MetricDirection::HigherIsBetter,
-        }
-    }
-}
-
 impl Default for KasminaConfig {
     fn default() -> Self {
         Self {
             training_steps: 30,
             blending_steps: 20,
-            blending_temperature: 2.0,
+            alpha_curve: AlphaCurve::Sigmoid { temperature: 2.0 },
+            blend_out_steps: 20,
+            fossil_ramp_steps: 50,
             shadowing_steps: 20,
             probation_steps: 30,
             auto_advance: true,
@@ -110,10 +106,11 @@ impl Default for KasminaConfig {
             isolation_sample_every: 1,
             violation_threshold: 3,
             fallback_blueprint: "BP001".to_owned(),
-            g4_tolerance: 0.01,
-            g4_metric: G4Metric::ValidationLoss,
+            counterfactual_sigmas: kasmina_lifecycle::gates::DEFAULT_MIN_SIGMAS,
+            harm_sigmas: kasmina_lifecycle::gates::DEFAULT_HARM_SIGMAS,
+            min_seed_grad_norm: kasmina_lifecycle::gates::DEFAULT_MIN_SEED_GRAD_NORM,
+            max_grad_ratio: kasmina_lifecycle::gates::DEFAULT_MAX_GRAD_RATIO,
             max_loss_variance: 0.25,
-            loss_window_part: 0.25,
             seed_learning_rate: 1e-3,
             seed_weight_decay: 0.0,
             health_window_steps: 100,
@@ -137,8 +134,11 @@ impl KasminaConfig {
         if self.blending_steps == 0 {
             return bad("blending_steps", "must be at least 1");
         }
-        if !(self.blending_temperature.is_finite() && self.blending_temperature > 0.0) {
-            return bad("blending_temperature", "must be finite and positive");
+        if kasmina_isolation::AlphaController::new(self.alpha_curve, self.blending_steps).is_err() {
+            return bad("alpha_curve", "a sigmoid needs a finite, positive temperature");
+        }
+        if self.blend_out_steps == 0 {
+            return bad("blend_out_steps", "must be at least 1");
         }
         if self.isolation_sample_every == 0 {
             return bad("isolation_sample_every", "must be at least 1");
@@ -149,7 +149,9 @@ impl KasminaConfig {
         for (field, v) in [
             ("fetch_latency_budget_ms", self.fetch_latency_budget_ms),
             ("hook_latency_budget_ms", self.hook_latency_budget_ms),
-            ("g4_tolerance", self.g4_tolerance),
+            ("counterfactual_sigmas", self.counterfactual_sigmas),
+            ("harm_sigmas", self.harm_sigmas),
+            ("min_seed_grad_norm", self.min_seed_grad_norm),
             ("max_loss_variance", self.max_loss_variance),
             ("seed_weight_decay", self.seed_weight_decay),
         ] {
@@ -157,8 +159,8 @@ impl KasminaConfig {
                 return bad(field, "must be finite and non-negative");
             }
         }
-        if !(self.loss_window_part > 0.0 && self.loss_window_part <= 0.5) {
-            return bad("loss_window_part", "must be in (0, 0.5]");
+        if !(self.max_grad_ratio.is_finite() && self.max_grad_ratio > 0.0) {
+            return bad("max_grad_ratio", "must be finite and positive");
         }
         if !(self.seed_learning_rate.is_finite() && self.seed_learning_rate > 0.0) {
             return bad("seed_learning_rate", "must be finite and positive");

@@ -9,6 +9,7 @@ use leyline::{SeedLifecycleStage as Stage, TelemetryLevel};
 
 use crate::breakers::BreakerName;
 use crate::error::{Error, Result};
+use crate::report::CounterfactualReport;
 use crate::report::{EpochOutcome, EpochReport, StepOutcome, StepReport};
 use crate::seed::evidence::{IsolationEvidence, ResetObservation, StepEvidence};
 use crate::seed::{Effects, Phase, Seed};
@@ -204,6 +205,15 @@ impl Inner {
         if !culls_now && !vars.is_empty() {
             ev.update_violation = self.registry.validate_update(&seed.id, &vars).err();
         }
+        if seed.live().is_some_and(|l| matches!(l.phase, Phase::Training { .. })) {
+            // G1's evidence: the seed's and the host's gradient norms at this step.
+            ev.seed_grad_norm =
+                ev.isolation.as_ref().and_then(|i| i.seed_grad_norm).or_else(|| grad_norm(&vars, grads));
+            ev.host_grad_norm = report.host_grad_norm.or_else(|| {
+                let host: Vec<candle_core::Var> = self.host_vars.iter().map(|(_, v)| v.clone()).collect();
+                grad_norm(&host, grads)
+            });
+        }
         if seed.live().is_some_and(|l| matches!(l.phase, Phase::Blending { .. })) {
             ev.blend_admitted = self.breakers.admit(BreakerName::Blending, &mut out.events);
         }
@@ -259,6 +269,75 @@ impl Inner {
             breaker_open: self.breakers.state(BreakerName::Isolation) == leyline::CircuitBreakerState::CircuitStateOpen,
         })
     }
+}
+
+impl Inner {
+    /// Counterfactual evaluation (decisions D2): for every seed in SHADOWING or PROBATIONARY,
+    /// `eval` runs once with the seed as it is and once with its slot bypassed; the paired
+    /// per-batch differences (bypassed − with the seed) are the seed's contribution.
+    pub(crate) fn counterfactual(
+        &self,
+        eval: &mut dyn FnMut() -> candle_core::Result<Vec<f32>>,
+    ) -> Result<Vec<CounterfactualReport>> {
+        let mut events = Vec::new();
+        let mut reports = Vec::new();
+        for cell in self.cells() {
+            let wanted = cell.seed.lock().as_ref().is_some_and(|s| {
+                !s.is_paused() && matches!(s.stage(), Stage::SeedStageShadowing | Stage::SeedStageProbationary)
+            });
+            if !wanted {
+                continue;
+            }
+            let result =
+                cell.evaluated(false, &mut *eval).and_then(|with| Ok((with, cell.evaluated(true, &mut *eval)?)));
+            let (with, bypassed) = match result {
+                Ok(pair) => pair,
+                Err(e) => {
+                    self.publish(vec![counterfactual_failed(&cell.name, &e.to_string())], false);
+                    return Err(Error::Evaluation(e.to_string()));
+                }
+            };
+            let diffs = paired(&with, &bypassed);
+            let mut guard = cell.seed.lock();
+            let Some(seed) = guard.as_mut() else { continue };
+            let Some(cf) = diffs.as_deref().and_then(kasmina_lifecycle::gates::Counterfactual::from_differences) else {
+                events.push(counterfactual_failed(
+                    &cell.name,
+                    "batches differ in number, or are fewer than 2, or not finite",
+                ));
+                continue;
+            };
+            if seed.record_counterfactual(cf) {
+                events.push(names::COUNTERFACTUAL.event_with([
+                    ("seed_id", seed.id.clone()),
+                    ("slot", cell.name.clone()),
+                    ("mean", format!("{:.6}", cf.mean)),
+                    ("std_error", format!("{:.6}", cf.std_error)),
+                    ("batches", cf.batches.to_string()),
+                ]));
+                reports.push(CounterfactualReport {
+                    seed_id: seed.id.clone(),
+                    slot: cell.name.clone(),
+                    stage: seed.stage(),
+                    mean: cf.mean,
+                    std_error: cf.std_error,
+                    batches: cf.batches,
+                });
+            }
+        }
+        self.publish(events, false);
+        Ok(reports)
+    }
+}
+
+/// `bypassed - with` per batch, when both evaluations saw the same number of batches.
+fn paired(with: &[f32], bypassed: &[f32]) -> Option<Vec<f64>> {
+    (with.len() == bypassed.len())
+        .then(|| with.iter().zip(bypassed).map(|(w, b)| f64::from(*b) - f64::from(*w)).collect())
+}
+
+fn counterfactual_failed(slot: &str, error: &str) -> leyline::TelemetryEvent {
+    names::COUNTERFACTUAL.event_at(TelemetryLevel::Error, [("slot", slot.to_owned()), ("error", error.to_owned())])
 }
 
 /// L2 norm of the step's gradients over `vars`.
@@ -359,11 +438,7 @@ mod tests {
             v.set(&Tensor::ones(v.shape(), DType::F32, &Device::Cpu).unwrap()).unwrap();
         }
         let cell = k.get_slot("s").unwrap().cell;
-        cell.set_route(Route::Seed {
-            kernel: std::sync::Arc::new(kernel),
-            stage: Stage::SeedStageShadowing,
-            alpha: 1.0,
-        });
+        cell.set_route(Route::Seed { kernel: std::sync::Arc::new(kernel), mode: kasmina_isolation::SlotMode::Full });
         k.poll();
         let g5 = last_g5(&k);
         assert_eq!((g5.passed, g5.reason.as_str()), (false, GateReason::SlotOutputChanged.as_str()));

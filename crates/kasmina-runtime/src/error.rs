@@ -78,6 +78,9 @@ pub enum Error {
     /// A step or epoch report is not valid (NaN loss, negative epoch, ...).
     #[error("invalid report: {0}")]
     InvalidReport(String),
+    /// The trainer's evaluation closure failed (counterfactual evaluation); no seed changed.
+    #[error("evaluation failed: {0}")]
+    Evaluation(String),
     /// The runtime's background machinery is gone (it was shut down).
     #[error("runtime is shut down")]
     ShutDown,

@@ -74,6 +74,15 @@ fn seed_metrics(seed: &Seed) -> BTreeMap<String, f32> {
         }
         _ => {}
     }
+    if let Some(cf) = live.phase.contribution().and_then(|c| c.counterfactual) {
+        m.insert("counterfactual_mean".to_owned(), cf.mean as f32);
+        m.insert("counterfactual_std_error".to_owned(), cf.std_error as f32);
+        m.insert("counterfactual_batches".to_owned(), cf.batches as f32);
+    }
+    if let Phase::Blending { alpha, .. } = &live.phase {
+        m.insert("alpha_target".to_owned(), alpha.target() as f32);
+        m.insert("alpha_held".to_owned(), f32::from(u8::from(alpha.is_held())));
+    }
     if let Some((rel_l2, cosine)) = live.phase.shadow().and_then(|s| s.means()) {
         m.insert("shadow_rel_l2".to_owned(), rel_l2 as f32);
         m.insert("shadow_cosine".to_owned(), cosine as f32);

@@ -208,6 +208,21 @@ impl Kasmina {
         Ok(cell.shadowed(f))
     }
 
+    /// Measures the counterfactual contribution of every seed in SHADOWING or PROBATIONARY
+    /// (decisions D2): `eval` — the trainer's validation, returning the loss of each batch, on
+    /// the same batches in the same order every call, without training — runs once with the
+    /// seed as it is and once with its slot bypassed. Gates G3 and G4 read the result; without
+    /// one they refuse with `counterfactual_missing` and do not cull. Call it at least once per
+    /// shadowing and probation window (e.g. every epoch, before [`on_epoch`](Self::on_epoch)).
+    ///
+    /// An `eval` error is [`Error::Evaluation`] (and an ERROR event); no seed changes.
+    pub fn evaluate_counterfactual(
+        &self,
+        mut eval: impl FnMut() -> candle_core::Result<Vec<f32>>,
+    ) -> Result<Vec<crate::CounterfactualReport>> {
+        self.inner.counterfactual(&mut eval)
+    }
+
     // ------------------------------------------------------------------ commands
 
     /// Verifies a signed command now and queues it for the next safe point (in-process
@@ -430,6 +445,11 @@ impl Kasmina {
                     isolation_checks: s.history.isolation_checks,
                     isolation_violations: s.history.isolation_violations,
                     cull_reason: s.history.cull,
+                    counterfactual: s
+                        .live()
+                        .and_then(|l| l.phase.contribution())
+                        .and_then(|c| c.counterfactual)
+                        .map(|c| (c.mean, c.std_error, c.batches)),
                     shadow: s.live().and_then(|l| l.phase.shadow()).and_then(|sh| sh.means()),
                 })
             })

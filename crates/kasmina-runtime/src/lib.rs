@@ -76,11 +76,13 @@ mod state;
 pub use blueprint::{BlueprintLibrary, BlueprintRuntime, FetchError, KernelArtifact, KernelKind, SeedKernel};
 pub use breakers::BreakerName;
 pub use builder::KasminaBuilder;
-pub use config::{G4Metric, KasminaConfig};
+pub use config::KasminaConfig;
 pub use error::{Error, Result};
 pub use handle::{Kasmina, Ticket};
 pub use receipt::{OK, Origin, QUEUED, Refusal};
-pub use report::{EpochOutcome, EpochReport, FossilizedSeed, RuntimeStats, SeedSummary, StepOutcome, StepReport};
+pub use report::{
+    CounterfactualReport, EpochOutcome, EpochReport, FossilizedSeed, RuntimeStats, SeedSummary, StepOutcome, StepReport,
+};
 pub use seed::CullCause;
 pub use slot::SeedSlot;
 

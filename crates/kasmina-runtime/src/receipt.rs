@@ -69,6 +69,8 @@ pub enum Refusal {
     PauseQuotaExhausted,
     /// The breaker command names no breaker or asks for an unknown state.
     BreakerCommandInvalid,
+    /// A command parameter outside its range (e.g. `alpha_target = 1.5`).
+    InvalidParameter,
     /// An optimiser hyperparameter the runtime does not know.
     UnknownHyperparameter,
     /// An optimiser hyperparameter outside its range.
@@ -108,6 +110,7 @@ impl Refusal {
             Self::NotPaused => "not_paused",
             Self::PauseQuotaExhausted => "pause_quota_exhausted",
             Self::BreakerCommandInvalid => "breaker_command_invalid",
+            Self::InvalidParameter => "invalid_parameter",
             Self::UnknownHyperparameter => "unknown_hyperparameter",
             Self::InvalidHyperparameter => "invalid_hyperparameter",
             Self::SeedHasNoOptimizer => "seed_has_no_optimizer",

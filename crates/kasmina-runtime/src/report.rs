@@ -99,9 +99,31 @@ pub struct SeedSummary {
     pub isolation_violations: u32,
     /// Why it was culled, if it was (kept after its reset).
     pub cull_reason: Option<crate::CullCause>,
+    /// Its latest counterfactual contribution in SHADOWING/PROBATIONARY: (mean, standard
+    /// error, batches).
+    pub counterfactual: Option<(f64, f64, u32)>,
     /// Shadow metrics of its SHADOWING/PROBATIONARY window: mean relative L2 distance of its
     /// output from the host activation, and mean cosine similarity, when measured.
     pub shadow: Option<(f64, f64)>,
+}
+
+/// One seed's counterfactual contribution, as [`crate::Kasmina::evaluate_counterfactual`]
+/// measured it: paired per-batch differences `loss(slot bypassed) - loss(with the seed)`;
+/// positive means the seed helps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CounterfactualReport {
+    /// The seed.
+    pub seed_id: String,
+    /// Its slot.
+    pub slot: String,
+    /// Its stage (SHADOWING or PROBATIONARY).
+    pub stage: SeedLifecycleStage,
+    /// Mean paired difference.
+    pub mean: f64,
+    /// Its standard error.
+    pub std_error: f64,
+    /// Batches compared.
+    pub batches: u32,
 }
 
 /// Counters over the runtime's life.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{DType, Device, Module, Tensor};
-use kasmina_isolation::{SeedBranch, seed_input, seed_output, slot_output};
+use kasmina_isolation::{SeedBranch, SlotMode, seed_input, seed_output, slot_forward};
 use leyline::SeedLifecycleStage as Stage;
 use parking_lot::Mutex;
 
@@ -24,7 +24,7 @@ pub(crate) struct Observation {
     pub(crate) paused_passes: u64,
     /// The seed branch of the last forward (for the isolation probe).
     pub(crate) branch: Option<SeedBranch>,
-    /// Host activation and seed output of the last forward in SHADOWING/PROBATIONARY.
+    /// Host activation and seed delta of the last forward in SHADOWING/PROBATIONARY.
     pub(crate) shadow_pair: Option<(Tensor, Tensor)>,
 }
 
@@ -33,6 +33,9 @@ pub(crate) struct ForwardState {
     pub(crate) route: Route,
     /// Output the seed branch, detached (a shadow evaluation of this slot).
     pub(crate) shadow: bool,
+    /// Forward the host activation, whatever the route (the bypassed half of a counterfactual
+    /// evaluation of this slot).
+    pub(crate) bypass: bool,
     pub(crate) seen: Observation,
 }
 
@@ -74,41 +77,44 @@ impl SlotCell {
                 actual: dims.to_vec(),
             }));
         }
-        let (route, shadow) = {
+        let (route, shadow, bypass) = {
             let mut st = self.fwd.lock();
             if record && matches!(st.route, Route::Paused) {
                 st.seen.paused_passes += 1;
             }
-            (st.route.clone(), st.shadow)
+            (st.route.clone(), st.shadow, st.bypass)
         };
-        let Route::Seed { kernel, stage, alpha } = route else { return Ok(host.clone()) };
+        let Route::Seed { kernel, mode } = route else { return Ok(host.clone()) };
+        if bypass {
+            return Ok(host.clone());
+        }
         if shadow {
             return Ok(seed_output(&seed_input(host), kernel.as_ref())?.detach());
         }
-        let fwd = slot_output(stage, false, host, alpha, kernel.as_ref())?;
+        let fwd = slot_forward(mode, host, kernel.as_ref())?;
         let Some(branch) = fwd.seed else { return Ok(fwd.output) };
-        let finite = all_finite(&branch.output)?;
+        let finite = all_finite(&branch.delta)?;
         if record {
-            self.record(host, &branch, stage, finite);
+            self.record(host, &branch, mode, finite);
         }
-        if !finite && stage != Stage::SeedStageFossilized {
+        if !finite && !matches!(mode, SlotMode::Fossil { .. }) {
             // Never let a broken seed poison the host's forward or gradients.
             return Ok(host.clone());
         }
         Ok(fwd.output)
     }
 
-    fn record(&self, host: &Tensor, branch: &SeedBranch, stage: Stage, finite: bool) {
+    fn record(&self, host: &Tensor, branch: &SeedBranch, mode: SlotMode, finite: bool) {
         let mut st = self.fwd.lock();
         st.seen.interface = Some(Interface {
-            seed_shape: branch.output.dims().to_vec(),
+            seed_shape: branch.delta.dims().to_vec(),
             host_shape: host.dims().to_vec(),
-            seed_dtype: branch.output.dtype(),
+            seed_dtype: branch.delta.dtype(),
             host_dtype: host.dtype(),
         });
         st.seen.nan_output |= !finite;
-        if matches!(stage, Stage::SeedStageShadowing | Stage::SeedStageProbationary) {
-            st.seen.shadow_pair = Some((host.detach(), branch.output.detach()));
+        if mode == SlotMode::Full {
+            st.seen.shadow_pair = Some((host.detach(), branch.delta.detach()));
         }
         st.seen.branch = Some(branch.clone());
     }
@@ -130,6 +136,17 @@ impl SlotCell {
         self.fwd.lock().shadow = true;
         let out = f();
         self.fwd.lock().shadow = false;
+        self.evaluating.store(false, Ordering::SeqCst);
+        out
+    }
+
+    /// Runs `f` with no slot recording, and this slot bypassed when `bypass` (a counterfactual
+    /// evaluation).
+    pub(crate) fn evaluated<R>(&self, bypass: bool, f: impl FnOnce() -> R) -> R {
+        self.evaluating.store(true, Ordering::SeqCst);
+        self.fwd.lock().bypass = bypass;
+        let out = f();
+        self.fwd.lock().bypass = false;
         self.evaluating.store(false, Ordering::SeqCst);
         out
     }
@@ -190,10 +207,11 @@ pub(crate) fn all_finite(t: &Tensor) -> Result<bool> {
     Ok(s.is_finite())
 }
 
-/// Relative L2 distance `|s - h| / |h|` and cosine similarity of a seed's output `s` to the
-/// host activation `h` (shadow metrics), in one device read.
-pub(crate) fn shadow_distance(host: &Tensor, seed: &Tensor) -> Result<(f64, f64)> {
-    let (h, s) = (host.to_dtype(DType::F32)?.flatten_all()?, seed.to_dtype(DType::F32)?.flatten_all()?);
+/// Relative L2 distance `|b - h| / |h|` and cosine similarity of the blended output
+/// `b = h + delta` to the host activation `h` (shadow metrics), in one device read.
+pub(crate) fn shadow_distance(host: &Tensor, delta: &Tensor) -> Result<(f64, f64)> {
+    let h = host.to_dtype(DType::F32)?.flatten_all()?;
+    let s = (&h + delta.to_dtype(DType::F32)?.flatten_all()?)?;
     let parts = Tensor::stack(
         &[(&s - &h)?.sqr()?.sum_all()?, h.sqr()?.sum_all()?, s.sqr()?.sum_all()?, (&s * &h)?.sum_all()?],
         0,

@@ -108,10 +108,6 @@ impl Inner {
     /// The context a seed machine reads at this safe point.
     pub(crate) fn cx<'a>(&'a self, slot: &'a str, seed_id: &str) -> Cx<'a> {
         let core = self.core.lock();
-        let metric = match self.config.g4_metric {
-            crate::config::G4Metric::ValidationLoss => core.last_val_loss,
-            crate::config::G4Metric::ValidationAccuracy => core.last_val_acc,
-        };
         Cx {
             config: &self.config,
             slot,
@@ -119,7 +115,6 @@ impl Inner {
             wall: self.wall.now(),
             step: core.step,
             epoch: core.epoch,
-            metric,
             breakers: self.breakers.states(),
             emitted_stages: core.emitted.get(seed_id).cloned().unwrap_or_default(),
         }

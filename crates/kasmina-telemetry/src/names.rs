@@ -283,6 +283,9 @@ pub const COMMAND_ACCEPTED: EventName = EventName::new("command_accepted", Info)
 /// The final receipt of a command (command_id, accepted, reason, status, seed_id, stage, key_id,
 /// form, transport; decisions D14).
 pub const COMMAND_RECEIPT: EventName = EventName::new("command_receipt", Info);
+/// A seed's counterfactual contribution was measured (seed_id, slot, mean, std_error, batches;
+/// ERROR with `error` when the evaluation failed; decisions D2).
+pub const COUNTERFACTUAL: EventName = EventName::new("counterfactual_contribution", Info);
 /// An illegal lifecycle transition was refused (seed_id, from, to; decisions D1).
 pub const ILLEGAL_TRANSITION: EventName = EventName::new("illegal_transition", Error);
 /// A kernel was fetched for a seed (seed_id, blueprint_id, latency_ms, cache, fallback).
@@ -327,6 +330,7 @@ pub const ALL_EVENTS: &[EventName] = &[
     PARAMETER_VIOLATION,
     COMMAND_ACCEPTED,
     COMMAND_RECEIPT,
+    COUNTERFACTUAL,
     ILLEGAL_TRANSITION,
     KERNEL_FETCH,
     TELEMETRY_DROPPED_EVENT,

@@ -7,6 +7,7 @@
 //! | `BP002` | low-rank adapter (rank = width/8, ≥ 2) | `B` starts at zero |
 //! | `BP003` | zero-initialised linear | |
 //! | `BP900` | residual MLP that turns non-finite after 3 steps | deliberately broken, for demos and failure tests |
+//! | `BP901` | linear delta with random (not zero) weights | deliberately harmful: perturbs the host activation (no-trace tests) |
 //!
 //! Weights come from a seeded RNG, so a library written twice with the same seed is
 //! byte-identical.
@@ -31,8 +32,10 @@ pub const LOW_RANK: &str = "BP002";
 pub const ZERO_LINEAR: &str = "BP003";
 /// Deliberately broken kernel (output non-finite after a few steps).
 pub const BROKEN: &str = "BP900";
+/// Deliberately harmful kernel (a random linear delta that perturbs the host activation).
+pub const NOISY: &str = "BP901";
 /// Every built-in id.
-pub const ALL: &[&str] = &[IDENTITY, RESIDUAL_MLP, LOW_RANK, ZERO_LINEAR, BROKEN];
+pub const ALL: &[&str] = &[IDENTITY, RESIDUAL_MLP, LOW_RANK, ZERO_LINEAR, BROKEN, NOISY];
 /// Optimiser steps after which `BP900` turns non-finite.
 pub const BROKEN_AFTER_STEPS: u64 = 3;
 
@@ -65,12 +68,21 @@ pub fn descriptors() -> Vec<BlueprintDescriptor> {
         "deliberately broken: its output turns non-finite after a few steps (failure-path demos and tests)",
     );
     broken.quarantine_only = true;
+    let mut noisy = d(
+        NOISY,
+        "noisy-linear",
+        BlueprintTier::HighRisk,
+        0.9,
+        "deliberately harmful: a random linear delta that perturbs the host activation (no-trace tests)",
+    );
+    noisy.quarantine_only = true;
     vec![
         d(IDENTITY, "identity", BlueprintTier::Safe, 0.0, "identity kernel, no parameters (last-resort fallback)"),
         d(RESIDUAL_MLP, "residual-mlp", BlueprintTier::Safe, 0.1, "residual MLP adapter; output layer starts at zero"),
         d(LOW_RANK, "low-rank", BlueprintTier::Safe, 0.1, "low-rank adapter x·A·B; B starts at zero"),
         d(ZERO_LINEAR, "zero-linear", BlueprintTier::Experimental, 0.2, "zero-initialised linear delta"),
         broken,
+        noisy,
     ]
 }
 
@@ -104,6 +116,12 @@ pub fn artifact(blueprint_id: &str, width: usize, seed: u64, device: &Device) ->
             tensors.insert("a".to_owned(), uniform(&mut rng, width, rank, bound, device)?);
             tensors.insert("b".to_owned(), Tensor::zeros((rank, width), candle_core::DType::F32, device)?);
             (KernelKind::LowRank, None)
+        }
+        NOISY => {
+            let bound = (3.0 / width as f32).sqrt();
+            tensors.insert("weight".to_owned(), uniform(&mut rng, width, width, bound, device)?);
+            tensors.insert("bias".to_owned(), uniform(&mut rng, 1, width, 0.5, device)?.squeeze(0)?);
+            (KernelKind::ZeroLinear, None)
         }
         ZERO_LINEAR => {
             tensors.insert("weight".to_owned(), Tensor::zeros((width, width), candle_core::DType::F32, device)?);

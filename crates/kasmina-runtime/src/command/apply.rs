@@ -97,9 +97,9 @@ impl Inner {
     fn apply_request(&self, req: Request, out: &mut Outbox) -> Result<(), Refusal> {
         match req {
             Request::Germinate { req, slot } => self.germinate_request(&req, slot.as_deref(), out),
-            Request::Advance { seed_id, from, to } => {
+            Request::Advance { seed_id, from, to, alpha } => {
                 self.seed_operation(&seed_id, "advance", out);
-                self.with_seed(&seed_id, out, |s, cx, fx| s.request_advance(from, to, cx, fx))
+                self.with_seed(&seed_id, out, |s, cx, fx| s.request_advance(from, to, alpha, cx, fx))
             }
             Request::Cull { seed_id, cancel } => {
                 self.seed_operation(&seed_id, if cancel { "cancel" } else { "cull" }, out);
@@ -110,7 +110,9 @@ impl Inner {
                 self.seed_operation(&seed_id, "terminate", out);
                 self.with_seed(&seed_id, out, |s, cx, fx| s.terminate(cx, fx))
             }
-            Request::FineTune { seed_id } => self.with_seed(&seed_id, out, |s, cx, fx| s.fine_tune(cx, fx)),
+            Request::FineTune { seed_id, alpha } => {
+                self.with_seed(&seed_id, out, |s, cx, fx| s.fine_tune(alpha, cx, fx))
+            }
             Request::Pause { seed_id } => self.pause_request(&seed_id, out),
             Request::Resume { seed_id } => self.with_seed(&seed_id, out, |s, cx, fx| s.resume(cx, fx)),
             Request::Breaker { name, state, rationale } => match self.breakers.force(name, state, rationale) {

@@ -6,9 +6,12 @@ use std::collections::BTreeMap;
 use leyline::adaptation_command::Payload;
 use leyline::{AdaptationCommand, CircuitBreakerState, CommandType, SeedLifecycleStage as Stage, SeedOperation};
 
+use kasmina_isolation::AlphaCurve;
+
 use crate::attach::Germinate;
 use crate::breakers::BreakerName;
 use crate::receipt::Refusal;
+use crate::seed::AlphaRequest;
 
 /// What a command asks for.
 #[derive(Debug, Clone)]
@@ -17,11 +20,13 @@ pub(crate) enum Request {
         req: Germinate,
         slot: Option<String>,
     },
-    /// A stage request (START_TRAINING … FOSSILIZE): `from` → `to`, still gated.
+    /// A stage request (START_TRAINING … FOSSILIZE): `from` → `to`, still gated; START_GRAFTING
+    /// may shape the alpha ramp.
     Advance {
         seed_id: String,
         from: Stage,
         to: Stage,
+        alpha: Option<AlphaRequest>,
     },
     Cull {
         seed_id: String,
@@ -31,8 +36,11 @@ pub(crate) enum Request {
     Terminate {
         seed_id: String,
     },
+    /// FINE_TUNE: restarts the window; in BLENDING with alpha parameters, retargets or holds
+    /// the alpha ramp instead.
     FineTune {
         seed_id: String,
+        alpha: Option<AlphaRequest>,
     },
     Pause {
         seed_id: String,
@@ -68,7 +76,7 @@ impl Request {
             Self::Advance { seed_id, .. }
             | Self::Cull { seed_id, .. }
             | Self::Terminate { seed_id }
-            | Self::FineTune { seed_id }
+            | Self::FineTune { seed_id, .. }
             | Self::Pause { seed_id }
             | Self::Resume { seed_id }
             | Self::Emergency { seed_id, .. }
@@ -138,7 +146,8 @@ fn seed(cmd: &AdaptationCommand) -> Result<Request, Refusal> {
         return Err(Refusal::UnsupportedOperation);
     }
     let seed_id = require_seed(seed_id_of(cmd))?;
-    let advance = |from, to| Ok(Request::Advance { seed_id: seed_id.clone(), from, to });
+    let alpha = alpha_request(&op.parameters)?;
+    let advance = |from, to| Ok(Request::Advance { seed_id: seed_id.clone(), from, to, alpha });
     use Stage::*;
     match operation {
         SeedOperation::SeedOpGerminate => Ok(Request::Germinate {
@@ -159,12 +168,53 @@ fn seed(cmd: &AdaptationCommand) -> Result<Request, Refusal> {
         SeedOperation::SeedOpStabilize => advance(SeedStageBlending, SeedStageShadowing),
         SeedOperation::SeedOpEvaluate => advance(SeedStageShadowing, SeedStageProbationary),
         SeedOperation::SeedOpFossilize => advance(SeedStageProbationary, SeedStageFossilized),
-        SeedOperation::SeedOpFineTune => Ok(Request::FineTune { seed_id }),
+        SeedOperation::SeedOpFineTune => Ok(Request::FineTune { seed_id, alpha }),
         SeedOperation::SeedOpCull => Ok(Request::Cull { seed_id, cancel: false }),
         SeedOperation::SeedOpCancel if flag(cmd, "terminate")? => Ok(Request::Terminate { seed_id }),
         SeedOperation::SeedOpCancel => Ok(Request::Cull { seed_id, cancel: true }),
         SeedOperation::SeedOpUnknown => Err(Refusal::UnsupportedOperation),
     }
+}
+
+/// The alpha parameters of a START_GRAFTING or FINE_TUNE (Leyline's
+/// `CommandSeedOperation.parameters`, all optional): `alpha_steps` (ramp length, ≥ 1),
+/// `alpha_curve` (0 linear, 1 cosine, 2 sigmoid), `alpha_temperature` (sigmoid, > 0),
+/// `alpha_target` (in (0, 1]: blend to it and hold), `alpha_hold` (1 holds, 0 releases).
+fn alpha_request(params: &BTreeMap<String, f32>) -> Result<Option<AlphaRequest>, Refusal> {
+    let get = |k: &str| params.get(k).map(|v| f64::from(*v));
+    let mut req = AlphaRequest::default();
+    if let Some(steps) = get("alpha_steps") {
+        if !((1.0..=1e7).contains(&steps) && steps.fract() == 0.0) {
+            return Err(Refusal::InvalidParameter);
+        }
+        req.steps = Some(steps as u64);
+    }
+    let temperature = get("alpha_temperature").unwrap_or(2.0);
+    if !(temperature.is_finite() && temperature > 0.0) {
+        return Err(Refusal::InvalidParameter);
+    }
+    if let Some(code) = get("alpha_curve") {
+        let curve = (code.fract() == 0.0 && (0.0..=2.0).contains(&code))
+            .then(|| AlphaCurve::from_code(code as u32, temperature))
+            .flatten();
+        req.curve = Some(curve.ok_or(Refusal::InvalidParameter)?);
+    }
+    if let Some(target) = get("alpha_target") {
+        if !(target > 0.0 && target <= 1.0) {
+            return Err(Refusal::InvalidParameter);
+        }
+        req.target = Some(target);
+    }
+    if let Some(hold) = get("alpha_hold") {
+        req.hold = Some(if hold == 1.0 {
+            true
+        } else if hold == 0.0 {
+            false
+        } else {
+            return Err(Refusal::InvalidParameter);
+        });
+    }
+    Ok((req != AlphaRequest::default()).then_some(req))
 }
 
 fn breaker(cmd: &AdaptationCommand) -> Result<Request, Refusal> {

@@ -6,6 +6,8 @@ use candle_core::Var;
 use leyline::{SeedLifecycleStage as Stage, TelemetryEvent};
 
 use super::CullCause;
+use kasmina_isolation::SlotMode;
+
 use crate::blueprint::SeedKernel;
 use crate::breakers::BreakerName;
 
@@ -18,8 +20,8 @@ pub(crate) enum Route {
     Transparent,
     /// The host activation, unchanged, and each pass counts against the seed's pause quota.
     Paused,
-    /// The seed runs: the stage's form of the slot output.
-    Seed { kernel: Arc<SeedKernel>, stage: Stage, alpha: f64 },
+    /// The seed runs, combined with the host activation as `mode` says.
+    Seed { kernel: Arc<SeedKernel>, mode: SlotMode },
 }
 
 /// One thing for the runtime to do.

@@ -18,8 +18,6 @@ pub(crate) struct Cx<'a> {
     pub(crate) wall: SystemTime,
     pub(crate) step: u64,
     pub(crate) epoch: u32,
-    /// The validation metric G4 compares, as last reported.
-    pub(crate) metric: Option<f64>,
     /// Every breaker's state (G4).
     pub(crate) breakers: [(&'static str, CircuitBreakerState); 4],
     /// The seed's stages whose events were actually emitted (G3).
@@ -65,6 +63,10 @@ pub(crate) struct StepEvidence {
     pub(crate) update_violation: Option<kasmina_registry::Violation>,
     /// The blending breaker admitted this step's alpha advance.
     pub(crate) blend_admitted: bool,
+    /// The seed's gradient norm this step (TRAINING: G1's evidence).
+    pub(crate) seed_grad_norm: Option<f32>,
+    /// The host's gradient norm this step (TRAINING: G1's ratio).
+    pub(crate) host_grad_norm: Option<f32>,
 }
 
 /// G5's evidence, asked of the registry, the kernel cache and the slot itself.

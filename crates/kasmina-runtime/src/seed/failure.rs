@@ -6,16 +6,34 @@ use kasmina_lifecycle::{EmbargoEvent, GateEvidence};
 use kasmina_telemetry::names;
 use leyline::SeedLifecycleStage as Stage;
 
-use super::{CullCause, Cx, Effect, Effects, ResetObservation, Seed, StageState};
+use kasmina_isolation::{AlphaController, AlphaCurve};
+
+use super::{CullCause, Cx, Effect, Effects, Phase, ResetObservation, Seed, StageState};
 use crate::events;
 use crate::receipt::Refusal;
 
 impl Seed {
-    /// Starts the failure path: CULLED → EMBARGOED. The kernel leaves the forward at once
-    /// (the slot becomes transparent), the parameters are deregistered and the rollback
-    /// payload is recorded.
+    /// Starts the failure path. A seed blended into the model (alpha > 0) is blended out first
+    /// (decisions D4): it stays CULLED while alpha ramps to 0 with its parameters frozen, then
+    /// its embargo starts. A non-finite or isolation-violating seed leaves the forward at once:
+    /// CULLED → EMBARGOED. Either way the parameters are deregistered and the rollback payload
+    /// is recorded now.
     pub(crate) fn cull(&mut self, cause: CullCause, cx: &Cx<'_>, fx: &mut Effects) {
         let before = self.stage();
+        if let Some(alpha) = self.blend_out_from(cause, cx) {
+            if let Err(e) = self.lifecycle.begin_cull(cause.reason(), cx.now) {
+                fx.emit(events::illegal_transition(&self.id, before, Stage::SeedStageCulled, &e));
+                return;
+            }
+            let Some(kernel) = self.kernel().cloned() else { return };
+            self.state = StageState::BlendingOut { kernel, alpha, cause };
+            self.history.stages.push(Stage::SeedStageCulled);
+            self.history.cull = Some(cause);
+            fx.push(Effect::Deregister);
+            self.emit_stage(cx.slot, fx);
+            fx.push(Effect::Rollback { stage: before, cause });
+            return;
+        }
         let embargo = match self.lifecycle.cull(cause.reason(), cx.now) {
             Ok(e) => e,
             Err(e) => {
@@ -24,10 +42,42 @@ impl Seed {
             }
         };
         self.history.stages.push(Stage::SeedStageCulled);
-        self.history.stages.push(self.stage());
         self.history.cull = Some(cause);
-        self.state = StageState::Embargoed { since_step: cx.step };
         fx.push(Effect::Deregister);
+        self.entered_embargo(embargo, cause, cx, fx);
+        fx.push(Effect::Rollback { stage: before, cause });
+    }
+
+    /// The alpha controller a blend-out starts from: `Some` when the seed is blended in and
+    /// the cause allows a gradual removal.
+    fn blend_out_from(&self, cause: CullCause, cx: &Cx<'_>) -> Option<AlphaController> {
+        if cause.removes_at_once() || self.alpha() <= 0.0 {
+            return None;
+        }
+        let mut alpha = match &self.live()?.phase {
+            Phase::Blending { alpha, .. } => alpha.clone(),
+            Phase::Shadowing { .. } | Phase::Probationary { .. } => {
+                let mut full = AlphaController::new(AlphaCurve::Linear, 1).ok()?;
+                full.advance();
+                full
+            }
+            _ => return None,
+        };
+        alpha.blend_out(cx.config.blend_out_steps).ok()?;
+        Some(alpha)
+    }
+
+    /// A blend-out finished: the seed leaves the forward and its embargo starts.
+    pub(crate) fn start_embargo(&mut self, cause: CullCause, cx: &Cx<'_>, fx: &mut Effects) {
+        match self.lifecycle.cull(cause.reason(), cx.now) {
+            Ok(embargo) => self.entered_embargo(embargo, cause, cx, fx),
+            Err(e) => fx.emit(events::illegal_transition(&self.id, self.stage(), Stage::SeedStageEmbargoed, &e)),
+        }
+    }
+
+    fn entered_embargo(&mut self, embargo: Option<EmbargoEvent>, cause: CullCause, cx: &Cx<'_>, fx: &mut Effects) {
+        self.history.stages.push(self.stage());
+        self.state = StageState::Embargoed { since_step: cx.step };
         if let Some(EmbargoEvent::Start { duration, .. }) = &embargo {
             fx.emit(names::EMBARGO_START.event_with([
                 ("seed_id", self.id.clone()),
@@ -36,7 +86,6 @@ impl Seed {
             ]));
         }
         self.emit_stage(cx.slot, fx);
-        fx.push(Effect::Rollback { stage: before, cause });
     }
 
     /// EMBARGOED → RESETTING once the embargo elapsed (time, and steps when configured); the

@@ -17,7 +17,6 @@ use super::{Cx, History, Live, Phase, Seed, StageState};
 pub(super) fn evidence<'a>(
     state: &'a StageState,
     history: &History,
-    baseline: Option<f64>,
     to: Stage,
     cx: &'a Cx<'a>,
 ) -> Option<GateEvidence<'a>> {
@@ -25,13 +24,18 @@ pub(super) fn evidence<'a>(
     let cfg = cx.config;
     Some(match (&live.phase, to) {
         (Phase::Germinated, Stage::SeedStageTraining) => GateEvidence::Germinated(germinated(live)),
-        (Phase::Training { seed_losses, .. }, Stage::SeedStageBlending) => GateEvidence::Training(TrainingEvidence {
-            seed_loss_window: seed_losses,
-            window_part: cfg.loss_window_part,
-            isolation_violations: live.health.isolation_violations,
-            hook_latency_ms: live.health.max_hook_ms,
-            hook_latency_budget_ms: cfg.hook_latency_budget_ms,
-        }),
+        (Phase::Training { seed_losses, grads, .. }, Stage::SeedStageBlending) => {
+            GateEvidence::Training(TrainingEvidence {
+                seed_grad_norms: &grads.seed_norms,
+                host_grad_norms: &grads.host_norms,
+                min_seed_grad_norm: cfg.min_seed_grad_norm,
+                max_grad_ratio: cfg.max_grad_ratio,
+                seed_losses,
+                isolation_violations: live.health.isolation_violations,
+                hook_latency_ms: live.health.max_hook_ms,
+                hook_latency_budget_ms: cfg.hook_latency_budget_ms,
+            })
+        }
         (Phase::Blending { alpha, losses, finite, .. }, Stage::SeedStageShadowing) => {
             GateEvidence::Stability(StabilityEvidence {
                 alpha_schedule_complete: alpha.is_complete(),
@@ -48,16 +52,16 @@ pub(super) fn evidence<'a>(
             })
         }
         (Phase::Shadowing { .. }, Stage::SeedStageProbationary) => {
-            GateEvidence::Interface(interface(live, history, cx))
+            GateEvidence::Interface(interface(live, history, cx, true))
         }
-        (Phase::Probationary { .. }, Stage::SeedStageFossilized) => GateEvidence::SystemImpact(SystemImpactEvidence {
-            direction: cfg.g4_metric.direction(),
-            validation_metric: cx.metric.unwrap_or(f64::NAN),
-            baseline_metric: baseline.or(cx.metric).unwrap_or(f64::NAN),
-            tolerance: cfg.g4_tolerance,
-            isolation_violations: live.health.isolation_violations,
-            breakers: &cx.breakers,
-        }),
+        (Phase::Probationary { contribution, .. }, Stage::SeedStageFossilized) => {
+            GateEvidence::SystemImpact(SystemImpactEvidence {
+                counterfactual: contribution.counterfactual,
+                min_sigmas: cfg.counterfactual_sigmas,
+                isolation_violations: live.health.isolation_violations,
+                breakers: &cx.breakers,
+            })
+        }
         _ => return None,
     })
 }
@@ -77,7 +81,7 @@ pub(crate) fn germinated(live: &Live) -> GerminatedEvidence {
 
 /// G3: the interface the slot observed, the seed's stage events actually emitted, the
 /// pause/resume record.
-fn interface<'a>(live: &'a Live, history: &History, cx: &Cx<'_>) -> InterfaceEvidence<'a> {
+fn interface<'a>(live: &'a Live, history: &History, cx: &Cx<'_>, contribution_required: bool) -> InterfaceEvidence<'a> {
     let (seed_shape, host_shape, seed_dtype, host_dtype): (&[usize], &[usize], &str, &str) =
         match &live.health.interface {
             Some(i) => (&i.seed_shape, &i.host_shape, i.seed_dtype.as_str(), i.host_dtype.as_str()),
@@ -89,6 +93,9 @@ fn interface<'a>(live: &'a Live, history: &History, cx: &Cx<'_>) -> InterfaceEvi
     let entered: Vec<&Stage> = history.stages.iter().filter(|s| **s != Stage::SeedStageDormant).collect();
     let telemetry_complete = !entered.is_empty() && entered.iter().all(|s| cx.emitted_stages.contains(s));
     InterfaceEvidence {
+        counterfactual: live.phase.contribution().and_then(|c| c.counterfactual),
+        harm_sigmas: cx.config.harm_sigmas,
+        contribution_required,
         seed_output_shape: seed_shape,
         host_output_shape: host_shape,
         seed_dtype,
@@ -103,5 +110,5 @@ pub(super) fn interface_event(seed: &Seed, cx: &Cx<'_>) -> Option<GateEvent> {
     let live = seed.live()?;
     live.health.interface.as_ref()?;
     let ctx = GateContext { seed_id: &seed.id, from: seed.stage(), to: Stage::SeedStageProbationary, at: cx.wall };
-    Some(evaluate_g3_interface(&ctx, &interface(live, &seed.history, cx)))
+    Some(evaluate_g3_interface(&ctx, &interface(live, &seed.history, cx, false)))
 }

@@ -6,7 +6,8 @@ use kasmina_telemetry::names;
 use leyline::{GateEvent, SeedLifecycleStage as Stage, TelemetryLevel};
 
 use super::{
-    CullCause, Cx, Effect, Effects, IsolationEvidence, Live, Phase, Seed, ShadowStats, StageState, StepEvidence,
+    Contribution, CullCause, Cx, Effect, Effects, IsolationEvidence, Live, Phase, Seed, ShadowStats, StageState,
+    StepEvidence,
 };
 use crate::breakers::BreakerName;
 use crate::events;
@@ -32,6 +33,13 @@ impl Seed {
                 }
             }
             Stage::SeedStageEmbargoed => self.poll_embargo(cx, &mut fx),
+            Stage::SeedStageCulled => self.blend_out_step(cx, &mut fx),
+            Stage::SeedStageFossilized => {
+                if let StageState::Fossilized { ramp, .. } = &mut self.state {
+                    *ramp += 1;
+                    fx.push(Effect::Train);
+                }
+            }
             _ => {}
         }
         fx
@@ -43,13 +51,10 @@ impl Seed {
         if self.is_live() {
             self.epochs += 1;
         }
-        if self.baseline_metric.is_none() && self.stage() == Stage::SeedStageGerminated {
-            self.baseline_metric = cx.metric;
-        }
         let probation_done = self.live_mut().is_some_and(|l| match &mut l.phase {
-            Phase::Probationary { steps, epochs, .. } if l.pause.is_none() => {
+            Phase::Probationary { steps, epochs, contribution, .. } if l.pause.is_none() => {
                 *epochs += 1;
-                *steps >= cx.config.probation_steps
+                *steps >= cx.config.probation_steps && contribution.ready()
             }
             _ => false,
         });
@@ -153,10 +158,13 @@ impl Seed {
         let cfg = cx.config;
         let Some(live) = self.live_mut() else { return };
         let next = match &mut live.phase {
-            Phase::Training { steps, seed_losses, last_vs_host } => {
+            Phase::Training { steps, seed_losses, last_vs_host, grads } => {
                 if let Some(l) = ev.shadow_loss {
                     seed_losses.push(l);
                     *last_vs_host = Some(l - ev.loss);
+                }
+                if let Some(n) = ev.seed_grad_norm {
+                    grads.record(n, ev.host_grad_norm);
                 }
                 (*steps >= cfg.training_steps).then_some(Stage::SeedStageBlending)
             }
@@ -168,9 +176,9 @@ impl Seed {
                 }
                 alpha.is_complete().then_some(Stage::SeedStageShadowing)
             }
-            Phase::Shadowing { steps, shadow } => {
+            Phase::Shadowing { steps, shadow, contribution } => {
                 record_shadow(shadow, ev);
-                (*steps >= cfg.shadowing_steps).then_some(Stage::SeedStageProbationary)
+                (*steps >= cfg.shadowing_steps && contribution.ready()).then_some(Stage::SeedStageProbationary)
             }
             Phase::Probationary { shadow, .. } => {
                 record_shadow(shadow, ev);
@@ -188,8 +196,8 @@ impl Seed {
     /// Runs the gate guarding the move to `to`; on a pass moves the seed, on a failure culls
     /// it.
     pub(crate) fn advance(&mut self, to: Stage, cx: &Cx<'_>, fx: &mut Effects) -> Result<(), Refusal> {
-        let Seed { lifecycle, state, history, baseline_metric, .. } = self;
-        let outcome = match super::gates::evidence(state, history, *baseline_metric, to, cx) {
+        let Seed { lifecycle, state, history, .. } = self;
+        let outcome = match super::gates::evidence(state, history, to, cx) {
             Some(evidence) => lifecycle.guarded_transition(to, &evidence),
             None => Err(LifecycleError::IllegalTransition { from: lifecycle.stage(), to }),
         };
@@ -200,6 +208,14 @@ impl Seed {
                 }
                 self.entered(to, cx, fx);
                 Ok(())
+            }
+            Err(LifecycleError::GateFailed { reason, event, .. }) if reason.is_retryable() => {
+                // The gate lacks its evidence (no counterfactual yet): refused, not culled.
+                self.record_gate(*event, fx);
+                if let Some(c) = self.live_mut().and_then(|l| l.phase.contribution_mut()) {
+                    c.missing_reported = true;
+                }
+                Err(Refusal::Gate(reason))
             }
             Err(LifecycleError::GateFailed { reason, event, .. }) => {
                 self.record_gate(*event, fx);
@@ -231,16 +247,26 @@ impl Seed {
             self.fossilize(fx);
         } else if let Some(live) = self.live_mut() {
             live.phase = match to {
-                Stage::SeedStageTraining => Phase::Training { steps: 0, seed_losses: Vec::new(), last_vs_host: None },
+                Stage::SeedStageTraining => Phase::Training {
+                    steps: 0,
+                    seed_losses: Vec::new(),
+                    last_vs_host: None,
+                    grads: super::GradWindow::default(),
+                },
                 Stage::SeedStageBlending => {
                     let mut alpha = live.alpha_template.clone();
                     alpha.reset();
                     Phase::Blending { steps: 0, alpha, losses: Vec::new(), finite: true }
                 }
-                Stage::SeedStageShadowing => Phase::Shadowing { steps: 0, shadow: ShadowStats::default() },
-                Stage::SeedStageProbationary => {
-                    Phase::Probationary { steps: 0, epochs: 0, shadow: ShadowStats::default() }
+                Stage::SeedStageShadowing => {
+                    Phase::Shadowing { steps: 0, shadow: ShadowStats::default(), contribution: Contribution::default() }
                 }
+                Stage::SeedStageProbationary => Phase::Probationary {
+                    steps: 0,
+                    epochs: 0,
+                    shadow: ShadowStats::default(),
+                    contribution: Contribution::default(),
+                },
                 _ => Phase::Germinated,
             };
             live.health.max_hook_ms = 0.0;
@@ -261,7 +287,8 @@ impl Seed {
             StageState::Live(live) => {
                 let a = live.attached;
                 fx.push(Effect::HandOver(a.kernel.vars()));
-                StageState::Fossilized { kernel: a.kernel }
+                // The seed keeps its optimiser (and its moments); the trainer's is left alone.
+                StageState::Fossilized { kernel: a.kernel, optimizer: Box::new(a.optimizer), ramp: 0 }
             }
             other => other,
         };
@@ -299,6 +326,37 @@ impl Live {
                 ("action", "pause_ended".to_owned()),
             ],
         ));
+    }
+}
+
+impl Contribution {
+    /// The gate may run: a counterfactual was measured, or its absence was not reported yet
+    /// (the gate then refuses once with `counterfactual_missing`, without culling).
+    pub(crate) fn ready(&self) -> bool {
+        self.counterfactual.is_some() || !self.missing_reported
+    }
+}
+
+impl Seed {
+    /// Records a counterfactual evaluation of the seed's current stage (SHADOWING,
+    /// PROBATIONARY); `false` when the seed is in no such stage.
+    pub(crate) fn record_counterfactual(&mut self, cf: kasmina_lifecycle::gates::Counterfactual) -> bool {
+        let Some(c) = self.live_mut().and_then(|l| l.phase.contribution_mut()) else { return false };
+        c.counterfactual = Some(cf);
+        c.missing_reported = false;
+        true
+    }
+
+    /// One step of a blend-out: alpha moves toward 0; at 0 the seed leaves the forward and its
+    /// embargo starts.
+    fn blend_out_step(&mut self, cx: &Cx<'_>, fx: &mut Effects) {
+        let StageState::BlendingOut { alpha, cause, .. } = &mut self.state else { return };
+        alpha.advance();
+        if !alpha.is_out() {
+            return;
+        }
+        let cause = *cause;
+        self.start_embargo(cause, cx, fx);
     }
 }
 

@@ -24,15 +24,16 @@ use std::sync::Arc;
 
 use candle_core::Var;
 use candle_nn::optim::{AdamW, Optimizer};
-use kasmina_isolation::{AlphaSchedule, IsolationMonitor};
+use kasmina_isolation::{AlphaController, IsolationMonitor, SlotMode};
 use kasmina_lifecycle::SeedLifecycle;
-use kasmina_lifecycle::gates::{GateReason, PauseResumeCheck};
+use kasmina_lifecycle::gates::{Counterfactual, GateReason, PauseResumeCheck};
 use kasmina_safety::PausePasses;
 use leyline::{GateEvent, SeedLifecycleStage as Stage};
 
 use crate::blueprint::SeedKernel;
 pub(crate) use effects::{Effect, Effects, Route};
 pub(crate) use evidence::{Cx, Interface, IsolationEvidence, ResetObservation, StepEvidence};
+pub(crate) use request::AlphaRequest;
 
 /// Why a seed left its stage for the failure path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,6 +73,26 @@ impl CullCause {
             Self::CullCommand => "culled_by_command",
             Self::CancelCommand => "cancelled_by_command",
             Self::Rollback => "rollback",
+        }
+    }
+}
+
+impl CullCause {
+    /// A cause that removes the seed from the forward at once, without a blend-out: its output
+    /// cannot be trusted (non-finite) or it touched the host (isolation).
+    pub fn removes_at_once(self) -> bool {
+        use GateReason as R;
+        match self {
+            Self::SeedOutputNotFinite | Self::Isolation | Self::OptimizerFailed => true,
+            Self::Gate(r) => matches!(
+                r,
+                R::BlendedOutputNotFinite
+                    | R::SeedLossNotFinite
+                    | R::SeedGradientNotFinite
+                    | R::LossNotFinite
+                    | R::IsolationViolationsPresent
+            ),
+            _ => false,
         }
     }
 }
@@ -140,27 +161,48 @@ impl ShadowStats {
     }
 }
 
+/// The gradient-health window of TRAINING (G1's evidence).
+#[derive(Debug, Default)]
+pub(crate) struct GradWindow {
+    pub(crate) seed_norms: Vec<f32>,
+    pub(crate) host_norms: Vec<f32>,
+}
+
+impl GradWindow {
+    /// Records one step; the host norm is kept only while every step has one, so the two
+    /// series stay paired.
+    pub(crate) fn record(&mut self, seed: f32, host: Option<f32>) {
+        match host {
+            Some(h) if self.host_norms.len() == self.seed_norms.len() => self.host_norms.push(h),
+            _ => self.host_norms.clear(),
+        }
+        self.seed_norms.push(seed);
+        if self.host_norms.len() != self.seed_norms.len() {
+            self.host_norms.clear();
+        }
+    }
+}
+
+/// What the evaluation of a window found about the seed's contribution (G3, G4).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Contribution {
+    /// The latest counterfactual measured in this stage.
+    pub(crate) counterfactual: Option<Counterfactual>,
+    /// The window completed without one, and the gate's refusal was published (once).
+    pub(crate) missing_reported: bool,
+}
+
 /// The phase of a live seed and its evidence window.
 #[derive(Debug)]
 pub(crate) enum Phase {
     Germinated,
-    Training { steps: u64, seed_losses: Vec<f32>, last_vs_host: Option<f32> },
-    Blending { steps: u64, alpha: AlphaSchedule, losses: Vec<f32>, finite: bool },
-    Shadowing { steps: u64, shadow: ShadowStats },
-    Probationary { steps: u64, epochs: u32, shadow: ShadowStats },
+    Training { steps: u64, seed_losses: Vec<f32>, last_vs_host: Option<f32>, grads: GradWindow },
+    Blending { steps: u64, alpha: AlphaController, losses: Vec<f32>, finite: bool },
+    Shadowing { steps: u64, shadow: ShadowStats, contribution: Contribution },
+    Probationary { steps: u64, epochs: u32, shadow: ShadowStats, contribution: Contribution },
 }
 
 impl Phase {
-    pub(crate) fn stage(&self) -> Stage {
-        match self {
-            Self::Germinated => Stage::SeedStageGerminated,
-            Self::Training { .. } => Stage::SeedStageTraining,
-            Self::Blending { .. } => Stage::SeedStageBlending,
-            Self::Shadowing { .. } => Stage::SeedStageShadowing,
-            Self::Probationary { .. } => Stage::SeedStageProbationary,
-        }
-    }
-
     pub(crate) fn steps(&self) -> u64 {
         match self {
             Self::Germinated => 0,
@@ -177,14 +219,29 @@ impl Phase {
             _ => None,
         }
     }
+
+    pub(crate) fn contribution(&self) -> Option<&Contribution> {
+        match self {
+            Self::Shadowing { contribution, .. } | Self::Probationary { contribution, .. } => Some(contribution),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn contribution_mut(&mut self) -> Option<&mut Contribution> {
+        match self {
+            Self::Shadowing { contribution, .. } | Self::Probationary { contribution, .. } => Some(contribution),
+            _ => None,
+        }
+    }
 }
 
 /// A seed between GERMINATED and PROBATIONARY.
 #[derive(Debug)]
 pub(crate) struct Live {
     pub(crate) attached: Attached,
-    /// The alpha schedule each BLENDING starts from (validated at germination).
-    pub(crate) alpha_template: AlphaSchedule,
+    /// The alpha controller each BLENDING starts from (validated at germination; a
+    /// START_GRAFTING request may replace it).
+    pub(crate) alpha_template: AlphaController,
     pub(crate) phase: Phase,
     pub(crate) pause: Option<Pause>,
     pub(crate) health: Health,
@@ -196,8 +253,18 @@ pub(crate) enum StageState {
     /// Reset (or never germinated in this slot).
     Dormant,
     Live(Box<Live>),
+    /// Culled while blended in: alpha ramps to 0 with the seed frozen, then the embargo starts.
+    BlendingOut {
+        kernel: Arc<SeedKernel>,
+        alpha: AlphaController,
+        cause: CullCause,
+    },
+    /// Part of the model; its own optimiser keeps training it, and the gradient path into the
+    /// host opens over `ramp` steps.
     Fossilized {
         kernel: Arc<SeedKernel>,
+        optimizer: Box<AdamW>,
+        ramp: u64,
     },
     Embargoed {
         since_step: u64,
@@ -230,8 +297,6 @@ pub(crate) struct Seed {
     pub(crate) history: History,
     pub(crate) epochs: u32,
     pub(crate) risk: f32,
-    /// The validation metric when the seed was germinated (G4's baseline).
-    pub(crate) baseline_metric: Option<f64>,
 }
 
 impl Seed {
@@ -262,26 +327,28 @@ impl Seed {
         self.live().is_some_and(|l| l.pause.is_some())
     }
 
-    /// What the slot forwards for this seed now (decisions D4).
-    pub(crate) fn route(&self) -> Route {
-        match &self.state {
-            StageState::Live(l) if l.pause.is_none() => match &l.phase {
-                Phase::Germinated => Route::Transparent,
-                Phase::Training { .. } => {
-                    Route::Seed { kernel: l.attached.kernel.clone(), stage: Stage::SeedStageTraining, alpha: 0.0 }
-                }
-                Phase::Blending { alpha, .. } => Route::Seed {
-                    kernel: l.attached.kernel.clone(),
-                    stage: Stage::SeedStageBlending,
-                    alpha: alpha.alpha(),
-                },
-                p => Route::Seed { kernel: l.attached.kernel.clone(), stage: p.stage(), alpha: 1.0 },
+    /// What the slot forwards for this seed now (decisions D4), given the fossilization ramp
+    /// length.
+    pub(crate) fn route(&self, fossil_ramp_steps: u64) -> Route {
+        let mode = match &self.state {
+            StageState::Live(l) if l.pause.is_some() => return Route::Paused,
+            StageState::Live(l) => match &l.phase {
+                Phase::Germinated => return Route::Transparent,
+                Phase::Training { .. } => SlotMode::StraightThrough,
+                Phase::Blending { alpha, .. } => SlotMode::Blend { alpha: alpha.alpha() },
+                Phase::Shadowing { .. } | Phase::Probationary { .. } => SlotMode::Full,
             },
-            StageState::Live(_) => Route::Paused,
-            StageState::Fossilized { kernel, .. } => {
-                Route::Seed { kernel: kernel.clone(), stage: Stage::SeedStageFossilized, alpha: 1.0 }
+            StageState::BlendingOut { alpha, .. } => SlotMode::BlendOut { alpha: alpha.alpha() },
+            StageState::Fossilized { ramp, .. } => {
+                let scale =
+                    if fossil_ramp_steps == 0 { 1.0 } else { (*ramp as f64 / fossil_ramp_steps as f64).min(1.0) };
+                SlotMode::Fossil { grad_scale: scale }
             }
-            _ => Route::Transparent,
+            _ => return Route::Transparent,
+        };
+        match self.kernel() {
+            Some(kernel) => Route::Seed { kernel: kernel.clone(), mode },
+            None => Route::Transparent,
         }
     }
 
@@ -293,6 +360,7 @@ impl Seed {
                 Phase::Shadowing { .. } | Phase::Probationary { .. } => 1.0,
                 _ => 0.0,
             },
+            StageState::BlendingOut { alpha, .. } => alpha.alpha(),
             StageState::Fossilized { .. } => 1.0,
             _ => 0.0,
         }
@@ -302,7 +370,7 @@ impl Seed {
     pub(crate) fn kernel(&self) -> Option<&Arc<SeedKernel>> {
         match &self.state {
             StageState::Live(l) => Some(&l.attached.kernel),
-            StageState::Fossilized { kernel, .. } => Some(kernel),
+            StageState::Fossilized { kernel, .. } | StageState::BlendingOut { kernel, .. } => Some(kernel),
             _ => None,
         }
     }
@@ -313,14 +381,23 @@ impl Seed {
     }
 
     pub(crate) fn learning_rate(&self) -> f64 {
-        self.live().map(|l| l.attached.optimizer.learning_rate()).unwrap_or(0.0)
+        match &self.state {
+            StageState::Live(l) => l.attached.optimizer.learning_rate(),
+            StageState::Fossilized { optimizer, .. } => optimizer.learning_rate(),
+            _ => 0.0,
+        }
     }
 
-    /// Steps the seed's optimiser with this step's gradients (effect [`Effect::Train`]).
+    /// Steps the seed's optimiser with this step's gradients (effect [`Effect::Train`]): a
+    /// live seed's, and a fossilized seed's, which keeps its optimiser state.
     pub(crate) fn train(&mut self, grads: &candle_core::backprop::GradStore) -> candle_core::Result<()> {
-        let Some(live) = self.live_mut() else { return Ok(()) };
-        live.attached.optimizer.step(grads)?;
-        live.attached.kernel.advance_step();
+        let (optimizer, kernel) = match &mut self.state {
+            StageState::Live(l) => (&mut l.attached.optimizer, &l.attached.kernel),
+            StageState::Fossilized { optimizer, kernel, .. } => (optimizer.as_mut(), &*kernel),
+            _ => return Ok(()),
+        };
+        optimizer.step(grads)?;
+        kernel.advance_step();
         Ok(())
     }
 }

@@ -6,8 +6,19 @@ use kasmina_safety::PausePasses;
 use kasmina_telemetry::names;
 use leyline::SeedLifecycleStage as Stage;
 
-use super::{CullCause, Cx, Effects, Pause, Phase, Seed, gates};
+use kasmina_isolation::AlphaController;
+
+use super::{CullCause, Cx, Effects, Live, Pause, Phase, Seed, gates};
 use crate::receipt::Refusal;
+
+/// How a command shapes a seed's alpha ramp (START_GRAFTING, FINE_TUNE in BLENDING).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct AlphaRequest {
+    pub(crate) steps: Option<u64>,
+    pub(crate) curve: Option<kasmina_isolation::AlphaCurve>,
+    pub(crate) target: Option<f64>,
+    pub(crate) hold: Option<bool>,
+}
 
 impl Seed {
     /// A requested move `from` → `to`: refused without effect unless the seed is in `from`,
@@ -16,6 +27,7 @@ impl Seed {
         &mut self,
         from: Stage,
         to: Stage,
+        alpha: Option<AlphaRequest>,
         cx: &Cx<'_>,
         fx: &mut Effects,
     ) -> Result<(), Refusal> {
@@ -36,14 +48,60 @@ impl Seed {
         if !window_ok {
             return Err(Refusal::WindowIncomplete);
         }
-        self.advance(to, cx, fx)
+        if let Some(req) = alpha {
+            let Some(live) = self.live_mut() else { return Err(Refusal::IllegalTransition) };
+            let mut template = match (req.curve, req.steps) {
+                (None, None) => live.alpha_template.clone(),
+                (curve, steps) => AlphaController::new(
+                    curve.unwrap_or(live.alpha_template.curve()),
+                    steps.unwrap_or(live.alpha_template.steps()),
+                )
+                .map_err(|_| Refusal::InvalidParameter)?,
+            };
+            if let Some(t) = req.target {
+                template = template.with_target(t).map_err(|_| Refusal::InvalidParameter)?;
+            }
+            live.alpha_template = template;
+        }
+        self.advance(to, cx, fx)?;
+        if let Some(hold) = alpha.and_then(|a| a.hold) {
+            self.steer_alpha(AlphaRequest { hold: Some(hold), ..AlphaRequest::default() })?;
+        }
+        Ok(())
     }
 
-    /// FINE_TUNE: the seed stays in its stage and its window starts again.
-    pub(crate) fn fine_tune(&mut self, cx: &Cx<'_>, fx: &mut Effects) -> Result<(), Refusal> {
+    /// Retargets or holds the alpha ramp of a BLENDING seed (no jump: alpha stays continuous).
+    fn steer_alpha(&mut self, req: AlphaRequest) -> Result<(), Refusal> {
+        let Some(Live { phase: Phase::Blending { alpha, .. }, .. }) = self.live_mut() else {
+            return Err(Refusal::IllegalTransition);
+        };
+        if let Some(t) = req.target {
+            alpha.set_target(t).map_err(|_| Refusal::InvalidParameter)?;
+        }
+        if let Some(h) = req.hold {
+            alpha.hold(h);
+        }
+        Ok(())
+    }
+
+    /// FINE_TUNE: the seed stays in its stage and its window starts again; in BLENDING with
+    /// alpha parameters, the ramp is retargeted or held instead (partial blends).
+    pub(crate) fn fine_tune(
+        &mut self,
+        alpha: Option<AlphaRequest>,
+        cx: &Cx<'_>,
+        fx: &mut Effects,
+    ) -> Result<(), Refusal> {
         let stage = self.stage();
         if !stage.is_monitored() {
             return Err(Refusal::FineTuneNotAllowed);
+        }
+        if let Some(req) = alpha {
+            return if stage == Stage::SeedStageBlending {
+                self.steer_alpha(req)
+            } else {
+                Err(Refusal::FineTuneNotAllowed)
+            };
         }
         self.entered(stage, cx, fx);
         Ok(())

@@ -169,13 +169,9 @@ impl Rig {
             report = report.with_shadow_loss(name, cross_entropy(&shadow, y).unwrap().to_scalar::<f32>().unwrap());
         }
         self.step += 1;
-        let outcome = self.kasmina.on_step(&grads, report).unwrap();
-        for f in &outcome.fossilized {
-            for v in &f.vars {
-                self.opt.push(v);
-            }
-        }
-        outcome
+        // A fossilized seed keeps training with its own optimiser inside Kasmina: the host's
+        // optimiser is left alone.
+        self.kasmina.on_step(&grads, report).unwrap()
     }
 
     /// Validation loss and accuracy.
@@ -185,14 +181,21 @@ impl Rig {
         (loss, accuracy(&logits, &self.val.1))
     }
 
+    /// The validation loss of each of 8 fixed batches (counterfactual evaluation).
+    pub fn val_batches(&self) -> candle_core::Result<Vec<f32>> {
+        (0..8)
+            .map(|i| {
+                let x = self.val.0.narrow(0, i * 32, 32)?;
+                let y = self.val.1.narrow(0, i * 32, 32)?;
+                cross_entropy(&self.host.forward(&x, Some(&self.slot)), &y)?.to_scalar::<f32>()
+            })
+            .collect()
+    }
+
     pub fn epoch(&mut self) -> kasmina_runtime::EpochOutcome {
         let (val_loss, val_acc) = self.validate();
+        self.kasmina.evaluate_counterfactual(|| self.val_batches()).unwrap();
         let out = self.kasmina.on_epoch(EpochReport { epoch: self.epoch, val_loss, val_acc }).unwrap();
-        for f in &out.fossilized {
-            for v in &f.vars {
-                self.opt.push(v);
-            }
-        }
         self.epoch += 1;
         out
     }
