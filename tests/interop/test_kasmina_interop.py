@@ -195,7 +195,8 @@ FAILURE_PATH = ("SEED_STAGE_CULLED", "SEED_STAGE_EMBARGOED", "SEED_STAGE_RESETTI
 
 def follow(pb, stub, seed_id, deadline):
     """Follows a germinated seed until FOSSILIZED or the failure path, sending FOSSILIZE once it
-    is PROBATIONARY (Kasmina refuses with `window_incomplete` until probation completes)."""
+    is PROBATIONARY (Kasmina refuses with `window_incomplete` until probation completes, and with
+    `counterfactual_missing` until the trainer has measured the seed's contribution)."""
     leyline = pb[0]
     seen = []
     while time.monotonic() < deadline:
@@ -210,7 +211,7 @@ def follow(pb, stub, seed_id, deadline):
             r = stub.SubmitCommand(envelope(pb, seed_command(pb, leyline.SEED_OP_FOSSILIZE, seed_id)), timeout=RPC_TIMEOUT)
             if r.accepted:
                 continue
-            if r.reason != "window_incomplete":
+            if r.reason not in ("window_incomplete", "counterfactual_missing"):
                 # G4 refused: the seed is culled; Tamiyo tries again with a new seed.
                 return seen + [r.reason], "culled"
         time.sleep(0.05)
