@@ -267,7 +267,7 @@ def grow_to_fossilized(pb, stub, recorder):
     replay_checked = False
     while time.monotonic() < deadline:
         seed_id = f"py-seed-{len(history) + 1}"
-        signed = envelope(pb, seed_command(pb, leyline.SEED_OP_GERMINATE, seed_id, "BP001", slot="hidden1"))
+        signed = envelope(pb, seed_command(pb, leyline.SEED_OP_GERMINATE, seed_id, "BP001", slot="input"))
         receipt = stub.SubmitCommand(signed, timeout=RPC_TIMEOUT)
         if not receipt.accepted and receipt.reason == "slot_occupied":
             time.sleep(0.1)  # the culled seed is still embargoed or resetting
@@ -355,7 +355,7 @@ def test_queued_receipts_are_followed_by_their_final_receipt(pb, tmp_path_factor
     try:
         grpc.channel_ready_future(channel).result(timeout=RPC_TIMEOUT)
         stub = control_grpc.KasminaControlStub(channel)
-        cmd = seed_command(pb, leyline.SEED_OP_GERMINATE, "py-queued-1", "BP001", slot="hidden1")
+        cmd = seed_command(pb, leyline.SEED_OP_GERMINATE, "py-queued-1", "BP001", slot="input")
         queued = stub.SubmitCommand(envelope(pb, cmd), timeout=RPC_TIMEOUT)
         assert queued.accepted and queued.reason == "queued", queued
         assert queued.status == control.RECEIPT_STATUS_QUEUED

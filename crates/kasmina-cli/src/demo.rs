@@ -1,4 +1,6 @@
-//! `kasmina demo`: morphogenetic training end to end, on CPU, in about a minute.
+//! `kasmina demo`: morphogenetic training end to end, on CPU, in seconds — and the honest
+//! comparison: the same host alone, grown by Kasmina, and with the grown seed's capacity present
+//! from step 0 ("static"), each trained the same number of steps on the same data.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,13 +11,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use kasmina_runtime::KasminaConfig;
 use kasmina_runtime::blueprint::builtin;
 use kasmina_runtime::reexports::security::KeyRing;
-use kasmina_runtime::reexports::telemetry::{JsonLinesSink, Telemetry, TelemetryConfig};
+use kasmina_runtime::reexports::telemetry::{JsonLinesSink, NullSink, Telemetry, TelemetryConfig};
 use leyline::{SeedLifecycleGate, SeedLifecycleStage as Stage};
 use serde_json::{Value, json};
 
 use crate::controller::{Controller, Planned};
 use crate::plot::{self, Band, GateMark, Series};
-use crate::session::{SLOT_A, SLOT_B, Session, SessionOptions, device};
+use crate::session::{HIDDEN, SLOT_A, SLOT_B, Session, SessionOptions, device};
 
 /// Arguments of `kasmina demo`.
 #[derive(Debug, clap::Args)]
@@ -24,7 +26,7 @@ pub(crate) struct DemoArgs {
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Epochs to train.
-    #[arg(long, default_value_t = 36)]
+    #[arg(long, default_value_t = 60)]
     epochs: u32,
     /// RNG seed (data, initialisation, batch order).
     #[arg(long, default_value_t = 1)]
@@ -38,28 +40,44 @@ pub(crate) struct DemoArgs {
     /// Print a machine-readable summary on stdout.
     #[arg(long)]
     json: bool,
-    /// The same host, data, steps and RNG with no seeds: the honest baseline.
+    /// Run only the baseline: the same host, data, steps and RNG with no seeds.
     #[arg(long)]
     host_only: bool,
     /// Train on your own data: CSV, numeric features, last column the class index.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Use the features as they are (by default they are standardised with the training split's
+    /// mean and standard deviation).
+    #[arg(long)]
+    raw: bool,
     /// Batch size.
     #[arg(long, default_value_t = 128)]
     batch: usize,
-    /// Embargo of a culled seed, in seconds (both this and `--embargo-steps` must elapse).
-    #[arg(long, default_value_t = 0.2)]
-    embargo_secs: f64,
-    /// Learning rate of each seed's own optimiser (AdamW).
-    #[arg(long, default_value_t = 0.001)]
+    /// Width of the host's hidden layers (and of its slots).
+    #[arg(long, default_value_t = HIDDEN, value_parser = parse_width)]
+    width: usize,
+    /// The blueprint Tamiyo grows in the first slot (BP901 is deliberately harmful: it is culled
+    /// and must leave no trace).
+    #[arg(long, default_value = builtin::WIDE_MLP)]
+    adapter: String,
+    /// Learning rate of each seed's own optimiser (AdamW; the host's is 0.01 too).
+    #[arg(long, default_value_t = 0.01)]
     seed_lr: f64,
-    /// Embargo of a culled seed, in training steps.
+    /// Embargo of a culled seed, in training steps (the demo counts everything in steps, so a
+    /// run depends only on the data, the seed and the machine's arithmetic).
     #[arg(long, default_value_t = 64)]
     embargo_steps: u64,
 }
 
-/// The demo's lifecycle windows (steps): short enough to see a whole lifecycle in a minute.
-fn config(embargo_secs: f64, embargo_steps: u64, seed_lr: f64) -> Result<KasminaConfig> {
+fn parse_width(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(w) if (1..=4096).contains(&w) => Ok(w),
+        _ => Err(format!("`{s}` is not a width between 1 and 4096")),
+    }
+}
+
+/// The demo's lifecycle windows (steps): short enough to see a whole lifecycle in seconds.
+fn config(embargo_steps: u64, seed_lr: f64) -> Result<KasminaConfig> {
     let mut c = KasminaConfig::default();
     c.training_steps = 104;
     c.blending_steps = 52;
@@ -68,23 +86,128 @@ fn config(embargo_secs: f64, embargo_steps: u64, seed_lr: f64) -> Result<Kasmina
     c.auto_fossilize = false; // the controller (Tamiyo) sends FOSSILIZE
     anyhow::ensure!(seed_lr.is_finite() && seed_lr > 0.0, "--seed-lr must be positive");
     c.seed_learning_rate = seed_lr;
-    anyhow::ensure!(embargo_secs.is_finite() && embargo_secs >= 0.0, "--embargo-secs must be a non-negative number");
-    c.embargo = Duration::from_secs_f64(embargo_secs);
-    c.embargo_steps = embargo_steps;
+    c.embargo = Duration::ZERO;
+    c.embargo_steps = embargo_steps.max(1);
     Ok(c)
+}
+
+/// Which of the three runs.
+#[derive(Debug, Clone, PartialEq)]
+enum Mode {
+    HostOnly,
+    Grown,
+    /// The host with `blueprint`'s architecture in `slot` from step 0.
+    Static {
+        slot: String,
+        blueprint: String,
+    },
+}
+
+impl Mode {
+    fn key(&self) -> &'static str {
+        match self {
+            Self::HostOnly => "host_only",
+            Self::Grown => "grown",
+            Self::Static { .. } => "static",
+        }
+    }
+}
+
+/// What one run recorded.
+struct Run {
+    mode: Mode,
+    session: Session,
+    tamiyo: Controller,
+    train_loss: Vec<(f64, f64)>,
+    val_loss: Vec<(f64, f64)>,
+    stage_track: BTreeMap<String, Vec<(u64, Stage)>>,
+    gate_marks: Vec<GateMark>,
+    last: (f32, f32),
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        json!({
+            "final_val_acc": self.last.1,
+            "final_val_loss": self.last.0,
+            "params": self.params(),
+        })
+    }
+
+    /// Parameters of the model at the end: the host's, plus every fossilized seed's (grown),
+    /// plus the static seed's (static).
+    fn params(&self) -> usize {
+        let fossil: usize = self
+            .session
+            .kasmina
+            .seed_summaries()
+            .iter()
+            .filter(|s| s.stage == Stage::SeedStageFossilized)
+            .filter_map(|s| {
+                let state = self.session.kasmina.export_seed_states();
+                state.iter().find(|x| x.seed_id == s.seed_id).and_then(|x| x.metrics.get("param_count").copied())
+            })
+            .map(|p| p as usize)
+            .sum();
+        self.session.model.params() + fossil
+    }
 }
 
 pub(crate) fn run(args: DemoArgs) -> Result<()> {
     let started = Instant::now();
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let bar = progress(&args);
+    if args.host_only {
+        let host = run_one(&args, Mode::HostOnly, &bar)?;
+        bar.finish_and_clear();
+        return finish(&args, &host, None, None, started.elapsed());
+    }
+    let grown = run_one(&args, Mode::Grown, &bar)?;
+    let host = run_one(&args, Mode::HostOnly, &bar)?;
+    let fossil = grown
+        .session
+        .kasmina
+        .seed_summaries()
+        .into_iter()
+        .find(|s| s.stage == Stage::SeedStageFossilized)
+        .map(|s| Mode::Static { slot: s.slot, blueprint: s.kernel_blueprint_id });
+    let fixed = match fossil {
+        Some(mode) => Some(run_one(&args, mode, &bar)?),
+        None => None,
+    };
+    bar.finish_and_clear();
+    finish(&args, &grown, Some(&host), fixed.as_ref(), started.elapsed())
+}
+
+fn progress(args: &DemoArgs) -> ProgressBar {
+    if args.quiet || args.json {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(0);
+    b.set_style(
+        ProgressStyle::with_template("{bar:30.cyan/blue} {pos:>5}/{len} steps {elapsed:>4} | {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    b
+}
+
+/// Trains one of the three runs.
+fn run_one(args: &DemoArgs, mode: Mode, bar: &ProgressBar) -> Result<Run> {
     let device = device(&args.device)?;
     let secret = std::env::var("ESPER_LEYLINE_SECRET").unwrap_or_else(|_| format!("kasmina-demo-{}", args.seed));
     let keys = KeyRing::with_key("default", secret.as_bytes())?;
-    let telemetry_path = args.out.join("telemetry.jsonl");
-    let telemetry = Telemetry::spawn(JsonLinesSink::create(&telemetry_path)?, TelemetryConfig::default())?;
-    let cfg = config(args.embargo_secs, args.embargo_steps, args.seed_lr)?;
+    let telemetry = if mode == Mode::Grown {
+        Telemetry::spawn(JsonLinesSink::create(args.out.join("telemetry.jsonl"))?, TelemetryConfig::default())?
+    } else {
+        Telemetry::new(NullSink, TelemetryConfig::default())?
+    };
+    let cfg = config(args.embargo_steps, args.seed_lr)?;
     let probation_steps = cfg.probation_steps;
-    let mut session = Session::new(SessionOptions {
+    let static_seed = match &mode {
+        Mode::Static { slot, blueprint } => Some((slot.clone(), blueprint.clone())),
+        _ => None,
+    };
+    let session = Session::new(SessionOptions {
         device,
         data: args.data.clone(),
         seed: args.seed,
@@ -94,97 +217,112 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
         keys: keys.clone(),
         telemetry,
         blueprint_dir: args.out.join("blueprints"),
-        host_only: args.host_only,
+        host_only: mode != Mode::Grown,
+        width: args.width,
+        static_seed,
+        standardize: !args.raw,
     })?;
     let plan = vec![
-        Planned {
-            seed_id: "seed-adapter".into(),
-            slot: SLOT_A.into(),
-            blueprint: builtin::RESIDUAL_MLP.into(),
-            retries: 1,
-        },
+        Planned { seed_id: "seed-adapter".into(), slot: SLOT_A.into(), blueprint: args.adapter.clone(), retries: 1 },
         Planned { seed_id: "seed-broken".into(), slot: SLOT_B.into(), blueprint: builtin::BROKEN.into(), retries: 0 },
     ];
-    let mut tamiyo = Controller::new(keys, if args.host_only { Vec::new() } else { plan }, probation_steps);
-
-    let steps_per_epoch = session.steps_per_epoch() as u64;
-    let bar = if args.quiet || args.json {
-        ProgressBar::hidden()
-    } else {
-        let b = ProgressBar::new(u64::from(args.epochs) * steps_per_epoch);
-        b.set_style(
-            ProgressStyle::with_template("{bar:30.cyan/blue} {pos:>4}/{len} steps {elapsed:>4} | {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        b
+    let mut tamiyo = Controller::new(keys, if mode == Mode::Grown { plan } else { Vec::new() }, probation_steps);
+    bar.inc_length(u64::from(args.epochs) * session.steps_per_epoch() as u64);
+    let mut run = Run {
+        mode,
+        session,
+        tamiyo: Controller::new(KeyRing::new(), Vec::new(), 0),
+        train_loss: Vec::new(),
+        val_loss: Vec::new(),
+        stage_track: BTreeMap::new(),
+        gate_marks: Vec::new(),
+        last: (f32::NAN, f32::NAN),
     };
-
-    // What the plot and the summary need, recorded as training goes.
-    let mut train_loss: Vec<(f64, f64)> = Vec::new();
-    let mut val_loss: Vec<(f64, f64)> = Vec::new();
-    let mut stage_track: BTreeMap<String, Vec<(u64, Stage)>> = BTreeMap::new();
-    let mut gate_marks: Vec<GateMark> = Vec::new();
-    let mut gates_seen: BTreeMap<String, usize> = BTreeMap::new();
-    let mut last = (f32::NAN, f32::NAN);
-
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for _ in 0..args.epochs {
-        let epoch = session.epoch(|s, info| {
+        let (train_loss, stage_track, gate_marks) = (&mut run.train_loss, &mut run.stage_track, &mut run.gate_marks);
+        let epoch = run.session.epoch(|s, info| {
             train_loss.push((info.step as f64, f64::from(info.loss)));
-            track(s, info.step, &mut stage_track, &mut gate_marks, &mut gates_seen);
+            track(s, info.step, stage_track, gate_marks, &mut seen);
             bar.inc(1);
             Ok(())
         })?;
-        val_loss.push((session.step as f64, f64::from(epoch.val_loss)));
-        track(&session, session.step, &mut stage_track, &mut gate_marks, &mut gates_seen);
-        tamiyo.on_epoch(&session.kasmina, epoch.epoch, session.step, epoch.val_loss, epoch.val_acc)?;
-        last = (epoch.val_loss, epoch.val_acc);
+        run.val_loss.push((run.session.step as f64, f64::from(epoch.val_loss)));
+        track(&run.session, run.session.step, &mut run.stage_track, &mut run.gate_marks, &mut seen);
+        tamiyo.on_epoch(&run.session.kasmina, epoch.epoch, run.session.step, epoch.val_loss, epoch.val_acc)?;
+        run.last = (epoch.val_loss, epoch.val_acc);
         bar.set_message(format!(
-            "epoch {:>2} loss {:.3} val {:.3} acc {:>5.1}% | {}",
+            "{:<9} epoch {:>2} val {:.3} acc {:>5.1}% | {}",
+            run.mode.key(),
             epoch.epoch,
-            epoch.train_loss,
             epoch.val_loss,
             epoch.val_acc * 100.0,
-            stages_line(&session)
+            stages_line(&run.session)
         ));
     }
-    // Let the culled seed finish its embargo so the failure path completes (real clock).
-    let wait_until = Instant::now() + Duration::from_secs_f64(args.embargo_secs + 2.0);
-    while !args.host_only && Instant::now() < wait_until && failure_path_pending(&session) {
-        session.kasmina.poll();
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    track(&session, session.step, &mut stage_track, &mut gate_marks, &mut gates_seen);
     tamiyo.collect();
-    bar.finish_and_clear();
-    session.kasmina.flush_telemetry()?;
+    run.session.kasmina.flush_telemetry()?;
+    run.tamiyo = tamiyo;
+    Ok(run)
+}
 
-    // Outputs: seed states, summary, plot.
+/// Writes the outputs (seed states, summary with the three runs, plot) and prints the table or
+/// the JSON.
+fn finish(args: &DemoArgs, main: &Run, host: Option<&Run>, fixed: Option<&Run>, elapsed: Duration) -> Result<()> {
+    let session = &main.session;
     let states: Vec<Value> =
         session.kasmina.export_seed_states().iter().map(serde_json::to_value).collect::<Result<_, _>>()?;
     std::fs::write(args.out.join("seed_states.json"), serde_json::to_string_pretty(&states)? + "\n")?;
-    let summary = summary(&session, &tamiyo, last, started.elapsed(), &args)?;
+    let mut summary = summary(session, &main.tamiyo, main.last, elapsed, args)?;
+    let mut runs = serde_json::Map::new();
+    runs.insert(main.mode.key().to_owned(), main.json());
+    if let Some(h) = host {
+        runs.insert(h.mode.key().to_owned(), h.json());
+    }
+    if !args.host_only {
+        runs.insert("static".to_owned(), fixed.map_or(Value::Null, Run::json));
+    }
+    summary["runs"] = Value::Object(runs);
+    // Every stage change of every seed, at the step it happened (for the no-shock check).
+    summary["transitions"] = main
+        .stage_track
+        .iter()
+        .flat_map(|(seed, track)| track.iter().map(move |(step, stage)| json!([step, seed, stage.as_str_name()])))
+        .collect::<Vec<_>>()
+        .into();
+    let csv: String = main.train_loss.iter().map(|(step, loss)| format!("{step},{loss}\n")).collect();
+    std::fs::write(args.out.join("train_loss.csv"), format!("step,loss\n{csv}"))?;
     std::fs::write(args.out.join("summary.json"), serde_json::to_string_pretty(&summary)? + "\n")?;
-    let bands: Vec<Band> = stage_track
+    let bands: Vec<Band> = main
+        .stage_track
         .iter()
         .map(|(seed, track)| Band { label: seed.clone(), segments: segments(track, session.step) })
         .collect();
+    let mut series = vec![Series { label: "train loss", points: &main.train_loss }];
+    for (label, run) in
+        [("validation: grown", Some(main)), ("validation: host only", host), ("validation: static", fixed)]
+    {
+        if let Some(r) = run {
+            let label = if r.mode == Mode::HostOnly { "validation: host only" } else { label };
+            series.push(Series { label, points: &r.val_loss });
+        }
+    }
     let plot_path = args.out.join("training.png");
     let plot_result = plot::render(
         &plot_path,
         &format!("Kasmina demo: {}", session.data.name),
-        &[Series { label: "train loss", points: &train_loss }, Series { label: "validation loss", points: &val_loss }],
+        &series,
         &bands,
-        &gate_marks,
+        &main.gate_marks,
         session.step,
     );
-
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else if !args.quiet {
         print_table(&summary);
         match &plot_result {
             Ok(()) => println!(
-                "\nwrote {}/ (telemetry.jsonl, seed_states.json, summary.json, training.png)",
+                "\nwrote {}/ (telemetry.jsonl, seed_states.json, summary.json, train_loss.csv, training.png)",
                 args.out.display()
             ),
             Err(e) => println!("\nwrote {}/ (the plot failed: {e:#})", args.out.display()),
@@ -194,10 +332,6 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
         eprintln!("warning: plot not written: {e:#}");
     }
     Ok(())
-}
-
-fn failure_path_pending(session: &Session) -> bool {
-    session.kasmina.export_seed_states().iter().any(|s| s.stage().is_failure_path())
 }
 
 /// Records each slot's stage at `step` and every new gate event.
@@ -339,6 +473,25 @@ fn print_table(s: &Value) {
         pct(&s["final_val_acc"]),
         s["final_val_loss"].as_f64().unwrap_or(f64::NAN)
     );
+    if let Some(runs) = s["runs"].as_object() {
+        println!();
+        println!("  {:<10} {:>14} {:>16} {:>10}", "run", "val accuracy", "val loss", "params");
+        for key in ["host_only", "grown", "static"] {
+            let Some(r) = runs.get(key) else { continue };
+            if r.is_null() {
+                println!("  {:<10} {:>14}", key.replace('_', " "), "(no fossilized seed)");
+                continue;
+            }
+            println!(
+                "  {:<10} {:>14} {:>16.4} {:>10}",
+                key.replace('_', " "),
+                pct(&r["final_val_acc"]),
+                r["final_val_loss"].as_f64().unwrap_or(f64::NAN),
+                r["params"]
+            );
+        }
+        println!();
+    }
     println!("  isolation checks     {} run, {} violations", s["isolation_checks"], s["isolation_violations"]);
     println!("  Kasmina's share of step time  {}", pct(&s["kasmina_share_of_step_time"]));
     println!("  health               {}", s["health"].as_str().unwrap_or(""));

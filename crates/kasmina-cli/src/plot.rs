@@ -1,5 +1,5 @@
-//! The demo's PNG: train and validation loss over steps, each seed's stages as coloured bands,
-//! gate evaluations marked.
+//! The demo's PNG: the grown run's train loss and the validation loss of every run (host only,
+//! grown, static) over steps, each seed's stages as coloured bands, gate evaluations marked.
 
 use std::path::Path;
 
@@ -85,7 +85,7 @@ pub(crate) fn render(
                 .map_err(|e| err(&e))?;
         }
     }
-    let palette = [RGBColor(31, 119, 180), RGBColor(214, 39, 40)];
+    let palette = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(127, 127, 127), RGBColor(148, 103, 189)];
     for (i, s) in series.iter().enumerate() {
         let color = palette[i % palette.len()];
         let width = if i == 0 { 1 } else { 3 };

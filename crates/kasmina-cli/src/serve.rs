@@ -144,6 +144,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         telemetry,
         blueprint_dir: blueprint_dir.clone(),
         host_only: false,
+        width: crate::session::SERVE_WIDTH,
+        static_seed: None,
+        standardize: true,
     };
 
     let result = serve(options, args.listen, Duration::from_millis(args.receipt_wait_ms), &rollback_path);

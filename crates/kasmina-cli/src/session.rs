@@ -10,16 +10,21 @@ use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 use candle_nn::{Linear, VarBuilder, VarMap, linear, loss::cross_entropy};
 use kasmina_runtime::reexports::security::KeyRing;
 use kasmina_runtime::reexports::telemetry::Telemetry;
-use kasmina_runtime::{EpochReport, FossilizedSeed, Kasmina, KasminaConfig, SeedSlot, StepReport, blueprint::builtin};
+use kasmina_runtime::{
+    EpochReport, FossilizedSeed, Kasmina, KasminaConfig, SeedKernel, SeedSlot, StepReport, blueprint::builtin,
+};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-/// Width of the host's hidden layers (and of its two seed slots).
-pub(crate) const HIDDEN: usize = 128;
-/// The slot after the first hidden layer.
-pub(crate) const SLOT_A: &str = "hidden1";
-/// The slot after the second hidden layer.
+/// Default width of the host's hidden layers (and of its second slot): small on purpose, so
+/// that the host is too small for the built-in task and a seed has capacity to add.
+pub(crate) const HIDDEN: usize = 4;
+/// Width of `serve`'s host (the slot width remote clients size their seeds for).
+pub(crate) const SERVE_WIDTH: usize = 128;
+/// The slot on the host's input (width = the number of features).
+pub(crate) const SLOT_A: &str = "input";
+/// The slot after the second hidden layer (width = the host's width).
 pub(crate) const SLOT_B: &str = "hidden2";
 
 /// Train and validation tensors.
@@ -35,18 +40,20 @@ pub(crate) struct Dataset {
 }
 
 impl Dataset {
-    /// The built-in task: 8 uniform features in [-1, 1], 4 classes =
-    /// 2·[x0·x1 > 0] + [x2 + 0.5·x3 > 0]. The second bit is linear, the first is XOR-like: a host
-    /// without non-linearity solves half the task (≈ 50 % accuracy) and plateaus.
+    /// The built-in task: 8 uniform features in [-1, 1]; the class (4, balanced) is the
+    /// quartile of the radius of the first five, `|x[..5]|` (thresholds 1.088, 1.278, 1.452).
+    /// A radial boundary in five dimensions needs many ReLU units: the demo's 4-wide host is
+    /// simply too small for it and plateaus around 50 %; a seed that adds capacity can lift it.
     pub(crate) fn synthetic(seed: u64, n: usize, device: &Device) -> Result<Self> {
         let mut rng = StdRng::seed_from_u64(seed ^ 0xDA7A);
         let mut rows = Vec::with_capacity(n);
         for _ in 0..n {
             let x: Vec<f32> = (0..8).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-            let label = 2 * u32::from(x[0] * x[1] > 0.0) + u32::from(x[2] + 0.5 * x[3] > 0.0);
+            let r = x[..5].iter().map(|v| v * v).sum::<f32>().sqrt();
+            let label = u32::from(r > 1.088) + u32::from(r > 1.278) + u32::from(r > 1.452);
             rows.push((x, label));
         }
-        Self::from_rows(rows, 8, 4, "synthetic xor+linear (8 features, 4 classes)", device)
+        Self::from_rows(rows, 8, 4, "synthetic 5-d radial quartiles (8 features, 4 classes)", device)
     }
 
     /// A CSV file: numeric feature columns, the last column an integer class label (0-based).
@@ -117,43 +124,61 @@ impl Dataset {
         Ok(Self { train_x, train_y, val_x, val_y, features, classes, name: name.to_owned() })
     }
 
+    /// Standardises every feature with the training split's mean and standard deviation (a
+    /// constant feature is centred only).
+    pub(crate) fn standardize(&mut self) -> Result<()> {
+        let mean = self.train_x.mean_keepdim(0)?;
+        let centred = self.train_x.broadcast_sub(&mean)?;
+        let std = centred.sqr()?.mean_keepdim(0)?.sqrt()?;
+        let ones = std.ones_like()?;
+        let std = std.ge(1e-8)?.where_cond(&std, &ones)?;
+        self.train_x = centred.broadcast_div(&std)?;
+        self.val_x = self.val_x.broadcast_sub(&mean)?.broadcast_div(&std)?;
+        Ok(())
+    }
+
     pub(crate) fn train_len(&self) -> usize {
         self.train_x.dims()[0]
     }
 }
 
-/// The host: linear → slot A → linear → slot B → linear. No non-linearity of its own, so on the
-/// built-in task it learns the linear half and plateaus; a seed can add what it lacks.
+/// The host: slot A on its input → linear → ReLU → linear → ReLU → slot B → linear, `width`
+/// units wide.
+/// With the default width it is simply too small for the built-in task; a seed can add the
+/// capacity it lacks. `static_seed` puts a seed's architecture into the host from step 0 (the
+/// "static" baseline: the same capacity, trained by the host's optimiser from the start).
 pub(crate) struct Model {
     pub(crate) varmap: VarMap,
     l1: Linear,
     l2: Linear,
     l3: Linear,
     pub(crate) slots: Option<(SeedSlot, SeedSlot)>,
+    static_seed: Option<(String, SeedKernel)>,
+    pub(crate) width: usize,
 }
 
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Model").field("slots", &self.slots).finish_non_exhaustive()
+        f.debug_struct("Model").field("slots", &self.slots).field("width", &self.width).finish_non_exhaustive()
     }
 }
 
 impl Model {
-    fn new(features: usize, classes: usize, seed: u64, device: &Device) -> Result<Self> {
+    fn new(features: usize, classes: usize, width: usize, seed: u64, device: &Device) -> Result<Self> {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
-        let l1 = linear(features, HIDDEN, vb.pp("l1"))?;
-        let l2 = linear(HIDDEN, HIDDEN, vb.pp("l2"))?;
-        let l3 = linear(HIDDEN, classes, vb.pp("l3"))?;
+        let l1 = linear(features, width, vb.pp("l1"))?;
+        let l2 = linear(width, width, vb.pp("l2"))?;
+        let l3 = linear(width, classes, vb.pp("l3"))?;
         // Seeded initialisation (candle's CPU RNG cannot be seeded): uniform ±1/sqrt(fan_in).
         let mut varmap = varmap;
         let mut rng = StdRng::seed_from_u64(seed ^ 0x1417);
         for (name, rows, cols) in [
-            ("l1.weight", HIDDEN, features),
-            ("l1.bias", HIDDEN, 0),
-            ("l2.weight", HIDDEN, HIDDEN),
-            ("l2.bias", HIDDEN, 0),
-            ("l3.weight", classes, HIDDEN),
+            ("l1.weight", width, features),
+            ("l1.bias", width, 0),
+            ("l2.weight", width, width),
+            ("l2.bias", width, 0),
+            ("l3.weight", classes, width),
             ("l3.bias", classes, 0),
         ] {
             let fan_in = if cols == 0 { rows } else { cols };
@@ -167,18 +192,33 @@ impl Model {
             };
             varmap.set_one(name, t)?;
         }
-        Ok(Self { varmap, l1, l2, l3, slots: None })
+        Ok(Self { varmap, l1, l2, l3, slots: None, static_seed: None, width })
+    }
+
+    /// Parameters of the host (and of its static seed, when it has one).
+    pub(crate) fn params(&self) -> usize {
+        let host: usize = self.varmap.all_vars().iter().map(|v| v.elem_count()).sum();
+        host + self.static_seed.as_ref().map_or(0, |(_, k)| k.param_count())
+    }
+
+    /// The output of the layer that feeds `slot`, through the slot (or the static seed).
+    fn through(&self, slot: &str, h: &Tensor) -> Result<Tensor> {
+        if let Some((s, kernel)) = &self.static_seed
+            && s == slot
+        {
+            return Ok((h + kernel.delta(h)?)?);
+        }
+        match (&self.slots, slot) {
+            (Some((a, _)), SLOT_A) => Ok(a.forward(h)?),
+            (Some((_, b)), SLOT_B) => Ok(b.forward(h)?),
+            _ => Ok(h.clone()),
+        }
     }
 
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut h = self.l1.forward(x)?;
-        if let Some((a, _)) = &self.slots {
-            h = a.forward(&h)?;
-        }
-        h = self.l2.forward(&h)?;
-        if let Some((_, b)) = &self.slots {
-            h = b.forward(&h)?;
-        }
+        let h = self.through(SLOT_A, x)?;
+        let h = self.l1.forward(&h)?.relu()?;
+        let h = self.through(SLOT_B, &self.l2.forward(&h)?.relu()?)?;
         Ok(self.l3.forward(&h)?)
     }
 }
@@ -196,6 +236,13 @@ pub(crate) struct SessionOptions {
     pub(crate) telemetry: Telemetry,
     pub(crate) blueprint_dir: PathBuf,
     pub(crate) host_only: bool,
+    /// Width of the host's hidden layers.
+    pub(crate) width: usize,
+    /// The static baseline: this blueprint's architecture in this slot from step 0, trained by
+    /// the host's optimiser (no Kasmina seeds then).
+    pub(crate) static_seed: Option<(String, String)>,
+    /// Standardise the features (mean 0, variance 1 from the training split).
+    pub(crate) standardize: bool,
 }
 
 /// What one training step did.
@@ -235,12 +282,15 @@ pub(crate) struct Session {
 
 impl Session {
     pub(crate) fn new(opts: SessionOptions) -> Result<Self> {
-        let data = match &opts.data {
+        let mut data = match &opts.data {
             Some(path) => Dataset::csv(path, opts.seed, &opts.device)?,
             None => Dataset::synthetic(opts.seed, 8192, &opts.device)?,
         };
-        let mut model = Model::new(data.features, data.classes, opts.seed, &opts.device)?;
-        let library = builtin::write_library(&opts.blueprint_dir, &[HIDDEN], opts.seed)?;
+        if opts.standardize {
+            data.standardize()?;
+        }
+        let mut model = Model::new(data.features, data.classes, opts.width, opts.seed, &opts.device)?;
+        let library = builtin::write_library(&opts.blueprint_dir, &[data.features, opts.width], opts.seed)?;
         let kasmina = Kasmina::builder()
             .device(opts.device.clone())
             .config(opts.config)
@@ -249,11 +299,18 @@ impl Session {
             .telemetry(opts.telemetry)
             .host_varmap(&model.varmap)
             .build()?;
-        if !opts.host_only {
-            model.slots = Some((kasmina.slot(SLOT_A, HIDDEN)?, kasmina.slot(SLOT_B, HIDDEN)?));
+        let mut host_vars = model.varmap.all_vars();
+        if let Some((slot, blueprint)) = &opts.static_seed {
+            let width = if slot == SLOT_A { data.features } else { opts.width };
+            let artifact = builtin::artifact(blueprint, width, opts.seed, &opts.device)?;
+            let kernel = SeedKernel::instantiate(&artifact, &opts.device)?;
+            host_vars.extend(kernel.vars());
+            model.static_seed = Some((slot.clone(), kernel));
+        } else if !opts.host_only {
+            model.slots = Some((kasmina.slot(SLOT_A, data.features)?, kasmina.slot(SLOT_B, opts.width)?));
         }
         let params = ParamsAdamW { lr: opts.host_lr, weight_decay: 0.0, ..ParamsAdamW::default() };
-        let opt = AdamW::new(model.varmap.all_vars(), params)?;
+        let opt = AdamW::new(host_vars, params)?;
         Ok(Self {
             kasmina,
             model,

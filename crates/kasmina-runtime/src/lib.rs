@@ -42,6 +42,19 @@
 //!     // ... the host optimiser steps with `grads` ...
 //!     kasmina.on_step(&grads, StepReport::new(loss.to_scalar::<f32>()?))?;
 //! }
+//! // Each epoch, before `on_epoch`: the loss of each of a fixed set of validation batches,
+//! // forward only; Kasmina runs it as is and with each shadowing or probationary seed's slot
+//! // bypassed (its counterfactual contribution, gates G3/G4).
+//! let val = (0..4).map(|_| Tensor::randn(0f32, 1.0, (32, 4), &device));
+//! let val: Vec<Tensor> = val.collect::<candle_core::Result<_>>()?;
+//! kasmina.evaluate_counterfactual(|| {
+//!     val.iter()
+//!         .map(|x| {
+//!             let h = slot.forward(&l1.forward(x)?.relu()?).map_err(candle_core::Error::msg)?;
+//!             l2.forward(&h)?.sqr()?.mean_all()?.to_scalar::<f32>()
+//!         })
+//!         .collect()
+//! })?;
 //! kasmina.on_epoch(EpochReport { epoch: 0, val_loss: 0.5, val_acc: 0.8 })?;
 //! let states = kasmina.export_seed_states();
 //! # Ok::<(), Box<dyn std::error::Error>>(())

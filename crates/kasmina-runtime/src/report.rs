@@ -42,8 +42,10 @@ pub struct EpochReport {
     pub val_acc: f32,
 }
 
-/// A seed that reached FOSSILIZED: its parameters now belong to the host. Add them to the host's
-/// optimiser; Kasmina no longer steps them.
+/// A seed that reached FOSSILIZED: its parameters now belong to the host model (the registry
+/// counts them as the host's). Kasmina keeps training them with the seed's own optimiser and
+/// its moments (decisions D4: fossilization must not shake training), so do **not** add them to
+/// the trainer's optimiser; save them with the model.
 #[derive(Debug, Clone)]
 pub struct FossilizedSeed {
     /// The seed.
@@ -57,7 +59,8 @@ pub struct FossilizedSeed {
 /// What one [`crate::Kasmina::on_step`] did.
 #[derive(Debug, Clone, Default)]
 pub struct StepOutcome {
-    /// Seeds fossilized at this safe point (hand their vars to the host optimiser).
+    /// Seeds fossilized at this safe point (part of the model from now on; Kasmina keeps
+    /// training them).
     pub fossilized: Vec<FossilizedSeed>,
     /// Isolation checks run at this step.
     pub isolation_checks: u32,

@@ -6,8 +6,9 @@
 //! | `BP001` | residual MLP adapter (hidden = width/2, ≥ 4) | output layer starts at zero; the default fallback |
 //! | `BP002` | low-rank adapter (rank = width/8, ≥ 2) | `B` starts at zero |
 //! | `BP003` | zero-initialised linear | |
+//! | `BP004` | wide residual MLP adapter (hidden = 4·width) | output layer starts at zero; adds real capacity |
 //! | `BP900` | residual MLP that turns non-finite after 3 steps | deliberately broken, for demos and failure tests |
-//! | `BP901` | linear delta with random (not zero) weights | deliberately harmful: perturbs the host activation (no-trace tests) |
+//! | `BP901` | linear delta plus fresh Gaussian noise (σ 2) at every call | deliberately harmful: training cannot learn it away (no-trace tests) |
 //!
 //! Weights come from a seeded RNG, so a library written twice with the same seed is
 //! byte-identical.
@@ -30,12 +31,14 @@ pub const RESIDUAL_MLP: &str = "BP001";
 pub const LOW_RANK: &str = "BP002";
 /// Zero-initialised linear.
 pub const ZERO_LINEAR: &str = "BP003";
+/// Wide residual MLP adapter (hidden = 4 × width).
+pub const WIDE_MLP: &str = "BP004";
 /// Deliberately broken kernel (output non-finite after a few steps).
 pub const BROKEN: &str = "BP900";
-/// Deliberately harmful kernel (a random linear delta that perturbs the host activation).
+/// Deliberately harmful kernel (a linear delta plus fresh Gaussian noise at every call).
 pub const NOISY: &str = "BP901";
 /// Every built-in id.
-pub const ALL: &[&str] = &[IDENTITY, RESIDUAL_MLP, LOW_RANK, ZERO_LINEAR, BROKEN, NOISY];
+pub const ALL: &[&str] = &[IDENTITY, RESIDUAL_MLP, LOW_RANK, ZERO_LINEAR, BROKEN, NOISY, WIDE_MLP];
 /// Optimiser steps after which `BP900` turns non-finite.
 pub const BROKEN_AFTER_STEPS: u64 = 3;
 
@@ -73,7 +76,7 @@ pub fn descriptors() -> Vec<BlueprintDescriptor> {
         "noisy-linear",
         BlueprintTier::HighRisk,
         0.9,
-        "deliberately harmful: a random linear delta that perturbs the host activation (no-trace tests)",
+        "deliberately harmful: adds fresh Gaussian noise at every call, which training cannot learn away (no-trace tests)",
     );
     noisy.quarantine_only = true;
     vec![
@@ -81,6 +84,13 @@ pub fn descriptors() -> Vec<BlueprintDescriptor> {
         d(RESIDUAL_MLP, "residual-mlp", BlueprintTier::Safe, 0.1, "residual MLP adapter; output layer starts at zero"),
         d(LOW_RANK, "low-rank", BlueprintTier::Safe, 0.1, "low-rank adapter x·A·B; B starts at zero"),
         d(ZERO_LINEAR, "zero-linear", BlueprintTier::Experimental, 0.2, "zero-initialised linear delta"),
+        d(
+            WIDE_MLP,
+            "wide-residual-mlp",
+            BlueprintTier::Safe,
+            0.15,
+            "wide residual MLP adapter (hidden 4x width); output layer starts at zero",
+        ),
         broken,
         noisy,
     ]
@@ -101,8 +111,8 @@ pub fn artifact(blueprint_id: &str, width: usize, seed: u64, device: &Device) ->
     let mut tensors = BTreeMap::new();
     let (kind, poison) = match blueprint_id {
         IDENTITY => (KernelKind::Identity, None),
-        RESIDUAL_MLP | BROKEN => {
-            let hidden = (width / 2).max(4);
+        RESIDUAL_MLP | BROKEN | WIDE_MLP => {
+            let hidden = if blueprint_id == WIDE_MLP { 4 * width } else { (width / 2).max(4) };
             let bound = (1.0 / width as f32).sqrt();
             tensors.insert("down.weight".to_owned(), uniform(&mut rng, hidden, width, bound, device)?);
             tensors.insert("down.bias".to_owned(), Tensor::zeros(hidden, candle_core::DType::F32, device)?);
@@ -118,10 +128,9 @@ pub fn artifact(blueprint_id: &str, width: usize, seed: u64, device: &Device) ->
             (KernelKind::LowRank, None)
         }
         NOISY => {
-            let bound = (3.0 / width as f32).sqrt();
-            tensors.insert("weight".to_owned(), uniform(&mut rng, width, width, bound, device)?);
-            tensors.insert("bias".to_owned(), uniform(&mut rng, 1, width, 0.5, device)?.squeeze(0)?);
-            (KernelKind::ZeroLinear, None)
+            tensors.insert("weight".to_owned(), Tensor::zeros((width, width), candle_core::DType::F32, device)?);
+            tensors.insert("bias".to_owned(), Tensor::zeros(width, candle_core::DType::F32, device)?);
+            (KernelKind::Noisy, None)
         }
         ZERO_LINEAR => {
             tensors.insert("weight".to_owned(), Tensor::zeros((width, width), candle_core::DType::F32, device)?);

@@ -4,6 +4,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use candle_core::{DType, Device, Tensor, Var};
+use parking_lot::Mutex;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, Result};
 
@@ -19,7 +22,13 @@ pub enum KernelKind {
     LowRank,
     /// `x W + b` with `W`, `b` starting at zero (BP003).
     ZeroLinear,
+    /// `x W + b + σ·ε` with fresh Gaussian noise `ε` (σ = [`NOISE_STD`]) at every call, from a
+    /// seeded generator: a delta that hurts and that training cannot learn away (BP901).
+    Noisy,
 }
+
+/// Standard deviation of the noise a [`KernelKind::Noisy`] kernel adds.
+pub const NOISE_STD: f64 = 2.0;
 
 impl KernelKind {
     /// The metadata name of the kind.
@@ -29,12 +38,15 @@ impl KernelKind {
             Self::ResidualMlp => "residual_mlp",
             Self::LowRank => "low_rank",
             Self::ZeroLinear => "zero_linear",
+            Self::Noisy => "noisy",
         }
     }
 
     /// Parses a metadata name.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Identity, Self::ResidualMlp, Self::LowRank, Self::ZeroLinear].into_iter().find(|k| k.as_str() == s)
+        [Self::Identity, Self::ResidualMlp, Self::LowRank, Self::ZeroLinear, Self::Noisy]
+            .into_iter()
+            .find(|k| k.as_str() == s)
     }
 
     /// The tensors an artefact of this kind must hold.
@@ -43,7 +55,7 @@ impl KernelKind {
             Self::Identity => &[],
             Self::ResidualMlp => &["down.weight", "down.bias", "up.weight", "up.bias"],
             Self::LowRank => &["a", "b"],
-            Self::ZeroLinear => &["weight", "bias"],
+            Self::ZeroLinear | Self::Noisy => &["weight", "bias"],
         }
     }
 }
@@ -116,7 +128,7 @@ impl KernelArtifact {
                 let r = dims("a").get(1).copied().unwrap_or(0);
                 dims("a") == [w, r] && dims("b") == [r, w]
             }
-            KernelKind::ZeroLinear => dims("weight") == [w, w] && dims("bias") == [w],
+            KernelKind::ZeroLinear | KernelKind::Noisy => dims("weight") == [w, w] && dims("bias") == [w],
         };
         if ok {
             Ok(())
@@ -138,6 +150,9 @@ pub struct SeedKernel {
     vars: Vec<(String, Var)>,
     poison_after_steps: Option<u64>,
     steps: AtomicU64,
+    /// The noise generator of a [`KernelKind::Noisy`] kernel (seeded from the width, so runs
+    /// repeat).
+    noise: Option<Mutex<StdRng>>,
 }
 
 impl SeedKernel {
@@ -162,6 +177,8 @@ impl SeedKernel {
             vars,
             poison_after_steps: artifact.poison_after_steps,
             steps: AtomicU64::new(0),
+            noise: (artifact.kind == KernelKind::Noisy)
+                .then(|| Mutex::new(StdRng::seed_from_u64(0x9015_E000 ^ artifact.width as u64))),
         })
     }
 
@@ -220,11 +237,37 @@ impl SeedKernel {
             }
             KernelKind::LowRank => x.matmul(self.var("a")?)?.matmul(self.var("b")?)?,
             KernelKind::ZeroLinear => x.matmul(self.var("weight")?)?.broadcast_add(self.var("bias")?)?,
+            KernelKind::Noisy => {
+                let linear = x.matmul(self.var("weight")?)?.broadcast_add(self.var("bias")?)?;
+                (linear + self.noise_like(x)?)?
+            }
         };
         match self.poison_after_steps {
             Some(n) if self.steps.load(Ordering::Relaxed) >= n => delta + f64::NAN,
             _ => Ok(delta),
         }
+    }
+}
+
+impl SeedKernel {
+    /// Gaussian noise (σ = [`NOISE_STD`]) shaped like `x`, from the kernel's own generator.
+    fn noise_like(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let n = x.elem_count();
+        let mut values = Vec::with_capacity(n);
+        {
+            let Some(rng) = self.noise.as_ref() else { return x.zeros_like() };
+            let mut rng = rng.lock();
+            while values.len() < n {
+                // Box–Muller: two uniforms in (0, 1] give two independent normals.
+                let (u1, u2): (f64, f64) = (1.0 - rng.random::<f64>(), rng.random::<f64>());
+                let r = (-2.0 * u1.ln()).sqrt() * NOISE_STD;
+                let t = std::f64::consts::TAU * u2;
+                values.push((r * t.cos()) as f32);
+                values.push((r * t.sin()) as f32);
+            }
+        }
+        values.truncate(n);
+        Tensor::from_vec(values, x.shape(), x.device())?.to_dtype(x.dtype())
     }
 }
 

@@ -10,7 +10,7 @@ pub mod builtin;
 mod kernel;
 mod library;
 
-pub use kernel::{KernelArtifact, KernelKind, SeedKernel};
+pub use kernel::{KernelArtifact, KernelKind, NOISE_STD, SeedKernel};
 pub use library::{BlueprintLibrary, FetchError};
 
 use candle_core::Device;
