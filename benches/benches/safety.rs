@@ -82,6 +82,8 @@ fn lifecycle(c: &mut Criterion) {
                 isolation_violations: 0,
                 hook_latency_ms: 2.0,
                 hook_latency_budget_ms: 10.0,
+                shadow_contribution: None,
+                harm_sigmas: kasmina_lifecycle::gates::DEFAULT_HARM_SIGMAS,
             }
             .into(),
         ),

@@ -345,7 +345,7 @@ impl Session {
             let mut report = StepReport::new(loss_value);
             for slot in self.kasmina.shadow_slots() {
                 let shadow = self.kasmina.with_shadow(&slot, || self.model.forward(x))??;
-                report = report.with_shadow_loss(slot, cross_entropy(&shadow, y)?.to_scalar::<f32>()?);
+                report = report.with_shadow_loss_tensor(slot, &cross_entropy(&shadow, y)?)?;
             }
             // A fossilized seed keeps training with its own optimiser inside Kasmina; the host's
             // optimiser is left alone (decisions D4).

@@ -292,6 +292,13 @@ pub struct TrainingEvidence<'a> {
     pub hook_latency_ms: f64,
     /// The hook's budget, in ms.
     pub hook_latency_budget_ms: f64,
+    /// The seed's paired shadow contribution over the window: per step, the host's loss minus
+    /// the loss with the slot's output taken from the seed (same batch, no gradient). `None`
+    /// when the trainer reported no shadow losses (the check is then skipped).
+    pub shadow_contribution: Option<Counterfactual>,
+    /// A seed whose shadow contribution is below `-harm_sigmas * std_error` is harmful
+    /// ([`GateReason::CounterfactualHarmful`]): it leaves before it ever touches the forward.
+    pub harm_sigmas: f64,
 }
 
 /// G2 evidence (BLENDING → SHADOWING).
@@ -735,6 +742,14 @@ fn g1_training(ctx: &GateContext<'_>, e: &TrainingEvidence<'_>) -> Verdict {
         if worst_ratio.is_some_and(|ratio| !within(ratio, e.max_grad_ratio)) {
             run.attr("grad_ratio_bound", e.max_grad_ratio);
             return Err(SeedGradientExploding);
+        }
+        if let Some(cf) = e.shadow_contribution {
+            run.attr("shadow_contribution_mean", cf.mean).attr("shadow_contribution_std_error", cf.std_error);
+            // A NaN in the contribution or in `harm_sigmas` fails.
+            if !at_least(cf.mean, -e.harm_sigmas * cf.std_error) {
+                run.attr("harm_sigmas", e.harm_sigmas);
+                return Err(CounterfactualHarmful);
+            }
         }
         if !within(e.hook_latency_ms, e.hook_latency_budget_ms) {
             run.attr("hook_latency_ms", e.hook_latency_ms).attr("budget_ms", e.hook_latency_budget_ms);

@@ -11,9 +11,10 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct KasminaConfig {
-    /// Steps a seed trains (straight-through) before G1 may move it to BLENDING (design
-    /// `fixed_steps`: 30).
+    /// Steps a seed trains before G1 may move it to BLENDING (design `fixed_steps`: 30).
     pub training_steps: u64,
+    /// How a seed learns in TRAINING (see [`TrainingMode`]).
+    pub training_mode: TrainingMode,
     /// Length of the alpha ramp in BLENDING, in steps (prototype: 20); a START_GRAFTING
     /// parameter `alpha_steps` overrides it per seed.
     pub blending_steps: u64,
@@ -87,10 +88,29 @@ pub struct KasminaConfig {
     pub receipt_ttl: Duration,
 }
 
+/// How a seed learns in TRAINING, before it touches the forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TrainingMode {
+    /// On its shadow loss: the trainer evaluates the batch with the slot's output taken from the
+    /// seed (`h + delta(sg(h))`, see [`crate::Kasmina::with_shadow`]) and reports that loss as
+    /// a tensor ([`crate::StepReport::with_shadow_loss_tensor`]); the runtime backpropagates it
+    /// and steps only the seed (the host's gradients of that pass are discarded). The slot
+    /// forwards the host activation unchanged. The seed learns its own stand-alone effect, so
+    /// G1 can refuse a seed that would harm before it ever touches the forward.
+    #[default]
+    Shadow,
+    /// Straight-through: the slot forwards `h + (d - sg(d))` (equal to `h`) and the seed
+    /// receives the gradient `h` receives. Cheaper (no second backward), but the seed never sees
+    /// its own effect, so its stand-alone loss says little and G1 does not read it.
+    StraightThrough,
+}
+
 impl Default for KasminaConfig {
     fn default() -> Self {
         Self {
             training_steps: 30,
+            training_mode: TrainingMode::Shadow,
             blending_steps: 20,
             alpha_curve: AlphaCurve::Sigmoid { temperature: 2.0 },
             blend_out_steps: 20,

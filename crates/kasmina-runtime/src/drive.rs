@@ -54,10 +54,12 @@ impl Inner {
                 continue;
             }
             let seen = cell.take_observation();
-            let ev = self.observe(&cell, seed, seen, grads, report, step, &mut out, &mut outcome);
+            let shadow_grads = self.shadow_grads(seed, &cell.name, report);
+            let seed_grads = shadow_grads.as_ref().unwrap_or(grads);
+            let ev = self.observe(&cell, seed, seen, grads, seed_grads, report, step, &mut out, &mut outcome);
             let cx = self.cx(&cell.name, &seed.id);
             let fx = seed.on_step(&ev, &cx);
-            self.perform(&cell, seed, fx, Some(grads), &cx, &mut out);
+            self.perform(&cell, seed, fx, Some(seed_grads), &cx, &mut out);
         }
         if !monitored {
             // With no monitored seed left, the isolation breaker still recovers (decisions D6).
@@ -160,7 +162,18 @@ impl Inner {
         true
     }
 
-    /// Everything this step observed for `seed`.
+    /// In [`crate::TrainingMode::Shadow`], the seed's gradients from its shadow loss (a second
+    /// backward, through the seed's stand-alone output); `None` in any other case.
+    fn shadow_grads(&self, seed: &Seed, slot: &str, report: &StepReport) -> Option<GradStore> {
+        let training = seed.live().is_some_and(|l| matches!(l.phase, Phase::Training { .. }) && l.pause.is_none());
+        if !training || self.config.training_mode != crate::config::TrainingMode::Shadow {
+            return None;
+        }
+        report.shadow_loss_tensors.get(slot).and_then(|loss| loss.backward().ok())
+    }
+
+    /// Everything this step observed for `seed`; `seed_grads` are the gradients the seed learns
+    /// from (this step's, or its shadow loss's in the shadow training mode).
     #[allow(clippy::too_many_arguments)]
     fn observe(
         &self,
@@ -168,6 +181,7 @@ impl Inner {
         seed: &mut Seed,
         seen: Observation,
         grads: &GradStore,
+        seed_grads: &GradStore,
         report: &StepReport,
         step: u64,
         out: &mut Outbox,
@@ -207,8 +221,7 @@ impl Inner {
         }
         if seed.live().is_some_and(|l| matches!(l.phase, Phase::Training { .. })) {
             // G1's evidence: the seed's and the host's gradient norms at this step.
-            ev.seed_grad_norm =
-                ev.isolation.as_ref().and_then(|i| i.seed_grad_norm).or_else(|| grad_norm(&vars, grads));
+            ev.seed_grad_norm = grad_norm(&vars, seed_grads);
             ev.host_grad_norm = report.host_grad_norm.or_else(|| {
                 let host: Vec<candle_core::Var> = self.host_vars.iter().map(|(_, v)| v.clone()).collect();
                 grad_norm(&host, grads)

@@ -201,8 +201,11 @@ impl Kasmina {
     }
 
     /// Runs `f` (a forward pass of the model) with slot `slot` in shadow mode: the slot outputs
-    /// its seed branch, detached, while every other slot forwards normally (a non-finite seed
-    /// bypassed) and records nothing. Use the result's loss as that slot's shadow seed loss.
+    /// its seed's stand-alone output `sg(h) + delta(sg(h))` (with the seed's graph; no gradient
+    /// reaches the layers upstream of the slot), while every other slot forwards normally (a
+    /// non-finite seed bypassed) and records nothing. Report the result's loss as that slot's
+    /// shadow seed loss, as a tensor ([`StepReport::with_shadow_loss_tensor`]) in
+    /// [`crate::TrainingMode::Shadow`], where the runtime trains the seed on it.
     pub fn with_shadow<R>(&self, slot: &str, f: impl FnOnce() -> R) -> Result<R> {
         let cell = self.get_slot(slot)?.cell;
         Ok(cell.shadowed(f))

@@ -89,7 +89,7 @@ mod state;
 pub use blueprint::{BlueprintLibrary, BlueprintRuntime, FetchError, KernelArtifact, KernelKind, SeedKernel};
 pub use breakers::BreakerName;
 pub use builder::KasminaBuilder;
-pub use config::KasminaConfig;
+pub use config::{KasminaConfig, TrainingMode};
 pub use error::{Error, Result};
 pub use handle::{Kasmina, Ticket};
 pub use receipt::{OK, Origin, QUEUED, Refusal};

@@ -58,7 +58,7 @@ impl Inner {
                 Effect::Rollback { stage, cause } => self.record_rollback(seed, stage, cause, cx, out),
             }
         }
-        cell.set_route(seed.route(self.config.fossil_ramp_steps));
+        cell.set_route(seed.route(self.config.fossil_ramp_steps, self.config.training_mode));
     }
 
     /// The rollback payload of a cull, timed against the fast-rollback budget (500 ms).

@@ -16,6 +16,9 @@ pub struct StepReport {
     pub shadow_losses: BTreeMap<String, f32>,
     /// Gradient norm of the host's parameters, for telemetry (optional).
     pub host_grad_norm: Option<f32>,
+    /// Shadow seed losses as tensors (with their graph), by slot name: in
+    /// [`crate::TrainingMode::Shadow`] the runtime backpropagates them to train the seed.
+    pub shadow_loss_tensors: BTreeMap<String, candle_core::Tensor>,
 }
 
 impl StepReport {
@@ -28,6 +31,20 @@ impl StepReport {
     pub fn with_shadow_loss(mut self, slot: impl Into<String>, loss: f32) -> Self {
         self.shadow_losses.insert(slot.into(), loss);
         self
+    }
+
+    /// Adds a shadow seed loss for a slot as the scalar tensor the shadow forward produced (its
+    /// graph reaches the seed): its value is G1's evidence, and in
+    /// [`crate::TrainingMode::Shadow`] the runtime trains the seed on it.
+    pub fn with_shadow_loss_tensor(
+        mut self,
+        slot: impl Into<String>,
+        loss: &candle_core::Tensor,
+    ) -> candle_core::Result<Self> {
+        let slot = slot.into();
+        self.shadow_losses.insert(slot.clone(), loss.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?);
+        self.shadow_loss_tensors.insert(slot, loss.clone());
+        Ok(self)
     }
 }
 

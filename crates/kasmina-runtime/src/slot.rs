@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{DType, Device, Module, Tensor};
-use kasmina_isolation::{SeedBranch, SlotMode, seed_input, seed_output, slot_forward};
+use kasmina_isolation::{SeedBranch, SlotMode, seed_input, slot_forward};
 use leyline::SeedLifecycleStage as Stage;
 use parking_lot::Mutex;
 
@@ -31,7 +31,8 @@ pub(crate) struct Observation {
 #[derive(Debug, Default)]
 pub(crate) struct ForwardState {
     pub(crate) route: Route,
-    /// Output the seed branch, detached (a shadow evaluation of this slot).
+    /// Output the seed's stand-alone output `sg(h) + delta(sg(h))` (a shadow evaluation of this
+    /// slot).
     pub(crate) shadow: bool,
     /// Forward the host activation, whatever the route (the bypassed half of a counterfactual
     /// evaluation of this slot).
@@ -89,7 +90,15 @@ impl SlotCell {
             return Ok(host.clone());
         }
         if shadow {
-            return Ok(seed_output(&seed_input(host), kernel.as_ref())?.detach());
+            // The seed's stand-alone output `sg(h) + delta(sg(h))`, with its graph: in the
+            // shadow training mode the seed learns from the loss computed on it.
+            let input = seed_input(host);
+            let delta = kernel.forward(&input)?;
+            let branch = SeedBranch { input: input.clone(), delta: delta.clone() };
+            if record {
+                self.record(host, &branch, mode, all_finite(&delta)?);
+            }
+            return Ok((input + delta)?);
         }
         let fwd = slot_forward(mode, host, kernel.as_ref())?;
         let Some(branch) = fwd.seed else { return Ok(fwd.output) };

@@ -77,6 +77,7 @@ pub(crate) struct G1Training {
     pub(crate) isolation_violations: u32,
     pub(crate) hook_latency_ms: f64,
     pub(crate) hook_latency_budget_ms: f64,
+    pub(crate) shadow_contribution: Option<Counterfactual>,
 }
 
 impl G1Training {
@@ -92,6 +93,7 @@ impl G1Training {
             isolation_violations: 0,
             hook_latency_ms: 2.0,
             hook_latency_budget_ms: 10.0,
+            shadow_contribution: None,
         }
     }
 
@@ -105,6 +107,8 @@ impl G1Training {
             isolation_violations: self.isolation_violations,
             hook_latency_ms: self.hook_latency_ms,
             hook_latency_budget_ms: self.hook_latency_budget_ms,
+            shadow_contribution: self.shadow_contribution,
+            harm_sigmas: kasmina_lifecycle::gates::DEFAULT_HARM_SIGMAS,
         }
     }
 }

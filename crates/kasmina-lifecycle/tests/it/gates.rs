@@ -105,6 +105,11 @@ fn g1_germinated(#[case] mutate: fn(&mut GerminatedEvidence), #[case] reason: &s
 #[case::loss_before_vanishing(|e: &mut G1Training| { e.seed_losses[0] = f32::NAN; e.seed_grad_norms = vec![0.0; 4]; }, SEED_LOSS_NOT_FINITE)]
 #[case::vanishing_before_exploding(|e: &mut G1Training| { e.seed_grad_norms = vec![0.0; 4]; e.host_grad_norms[0] = f32::NAN; e.max_grad_ratio = -1.0; }, SEED_GRADIENT_VANISHING)]
 #[case::exploding_before_hook(|e: &mut G1Training| { e.max_grad_ratio = 0.1; e.hook_latency_ms = 11.0; }, SEED_GRADIENT_EXPLODING)]
+// The seed's stand-alone (shadow) contribution: harmful beyond 2 standard errors fails.
+#[case::shadow_harmful(|e: &mut G1Training| e.shadow_contribution = Some(Counterfactual { mean: -0.3, std_error: 0.05, batches: 40 }), COUNTERFACTUAL_HARMFUL)]
+#[case::shadow_within_noise(|e: &mut G1Training| e.shadow_contribution = Some(Counterfactual { mean: -0.05, std_error: 0.05, batches: 40 }), "")]
+#[case::shadow_helpful(|e: &mut G1Training| e.shadow_contribution = Some(Counterfactual { mean: 0.2, std_error: 0.05, batches: 40 }), "")]
+#[case::shadow_nan(|e: &mut G1Training| e.shadow_contribution = Some(Counterfactual { mean: f64::NAN, std_error: 0.05, batches: 40 }), COUNTERFACTUAL_HARMFUL)]
 fn g1_training(#[case] mutate: fn(&mut G1Training), #[case] reason: &str) {
     let mut e = G1Training::passing();
     mutate(&mut e);

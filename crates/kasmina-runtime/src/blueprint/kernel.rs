@@ -28,7 +28,7 @@ pub enum KernelKind {
 }
 
 /// Standard deviation of the noise a [`KernelKind::Noisy`] kernel adds.
-pub const NOISE_STD: f64 = 2.0;
+pub const NOISE_STD: f64 = 1.0;
 
 impl KernelKind {
     /// The metadata name of the kind.

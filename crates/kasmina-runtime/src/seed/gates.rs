@@ -24,7 +24,7 @@ pub(super) fn evidence<'a>(
     let cfg = cx.config;
     Some(match (&live.phase, to) {
         (Phase::Germinated, Stage::SeedStageTraining) => GateEvidence::Germinated(germinated(live)),
-        (Phase::Training { seed_losses, grads, .. }, Stage::SeedStageBlending) => {
+        (Phase::Training { seed_losses, grads, shadow_diffs, .. }, Stage::SeedStageBlending) => {
             GateEvidence::Training(TrainingEvidence {
                 seed_grad_norms: &grads.seed_norms,
                 host_grad_norms: &grads.host_norms,
@@ -34,6 +34,11 @@ pub(super) fn evidence<'a>(
                 isolation_violations: live.health.isolation_violations,
                 hook_latency_ms: live.health.max_hook_ms,
                 hook_latency_budget_ms: cfg.hook_latency_budget_ms,
+                // The stand-alone contribution means something only when the seed learned it.
+                shadow_contribution: (cfg.training_mode == crate::config::TrainingMode::Shadow)
+                    .then(|| kasmina_lifecycle::gates::Counterfactual::from_differences(shadow_diffs))
+                    .flatten(),
+                harm_sigmas: cfg.harm_sigmas,
             })
         }
         (Phase::Blending { alpha, losses, finite, .. }, Stage::SeedStageShadowing) => {

@@ -158,10 +158,11 @@ impl Seed {
         let cfg = cx.config;
         let Some(live) = self.live_mut() else { return };
         let next = match &mut live.phase {
-            Phase::Training { steps, seed_losses, last_vs_host, grads } => {
+            Phase::Training { steps, seed_losses, last_vs_host, grads, shadow_diffs } => {
                 if let Some(l) = ev.shadow_loss {
                     seed_losses.push(l);
                     *last_vs_host = Some(l - ev.loss);
+                    shadow_diffs.push(f64::from(ev.loss) - f64::from(l));
                 }
                 if let Some(n) = ev.seed_grad_norm {
                     grads.record(n, ev.host_grad_norm);
@@ -252,6 +253,7 @@ impl Seed {
                     seed_losses: Vec::new(),
                     last_vs_host: None,
                     grads: super::GradWindow::default(),
+                    shadow_diffs: Vec::new(),
                 },
                 Stage::SeedStageBlending => {
                     let mut alpha = live.alpha_template.clone();

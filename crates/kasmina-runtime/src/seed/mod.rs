@@ -196,10 +196,31 @@ pub(crate) struct Contribution {
 #[derive(Debug)]
 pub(crate) enum Phase {
     Germinated,
-    Training { steps: u64, seed_losses: Vec<f32>, last_vs_host: Option<f32>, grads: GradWindow },
-    Blending { steps: u64, alpha: AlphaController, losses: Vec<f32>, finite: bool },
-    Shadowing { steps: u64, shadow: ShadowStats, contribution: Contribution },
-    Probationary { steps: u64, epochs: u32, shadow: ShadowStats, contribution: Contribution },
+    Training {
+        steps: u64,
+        seed_losses: Vec<f32>,
+        last_vs_host: Option<f32>,
+        grads: GradWindow,
+        /// Per step with a shadow loss: the host's loss minus the shadow seed loss (G1's harm check).
+        shadow_diffs: Vec<f64>,
+    },
+    Blending {
+        steps: u64,
+        alpha: AlphaController,
+        losses: Vec<f32>,
+        finite: bool,
+    },
+    Shadowing {
+        steps: u64,
+        shadow: ShadowStats,
+        contribution: Contribution,
+    },
+    Probationary {
+        steps: u64,
+        epochs: u32,
+        shadow: ShadowStats,
+        contribution: Contribution,
+    },
 }
 
 impl Phase {
@@ -328,12 +349,13 @@ impl Seed {
     }
 
     /// What the slot forwards for this seed now (decisions D4), given the fossilization ramp
-    /// length.
-    pub(crate) fn route(&self, fossil_ramp_steps: u64) -> Route {
+    /// length and how seeds learn in TRAINING.
+    pub(crate) fn route(&self, fossil_ramp_steps: u64, training: crate::config::TrainingMode) -> Route {
         let mode = match &self.state {
             StageState::Live(l) if l.pause.is_some() => return Route::Paused,
             StageState::Live(l) => match &l.phase {
                 Phase::Germinated => return Route::Transparent,
+                Phase::Training { .. } if training == crate::config::TrainingMode::Shadow => SlotMode::Transparent,
                 Phase::Training { .. } => SlotMode::StraightThrough,
                 Phase::Blending { alpha, .. } => SlotMode::Blend { alpha: alpha.alpha() },
                 Phase::Shadowing { .. } | Phase::Probationary { .. } => SlotMode::Full,

@@ -254,3 +254,44 @@ impl ForwardT for candle_nn::Linear {
         candle_core::Module::forward(self, x).unwrap()
     }
 }
+
+#[test]
+fn the_alpha_ramp_is_steered_by_command_parameters() {
+    let mut c = config();
+    c.auto_advance = false;
+    let mut rig = Rig::new(c);
+    rig.train(10);
+    let cmd = rig.seed_op(SeedOperation::SeedOpGerminate, "seed-1", "BP001");
+    assert!(rig.submit_and_step(&cmd).accepted);
+    let start = rig.seed_op(SeedOperation::SeedOpStartTraining, "seed-1", "");
+    assert!(rig.kasmina.apply(start).accepted);
+    rig.train(40);
+    let alpha = |rig: &Rig| rig.kasmina.export_seed_states()[0].metrics["alpha"];
+    let with_params = |rig: &mut Rig, op: SeedOperation, params: &[(&str, f32)]| {
+        let mut cmd = rig.seed_op(op, "seed-1", "");
+        if let Some(Payload::SeedOperation(o)) = cmd.payload.as_mut() {
+            o.parameters = params.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+        }
+        rig.kasmina.apply(cmd)
+    };
+    let bad = with_params(&mut rig, SeedOperation::SeedOpStartGrafting, &[("alpha_target", 1.5)]);
+    assert_eq!((bad.accepted, bad.reason.as_str()), (false, "invalid_parameter"));
+    assert_eq!(rig.stage(), Stage::SeedStageTraining, "a bad parameter changes nothing");
+    // A partial blend: linear to 0.5 over 10 steps, then hold there.
+    let r = with_params(
+        &mut rig,
+        SeedOperation::SeedOpStartGrafting,
+        &[("alpha_steps", 10.0), ("alpha_curve", 0.0), ("alpha_target", 0.5)],
+    );
+    assert!(r.accepted, "{r:?}");
+    rig.train(10);
+    assert_eq!(alpha(&rig), 0.5);
+    rig.train(5);
+    assert_eq!(alpha(&rig), 0.5, "held at the target");
+    // G2 would refuse a partial blend (alpha_schedule_incomplete): retarget to 1 first.
+    let r = with_params(&mut rig, SeedOperation::SeedOpFineTune, &[("alpha_target", 1.0)]);
+    assert!(r.accepted, "{r:?}");
+    rig.train(12);
+    assert_eq!(alpha(&rig), 1.0, "the ramp reaches exactly 1");
+    assert_eq!(rig.stage(), Stage::SeedStageBlending);
+}

@@ -90,3 +90,39 @@ fn signed_germinate_goes_all_the_way_to_fossilized_and_beats_the_host_alone() {
     assert!(states[0].age_epochs > 0);
     assert_eq!(states[0].layer_depth, 1);
 }
+
+/// No shock (decisions D4): around every stage transition of a seed that grows to FOSSILIZED,
+/// the train loss's 20-step moving average over the 50 steps after it never exceeds 1.5x its
+/// 50-step average before it.
+#[test]
+fn growing_a_seed_never_shocks_training() {
+    let mut rig = Rig::new(config());
+    rig.train(60);
+    let cmd = rig.seed_op(SeedOperation::SeedOpGerminate, "seed-1", "BP001");
+    assert!(rig.submit_and_step(&cmd).accepted);
+    let mut transitions = vec![rig.step as usize];
+    let mut last = rig.stage();
+    for _ in 0..400 {
+        rig.step();
+        if rig.step.is_multiple_of(10) {
+            rig.epoch();
+        }
+        if rig.stage() != last {
+            transitions.push(rig.step as usize);
+            last = rig.stage();
+        }
+    }
+    assert_eq!(rig.stage(), Stage::SeedStageFossilized, "{:?}", rig.kasmina.seed_summaries()[0].gates);
+    let losses = &rig.losses;
+    let mean = |xs: &[f32]| xs.iter().map(|&x| f64::from(x)).sum::<f64>() / xs.len() as f64;
+    let mut checked = 0;
+    for &t in transitions.iter().filter(|&&t| t >= 50 && t + 50 <= losses.len()) {
+        let before = mean(&losses[t - 50..t]);
+        for i in t..t + 50 {
+            let moving = mean(&losses[i.saturating_sub(19)..=i]);
+            assert!(moving <= 1.5 * before, "step {i} after the transition at {t}: {moving} > 1.5 x {before}");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 4, "transitions checked: {checked} of {transitions:?}");
+}

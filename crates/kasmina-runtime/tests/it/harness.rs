@@ -104,6 +104,8 @@ pub struct Rig {
     pub step: u64,
     pub epoch: u32,
     pub next_id: u64,
+    /// The train loss of every step.
+    pub losses: Vec<f32>,
 }
 
 pub fn config() -> KasminaConfig {
@@ -152,7 +154,21 @@ impl Rig {
         let slot = kasmina.slot("hidden", WIDTH).unwrap();
         let train = dataset(256, 1, &device);
         let val = dataset(256, 2, &device);
-        Self { host, opt, kasmina, slot, sink, mock, keys, train, val, step: 0, epoch: 0, next_id: 0 }
+        Self {
+            host,
+            opt,
+            kasmina,
+            slot,
+            sink,
+            mock,
+            keys,
+            train,
+            val,
+            step: 0,
+            epoch: 0,
+            next_id: 0,
+            losses: Vec::new(),
+        }
     }
 
     /// One training step, Tolaria-style: forward, loss, backward, host step, shadow losses,
@@ -163,10 +179,12 @@ impl Rig {
         let loss = cross_entropy(&logits, y).unwrap();
         let grads = loss.backward().unwrap();
         self.opt.step(&grads).unwrap();
-        let mut report = StepReport::new(loss.to_scalar::<f32>().unwrap());
+        let value = loss.to_scalar::<f32>().unwrap();
+        self.losses.push(value);
+        let mut report = StepReport::new(value);
         for name in self.kasmina.shadow_slots() {
             let shadow = self.kasmina.with_shadow(&name, || self.host.forward(x, Some(&self.slot))).unwrap();
-            report = report.with_shadow_loss(name, cross_entropy(&shadow, y).unwrap().to_scalar::<f32>().unwrap());
+            report = report.with_shadow_loss_tensor(name, &cross_entropy(&shadow, y).unwrap()).unwrap();
         }
         self.step += 1;
         // A fossilized seed keeps training with its own optimiser inside Kasmina: the host's

@@ -64,7 +64,7 @@ fn run(first: &str, second: &str) -> (Vec<Stage>, Vec<Stage>) {
         let mut report = StepReport::new(loss.to_scalar::<f32>().unwrap());
         for slot in k.shadow_slots() {
             let shadow = k.with_shadow(&slot, || forward(&x)).unwrap();
-            report = report.with_shadow_loss(slot, cross_entropy(&shadow, &y).unwrap().to_scalar::<f32>().unwrap());
+            report = report.with_shadow_loss_tensor(slot, &cross_entropy(&shadow, &y).unwrap()).unwrap();
         }
         k.on_step(&grads, report).unwrap();
     }
