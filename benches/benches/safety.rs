@@ -122,6 +122,7 @@ fn lifecycle(c: &mut Criterion) {
             SystemImpactEvidence {
                 counterfactual: Some(counterfactual),
                 min_sigmas: DEFAULT_MIN_SIGMAS,
+                min_mean: 0.0,
                 isolation_violations: 0,
                 breakers: &breakers,
             }

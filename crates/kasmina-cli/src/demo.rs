@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use kasmina_runtime::KasminaConfig;
 use kasmina_runtime::blueprint::builtin;
 use kasmina_runtime::reexports::security::KeyRing;
 use kasmina_runtime::reexports::telemetry::{JsonLinesSink, NullSink, Telemetry, TelemetryConfig};
+use kasmina_runtime::{KasminaConfig, TrainingMode};
 use leyline::{SeedLifecycleGate, SeedLifecycleStage as Stage};
 use serde_json::{Value, json};
 
@@ -67,6 +67,9 @@ pub(crate) struct DemoArgs {
     /// run depends only on the data, the seed and the machine's arithmetic).
     #[arg(long, default_value_t = 64)]
     embargo_steps: u64,
+    /// How seeds learn in TRAINING: `shadow` (on their stand-alone loss) or `straight-through`.
+    #[arg(long, default_value = "shadow", value_parser = ["shadow", "straight-through"])]
+    training_mode: String,
 }
 
 fn parse_width(s: &str) -> Result<usize, String> {
@@ -77,8 +80,10 @@ fn parse_width(s: &str) -> Result<usize, String> {
 }
 
 /// The demo's lifecycle windows (steps): short enough to see a whole lifecycle in seconds.
-fn config(embargo_steps: u64, seed_lr: f64) -> Result<KasminaConfig> {
+fn config(embargo_steps: u64, seed_lr: f64, training_mode: &str) -> Result<KasminaConfig> {
     let mut c = KasminaConfig::default();
+    c.training_mode =
+        if training_mode == "straight-through" { TrainingMode::StraightThrough } else { TrainingMode::Shadow };
     c.training_steps = 104;
     c.blending_steps = 52;
     c.shadowing_steps = 52;
@@ -201,7 +206,7 @@ fn run_one(args: &DemoArgs, mode: Mode, bar: &ProgressBar) -> Result<Run> {
     } else {
         Telemetry::new(NullSink, TelemetryConfig::default())?
     };
-    let cfg = config(args.embargo_steps, args.seed_lr)?;
+    let cfg = config(args.embargo_steps, args.seed_lr, &args.training_mode)?;
     let probation_steps = cfg.probation_steps;
     let static_seed = match &mode {
         Mode::Static { slot, blueprint } => Some((slot.clone(), blueprint.clone())),

@@ -412,6 +412,9 @@ pub struct SystemImpactEvidence<'a> {
     /// The contribution's mean must be positive and above `min_sigmas * std_error`;
     /// [`DEFAULT_MIN_SIGMAS`] by default.
     pub min_sigmas: f64,
+    /// The smallest contribution worth keeping, in loss units (0 = any significant one): a
+    /// significant but negligible contribution is a seed the host has merely adapted to.
+    pub min_mean: f64,
     /// Isolation violations recorded for the seed.
     pub isolation_violations: u32,
     /// Every circuit breaker by name with its state; G4 passes only when all are CLOSED (an
@@ -879,8 +882,8 @@ fn g4_system_impact(ctx: &GateContext<'_>, e: &SystemImpactEvidence<'_>) -> Verd
             return Err(CounterfactualMissing);
         };
         // A NaN in the contribution or in `min_sigmas` fails.
-        if !(above(cf.mean, 0.0) && above(cf.mean, e.min_sigmas * cf.std_error)) {
-            run.attr("min_sigmas", e.min_sigmas);
+        if !(above(cf.mean, 0.0) && above(cf.mean, e.min_sigmas * cf.std_error) && above(cf.mean, e.min_mean)) {
+            run.attr("min_sigmas", e.min_sigmas).attr("min_mean", e.min_mean);
             return Err(CounterfactualNotPositive);
         }
         if e.isolation_violations > 0 {

@@ -70,6 +70,7 @@
 //! let mut g4 = SystemImpactEvidence {
 //!     counterfactual: None,
 //!     min_sigmas: DEFAULT_MIN_SIGMAS,
+//!     min_mean: 0.0,
 //!     isolation_violations: 0,
 //!     breakers: &[],
 //! };

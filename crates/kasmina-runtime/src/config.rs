@@ -58,6 +58,9 @@ pub struct KasminaConfig {
     pub fallback_blueprint: String,
     /// G4: the counterfactual contribution must exceed this many standard errors (2).
     pub counterfactual_sigmas: f64,
+    /// G4: and it must exceed this fraction of the validation loss (1 %): a significant but
+    /// negligible contribution is a seed the host has merely adapted to, not one that helps.
+    pub min_contribution: f64,
     /// G3: the counterfactual contribution may not fall below minus this many standard errors (2).
     pub harm_sigmas: f64,
     /// G1: the seed's mean gradient norm over the training window must be above this floor.
@@ -127,6 +130,7 @@ impl Default for KasminaConfig {
             violation_threshold: 3,
             fallback_blueprint: "BP001".to_owned(),
             counterfactual_sigmas: kasmina_lifecycle::gates::DEFAULT_MIN_SIGMAS,
+            min_contribution: 0.01,
             harm_sigmas: kasmina_lifecycle::gates::DEFAULT_HARM_SIGMAS,
             min_seed_grad_norm: kasmina_lifecycle::gates::DEFAULT_MIN_SEED_GRAD_NORM,
             max_grad_ratio: kasmina_lifecycle::gates::DEFAULT_MAX_GRAD_RATIO,
@@ -170,6 +174,7 @@ impl KasminaConfig {
             ("fetch_latency_budget_ms", self.fetch_latency_budget_ms),
             ("hook_latency_budget_ms", self.hook_latency_budget_ms),
             ("counterfactual_sigmas", self.counterfactual_sigmas),
+            ("min_contribution", self.min_contribution),
             ("harm_sigmas", self.harm_sigmas),
             ("min_seed_grad_norm", self.min_seed_grad_norm),
             ("max_loss_variance", self.max_loss_variance),

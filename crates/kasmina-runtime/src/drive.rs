@@ -320,7 +320,8 @@ impl Inner {
                 ));
                 continue;
             };
-            if seed.record_counterfactual(cf) {
+            let reference = with.iter().map(|&l| f64::from(l)).sum::<f64>() / with.len().max(1) as f64;
+            if seed.record_counterfactual(cf, reference) {
                 events.push(names::COUNTERFACTUAL.event_with([
                     ("seed_id", seed.id.clone()),
                     ("slot", cell.name.clone()),

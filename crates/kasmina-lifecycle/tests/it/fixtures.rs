@@ -213,6 +213,7 @@ pub(crate) fn g4() -> SystemImpactEvidence<'static> {
     SystemImpactEvidence {
         counterfactual: Some(HELPFUL),
         min_sigmas: DEFAULT_MIN_SIGMAS,
+        min_mean: 0.0,
         isolation_violations: 0,
         breakers: CLOSED_BREAKERS,
     }

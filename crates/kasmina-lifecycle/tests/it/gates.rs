@@ -601,3 +601,21 @@ fn failed_events_carry_the_typed_reason() {
     let event = evaluate(&fixtures::ctx(SEED, from, to), &e.into());
     assert_eq!(GateReason::from_wire(&event.reason), Some(GateReason::SlotOutputChanged));
 }
+
+#[test]
+fn g4_refuses_a_significant_but_negligible_contribution() {
+    let ctx = fixtures::ctx(SEED, Stage::SeedStageProbationary, Stage::SeedStageFossilized);
+    let cf = Counterfactual { mean: 0.00025, std_error: 0.00006, batches: 8 };
+    let mut e = SystemImpactEvidence {
+        counterfactual: Some(cf),
+        min_sigmas: DEFAULT_MIN_SIGMAS,
+        min_mean: 0.0,
+        isolation_violations: 0,
+        breakers: &[],
+    };
+    assert!(evaluate_g4_system_impact(&ctx, &e).passed, "significant at 2 SE");
+    e.min_mean = 0.01;
+    let event = evaluate_g4_system_impact(&ctx, &e);
+    assert_eq!(event.reason, COUNTERFACTUAL_NOT_POSITIVE);
+    assert_eq!(event.attributes["min_mean"], "0.01");
+}

@@ -63,6 +63,7 @@ pub(super) fn evidence<'a>(
             GateEvidence::SystemImpact(SystemImpactEvidence {
                 counterfactual: contribution.counterfactual,
                 min_sigmas: cfg.counterfactual_sigmas,
+                min_mean: cfg.min_contribution * contribution.reference_loss.abs(),
                 isolation_violations: live.health.isolation_violations,
                 breakers: &cx.breakers,
             })

@@ -342,9 +342,14 @@ impl Contribution {
 impl Seed {
     /// Records a counterfactual evaluation of the seed's current stage (SHADOWING,
     /// PROBATIONARY); `false` when the seed is in no such stage.
-    pub(crate) fn record_counterfactual(&mut self, cf: kasmina_lifecycle::gates::Counterfactual) -> bool {
+    pub(crate) fn record_counterfactual(
+        &mut self,
+        cf: kasmina_lifecycle::gates::Counterfactual,
+        reference_loss: f64,
+    ) -> bool {
         let Some(c) = self.live_mut().and_then(|l| l.phase.contribution_mut()) else { return false };
         c.counterfactual = Some(cf);
+        c.reference_loss = reference_loss;
         c.missing_reported = false;
         true
     }

@@ -188,6 +188,9 @@ impl GradWindow {
 pub(crate) struct Contribution {
     /// The latest counterfactual measured in this stage.
     pub(crate) counterfactual: Option<Counterfactual>,
+    /// The mean validation loss with the seed in that measurement (the scale of G4's minimum
+    /// contribution).
+    pub(crate) reference_loss: f64,
     /// The window completed without one, and the gate's refusal was published (once).
     pub(crate) missing_reported: bool,
 }
