@@ -34,13 +34,22 @@
 //!     .build()?;
 //! let slot = kasmina.slot("hidden", 16)?;
 //! let x = Tensor::randn(0f32, 1.0, (32, 4), &device)?;
+//! let forward = |x: &Tensor| -> candle_core::Result<Tensor> {
+//!     let h = slot.forward(&l1.forward(x)?.relu()?).map_err(candle_core::Error::msg)?; // D4 per stage
+//!     l2.forward(&h)?.sqr()?.mean_all()
+//! };
 //! for step in 0..100 {
-//!     let h = l1.forward(&x)?.relu()?;
-//!     let h = slot.forward(&h)?; // D4 per stage
-//!     let loss = l2.forward(&h)?.sqr()?.mean_all()?;
+//!     let loss = forward(&x)?;
 //!     let grads = loss.backward()?;
 //!     // ... the host optimiser steps with `grads` ...
-//!     kasmina.on_step(&grads, StepReport::new(loss.to_scalar::<f32>()?))?;
+//!     // Seeds in TRAINING learn on their shadow loss: the same batch with the slot's output
+//!     // taken from the seed, reported as a tensor (Kasmina backpropagates it to the seed only).
+//!     let mut report = StepReport::new(loss.to_scalar::<f32>()?);
+//!     for name in kasmina.shadow_slots() {
+//!         let shadow = kasmina.with_shadow(&name, || forward(&x))??;
+//!         report = report.with_shadow_loss_tensor(name, &shadow)?;
+//!     }
+//!     kasmina.on_step(&grads, report)?;
 //! }
 //! // Each epoch, before `on_epoch`: the loss of each of a fixed set of validation batches,
 //! // forward only; Kasmina runs it as is and with each shadowing or probationary seed's slot
