@@ -42,10 +42,15 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How long no call may be open before a shutdown drops the connections (lets the last
 /// responses and stream trailers reach the wire).
 const SETTLE: Duration = Duration::from_millis(100);
-/// How often a telemetry bridge checks whether its client or the server went away.
-const BRIDGE_POLL: Duration = Duration::from_millis(200);
+/// How long a stream bridge sleeps when it has nothing to move (or the client's buffer is
+/// full) before looking again.
+const BRIDGE_IDLE: Duration = Duration::from_millis(20);
 /// Packets buffered per telemetry stream between the subscription and the client.
 const STREAM_BUFFER: usize = 256;
+/// The most telemetry streams served at once (each costs a task, a subscription and buffers).
+const MAX_STREAMS: usize = 64;
+/// The first pause after a failed accept (doubling up to 1 s).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Arguments of `serve`.
 #[derive(Debug, clap::Args)]
@@ -293,14 +298,28 @@ async fn serve_grpc(
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     let inflight = Arc::new(AtomicUsize::new(0));
-    let service = ControlService { kasmina, receipt_wait, stop: Arc::clone(&stop), inflight: Arc::clone(&inflight) };
+    let service = ControlService {
+        kasmina,
+        receipt_wait,
+        streams: Arc::new(AtomicUsize::new(0)),
+        max_streams: MAX_STREAMS,
+        stop: Arc::clone(&stop),
+        inflight: Arc::clone(&inflight),
+    };
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tonic::transport::Server::builder().add_service(
-        KasminaControlServer::new(service)
-            .max_decoding_message_size(MAX_REQUEST_BYTES)
-            .max_encoding_message_size(16 * 1024 * 1024),
-    );
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let server = tonic::transport::Server::builder()
+        // Dead peers are found and their connections closed; one connection cannot monopolise
+        // the server.
+        .tcp_keepalive(Some(Duration::from_secs(60)))
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .concurrency_limit_per_connection(32)
+        .add_service(
+            KasminaControlServer::new(service)
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(16 * 1024 * 1024),
+        );
+    let incoming = accept_loop(listener);
     let mut server = tokio::spawn(server.serve_with_incoming_shutdown(incoming, async {
         let _ = shutdown_rx.await;
     }));
@@ -402,6 +421,9 @@ fn write_rollbacks(kasmina: &Kasmina, path: &Path) -> Result<usize> {
 struct ControlService {
     kasmina: Kasmina,
     receipt_wait: Duration,
+    /// Telemetry streams open, and the most allowed.
+    streams: Arc<AtomicUsize>,
+    max_streams: usize,
     stop: Arc<AtomicBool>,
     /// Calls being answered and telemetry streams open (see [`InFlight`]).
     inflight: Arc<AtomicUsize>,
@@ -476,19 +498,21 @@ impl KasminaControl for ControlService {
                 return Err(Status::invalid_argument(format!("unknown min_level {}", request.get_ref().min_level)));
             }
         };
+        // A bounded number of streams, each a task (no OS thread): a flood of subscribers is
+        // refused, not served at any cost.
+        let slot = StreamSlot::take(&self.streams, self.max_streams)
+            .ok_or_else(|| Status::resource_exhausted(format!("at most {} telemetry streams", self.max_streams)))?;
         let subscription = self.kasmina.telemetry().subscribe(min_level);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let stop = Arc::clone(&self.stop);
         let open = InFlight::new(&self.inflight);
-        std::thread::Builder::new()
-            .name("kasmina-stream".to_owned())
-            .spawn(move || {
-                bridge(&subscription, &tx, &stop);
-                // The stream ends once the sender is gone; only then is it closed for the shutdown.
-                drop(tx);
-                drop(open);
-            })
-            .map_err(|e| Status::internal(format!("cannot start the telemetry stream: {e}")))?;
+        tokio::spawn(async move {
+            bridge(&subscription, &tx, &stop).await;
+            // The stream ends once the sender is gone; only then is it closed for the shutdown.
+            drop(tx);
+            drop(open);
+            drop(slot);
+        });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
@@ -509,26 +533,77 @@ impl KasminaControl for ControlService {
     }
 }
 
-/// Moves packets from a subscription to a response stream until the client goes away or the
-/// server stops. The subscription keeps ERROR and CRITICAL packets however slow the client is
-/// (only normal packets overflow its queue), so waiting on a full stream buffer drops nothing
-/// critical.
-fn bridge(subscription: &Subscription, tx: &mpsc::Sender<Result<TelemetryPacket, Status>>, stop: &AtomicBool) {
-    while !stop.load(Ordering::SeqCst) && !tx.is_closed() {
-        let Some(mut packet) = subscription.recv_timeout(BRIDGE_POLL) else { continue };
+/// Moves packets from a subscription to a response stream until the client goes away, the
+/// server stops, or the client stops reading: a client whose stream buffer stays full lets its
+/// subscription fill up, the transport cuts it off (counted in
+/// `TelemetryStats::subscribers_evicted`), and the stream ends. A slow or vanished client never
+/// blocks training and never grows memory without bound.
+async fn bridge(subscription: &Subscription, tx: &mpsc::Sender<Result<TelemetryPacket, Status>>, stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) && !tx.is_closed() && !subscription.evicted() {
+        let Some(mut packet) = subscription.try_recv() else {
+            tokio::time::sleep(BRIDGE_IDLE).await;
+            continue;
+        };
         loop {
             match tx.try_send(Ok(packet)) {
                 Ok(()) => break,
                 Err(mpsc::error::TrySendError::Closed(_)) => return,
                 Err(mpsc::error::TrySendError::Full(back)) => {
-                    if stop.load(Ordering::SeqCst) {
+                    if stop.load(Ordering::SeqCst) || subscription.evicted() {
                         return;
                     }
                     let Ok(p) = back else { return };
                     packet = p;
-                    std::thread::sleep(Duration::from_millis(10));
+                    tokio::time::sleep(BRIDGE_IDLE).await;
                 }
             }
         }
+    }
+}
+
+/// Accepted connections. A failed accept (no file descriptor left, too many open files) backs
+/// off before the next try instead of spinning on the error.
+fn accept_loop(
+    listener: tokio::net::TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    tokio_stream::wrappers::ReceiverStream::new({
+        // Bounded: while the server is busy, accepting waits (the kernel's backlog holds the rest).
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut backoff = ACCEPT_BACKOFF;
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        backoff = ACCEPT_BACKOFF;
+                        if tx.send(Ok(stream)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("kasmina serve: accept failed ({e}); retrying in {} ms", backoff.as_millis());
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                    }
+                }
+            }
+        });
+        rx
+    })
+}
+
+/// One of the bounded telemetry-stream slots, released on drop.
+#[derive(Debug)]
+struct StreamSlot(Arc<AtomicUsize>);
+
+impl StreamSlot {
+    fn take(open: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
+        let taken = open.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1)).is_ok();
+        taken.then(|| Self(Arc::clone(open)))
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }

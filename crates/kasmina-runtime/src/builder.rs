@@ -193,6 +193,7 @@ impl KasminaBuilder {
             core: Mutex::new(Core::default()),
             queue: Mutex::new(VecDeque::new()),
             teacher: Mutex::new(None),
+            rejections: Mutex::new(Default::default()),
         };
         Ok(Kasmina { inner: Arc::new(inner) })
     }

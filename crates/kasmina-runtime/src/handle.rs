@@ -340,7 +340,20 @@ impl Kasmina {
         if rejection.reason() != "nonce_replayed" {
             self.inner.memory.record_receipt(&r);
         }
-        self.inner.publish(vec![names::COMMAND_REJECTED.event_with(attrs)], false);
+        let (publish, suppressed) = self.inner.rejections.lock().admit(self.inner.clock.now());
+        let mut events = Vec::new();
+        if let Some(n) = suppressed {
+            events.push(names::COMMAND_REJECTED.event_at(
+                TelemetryLevel::Warning,
+                [("reason", "rate_limited".to_owned()), ("suppressed", n.to_string())],
+            ));
+        }
+        if publish {
+            events.push(names::COMMAND_REJECTED.event_with(attrs));
+        }
+        if !events.is_empty() {
+            self.inner.publish(events, false);
+        }
         r
     }
 

@@ -63,6 +63,7 @@ impl Inner {
                 ..HealthInputs::default()
             }
         };
+        inputs.command_flood = self.rejections.lock().flooding(self.clock.now());
         inputs.isolation_breaker_open =
             self.breakers.state(BreakerName::Isolation) == leyline::CircuitBreakerState::CircuitStateOpen;
         inputs.any_breaker_open = self.breakers.any_open();

@@ -93,6 +93,50 @@ pub(crate) struct Inner {
     pub(crate) core: Mutex<Core>,
     pub(crate) queue: Mutex<VecDeque<Pending>>,
     pub(crate) teacher: Mutex<Option<Teacher>>,
+    pub(crate) rejections: Mutex<RejectionWindow>,
+}
+
+/// Rate limit of the events of rejected commands: at most [`REJECTION_EVENTS_PER_SECOND`] are
+/// published one by one each second; the rest are counted and summarised in one event when the
+/// second is over, and health reports a flood for [`FLOOD_HOLD`]. A flood of bad commands cannot
+/// amplify into a flood of telemetry.
+#[derive(Debug, Default)]
+pub(crate) struct RejectionWindow {
+    start: Option<quanta::Instant>,
+    published: u32,
+    suppressed: u64,
+    flood_until: Option<quanta::Instant>,
+}
+
+/// Rejected-command events published one by one per second.
+pub(crate) const REJECTION_EVENTS_PER_SECOND: u32 = 20;
+/// How long health says DEGRADED (`command_flood`) after rejections were suppressed.
+pub(crate) const FLOOD_HOLD: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl RejectionWindow {
+    /// Admits one rejection at `now`: whether to publish its own event, and the number of
+    /// rejections suppressed in the window that just ended (to summarise), if any.
+    pub(crate) fn admit(&mut self, now: quanta::Instant) -> (bool, Option<u64>) {
+        let second = std::time::Duration::from_secs(1);
+        let mut summary = None;
+        if self.start.is_none_or(|s| now.duration_since(s) >= second) {
+            if self.suppressed > 0 {
+                summary = Some(self.suppressed);
+            }
+            *self = Self { start: Some(now), flood_until: self.flood_until, ..Self::default() };
+        }
+        if self.published < REJECTION_EVENTS_PER_SECOND {
+            self.published += 1;
+            return (true, summary);
+        }
+        self.suppressed += 1;
+        self.flood_until = Some(now + FLOOD_HOLD);
+        (false, summary)
+    }
+
+    pub(crate) fn flooding(&self, now: quanta::Instant) -> bool {
+        self.flood_until.is_some_and(|t| now < t)
+    }
 }
 
 impl std::fmt::Debug for Inner {

@@ -50,6 +50,9 @@ pub struct HealthInputs {
     pub latency_breach: bool,
     /// Live seeds, reported as the `seeds` indicator.
     pub live_seeds: u32,
+    /// Rejected commands arrive faster than their events are published (a flood, perhaps an
+    /// attack on the control plane).
+    pub command_flood: bool,
 }
 
 /// Health status and summary by decisions D9, first matching rule wins:
@@ -62,6 +65,7 @@ pub struct HealthInputs {
 /// | any breaker open | UNHEALTHY | `breaker_open` |
 /// | fallback used | DEGRADED | `fallback` |
 /// | latency breach | DEGRADED | `latency_high` |
+/// | command flood | DEGRADED | `command_flood` |
 /// | otherwise | HEALTHY | `nominal` |
 pub fn health_status(inputs: &HealthInputs) -> (HealthStatus, &'static str) {
     if inputs.isolation_cull_in_window {
@@ -76,6 +80,8 @@ pub fn health_status(inputs: &HealthInputs) -> (HealthStatus, &'static str) {
         (HealthStatus::Degraded, "fallback")
     } else if inputs.latency_breach {
         (HealthStatus::Degraded, "latency_high")
+    } else if inputs.command_flood {
+        (HealthStatus::Degraded, "command_flood")
     } else {
         (HealthStatus::Healthy, "nominal")
     }

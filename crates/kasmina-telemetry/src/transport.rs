@@ -15,7 +15,7 @@
 //! and delivers one packet at a time, so packets from one producer on one route arrive in order.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -117,6 +117,9 @@ pub struct TelemetryStats {
     pub sink_failures: u64,
     /// Packets dropped from full subscriber queues (never ERROR or CRITICAL ones).
     pub subscriber_drops: u64,
+    /// Subscribers cut off because they stopped reading: their ERROR/CRITICAL queue filled up
+    /// (a stalled or vanished client never grows memory without bound or blocks anyone).
+    pub subscribers_evicted: u64,
     /// Packets waiting on the normal queue.
     pub normal_pending: usize,
     /// Packets waiting on the emergency bypass.
@@ -133,6 +136,7 @@ struct Counters {
     delivered: AtomicU64,
     sink_failures: AtomicU64,
     subscriber_drops: AtomicU64,
+    subscribers_evicted: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -141,6 +145,7 @@ struct SubscriberTx {
     emergency: Sender<TelemetryPacket>,
     normal: Sender<TelemetryPacket>,
     dropped: Arc<AtomicU64>,
+    evicted: Arc<AtomicBool>,
 }
 
 #[derive(Debug)]
@@ -212,7 +217,17 @@ impl Core {
                 return true;
             }
             match route {
-                Route::Emergency => sub.emergency.send(packet.clone()).is_ok(),
+                // ERROR and CRITICAL packets are never dropped for a reading subscriber; one whose
+                // queue of them is full has stopped reading and is cut off (counted) instead.
+                Route::Emergency => match sub.emergency.try_send(packet.clone()) {
+                    Ok(()) => true,
+                    Err(TrySendError::Full(_)) => {
+                        sub.evicted.store(true, Ordering::SeqCst);
+                        self.counters.subscribers_evicted.fetch_add(1, Ordering::Relaxed);
+                        false
+                    }
+                    Err(TrySendError::Disconnected(_)) => false,
+                },
                 Route::Normal => match sub.normal.try_send(packet.clone()) {
                     Ok(()) => true,
                     Err(TrySendError::Full(_)) => {
@@ -379,27 +394,39 @@ impl Telemetry {
             delivered: c.delivered.load(Ordering::Relaxed),
             sink_failures: c.sink_failures.load(Ordering::Relaxed),
             subscriber_drops: c.subscriber_drops.load(Ordering::Relaxed),
+            subscribers_evicted: c.subscribers_evicted.load(Ordering::Relaxed),
             normal_pending: core.normal_rx.len(),
             emergency_pending: core.emergency_rx.len(),
         }
     }
 
     /// Subscribes to every delivered packet whose level is at least `min_level` (the gRPC
-    /// `StreamTelemetry` feed). ERROR and CRITICAL packets are never dropped for a subscriber;
-    /// other packets are dropped (and counted) when its queue of
-    /// [`subscriber_capacity`](TelemetryConfig::subscriber_capacity) is full. Dropping the
+    /// `StreamTelemetry` feed). Both of a subscriber's queues hold
+    /// [`subscriber_capacity`](TelemetryConfig::subscriber_capacity) packets: normal packets are
+    /// dropped (and counted) when its normal queue is full; ERROR and CRITICAL packets are never
+    /// dropped for a subscriber that reads, and one that lets them pile up to the capacity has
+    /// stopped reading and is cut off ([`Subscription::evicted`]; counted in
+    /// [`TelemetryStats::subscribers_evicted`]). The sink still gets everything. Dropping the
     /// subscription unsubscribes.
     pub fn subscribe(&self, min_level: TelemetryLevel) -> Subscription {
-        let (emergency_tx, emergency) = unbounded();
-        let (normal_tx, normal) = bounded(self.shared.core.config.subscriber_capacity);
+        let capacity = self.shared.core.config.subscriber_capacity;
+        let (emergency_tx, emergency) = bounded(capacity);
+        let (normal_tx, normal) = bounded(capacity);
         let dropped = Arc::new(AtomicU64::new(0));
+        let evicted = Arc::new(AtomicBool::new(false));
         self.shared.core.subscribers.lock().push(SubscriberTx {
             min_level,
             emergency: emergency_tx,
             normal: normal_tx,
             dropped: Arc::clone(&dropped),
+            evicted: Arc::clone(&evicted),
         });
-        Subscription { emergency, normal, dropped, min_level }
+        Subscription { emergency, normal, dropped, evicted, min_level }
+    }
+
+    /// Subscribers currently attached.
+    pub fn subscribers(&self) -> usize {
+        self.shared.core.subscribers.lock().len()
     }
 }
 
@@ -426,6 +453,7 @@ pub struct Subscription {
     emergency: Receiver<TelemetryPacket>,
     normal: Receiver<TelemetryPacket>,
     dropped: Arc<AtomicU64>,
+    evicted: Arc<AtomicBool>,
     min_level: TelemetryLevel,
 }
 
@@ -438,6 +466,12 @@ impl Subscription {
     /// Normal packets dropped because this subscription's queue was full.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Whether this subscription was cut off because it stopped reading (its ERROR/CRITICAL
+    /// queue filled up); it receives what was queued, then nothing.
+    pub fn evicted(&self) -> bool {
+        self.evicted.load(Ordering::SeqCst)
     }
 
     /// Packets waiting to be received.
@@ -546,12 +580,13 @@ mod tests {
 
     #[test]
     fn subscribers_filter_by_level_and_never_drop_critical() {
-        let t = Telemetry::new(MemorySink::new(), TelemetryConfig { subscriber_capacity: 1, ..Default::default() })
+        let t = Telemetry::new(MemorySink::new(), TelemetryConfig { subscriber_capacity: 3, ..Default::default() })
             .unwrap();
         let all = t.subscribe(TelemetryLevel::Info);
         let errors = t.subscribe(TelemetryLevel::Error);
-        t.emit(packet(TelemetryLevel::Info));
-        t.emit(packet(TelemetryLevel::Info));
+        for _ in 0..4 {
+            t.emit(packet(TelemetryLevel::Info));
+        }
         for _ in 0..3 {
             t.emit(packet(TelemetryLevel::Critical));
         }
@@ -559,12 +594,20 @@ mod tests {
         assert_eq!(all.dropped(), 1);
         assert_eq!(errors.dropped(), 0);
         assert_eq!(t.stats().subscriber_drops, 1);
+        assert!(!all.evicted() && !errors.evicted());
         let levels: Vec<_> = std::iter::from_fn(|| all.try_recv()).map(|p| p.level()).collect();
         assert_eq!(
             levels,
-            [TelemetryLevel::Critical, TelemetryLevel::Critical, TelemetryLevel::Critical, TelemetryLevel::Info]
+            [
+                TelemetryLevel::Critical,
+                TelemetryLevel::Critical,
+                TelemetryLevel::Critical,
+                TelemetryLevel::Info,
+                TelemetryLevel::Info,
+                TelemetryLevel::Info
+            ]
         );
-        assert_eq!(std::iter::from_fn(|| errors.try_recv()).count(), 3);
+        assert_eq!(errors.pending(), 3);
         drop(all);
         t.emit(packet(TelemetryLevel::Info));
         t.drain().unwrap();
@@ -617,5 +660,28 @@ mod tests {
         assert!(matches!(err, Error::Sink { sink: "failing", .. }));
         let s = t.stats();
         assert_eq!((s.sink_failures, s.delivered, s.normal_pending, s.emergency_pending), (2, 0, 0, 0));
+    }
+
+    /// A subscriber that stops reading while ERROR/CRITICAL packets keep coming is cut off at
+    /// its capacity: memory stays bounded, it is counted, and readers and the sink miss nothing.
+    #[test]
+    fn a_stalled_subscriber_is_cut_off_and_never_grows_without_bound() {
+        let sink = MemorySink::new();
+        let t = Telemetry::new(sink.clone(), TelemetryConfig { subscriber_capacity: 8, ..Default::default() }).unwrap();
+        let stalled = t.subscribe(TelemetryLevel::Info);
+        let reader = t.subscribe(TelemetryLevel::Info);
+        let mut read = 0;
+        for _ in 0..1_000 {
+            t.emit(packet(TelemetryLevel::Error));
+            t.drain().unwrap();
+            read += std::iter::from_fn(|| reader.try_recv()).count();
+        }
+        assert!(stalled.evicted());
+        assert!(stalled.pending() <= 8, "bounded: {}", stalled.pending());
+        assert!(!reader.evicted());
+        assert_eq!(read, 1_000, "a reading subscriber gets every ERROR packet");
+        assert_eq!(sink.packets().len(), 1_000, "the sink gets everything");
+        assert_eq!(t.stats().subscribers_evicted, 1);
+        assert_eq!(t.subscribers(), 1);
     }
 }

@@ -255,3 +255,31 @@ fn serve_refuses_to_start_without_a_key() {
     assert!(out.stdout.is_empty(), "it never listened");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no signing key"));
 }
+
+/// Telemetry streams are bounded (64): one more is refused with RESOURCE_EXHAUSTED instead of
+/// costing a thread, and closing one frees its slot; Health keeps answering throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telemetry_streams_are_bounded_and_released() {
+    let mut server = Server::start(&[]);
+    let mut client = server.client().await;
+    let mut open = Vec::new();
+    for _ in 0..64 {
+        open.push(stream(&mut client, TelemetryLevel::Critical).await);
+    }
+    let refused = client.stream_telemetry(TelemetryRequest { min_level: TelemetryLevel::Critical as i32 }).await;
+    assert_eq!(refused.err().map(|s| s.code()), Some(tonic::Code::ResourceExhausted));
+    assert!(client.health(HealthRequest {}).await.is_ok(), "health answers with every stream slot taken");
+    drop(open.pop());
+    // The bridge notices the closed stream within a few idle periods and frees the slot.
+    let mut freed = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if client.stream_telemetry(TelemetryRequest { min_level: TelemetryLevel::Critical as i32 }).await.is_ok() {
+            freed = true;
+            break;
+        }
+    }
+    assert!(freed, "a closed stream's slot is released");
+    drop(open);
+    assert!(server.terminate().success(), "stderr:\n{}", server.stderr());
+}

@@ -295,3 +295,37 @@ fn the_alpha_ramp_is_steered_by_command_parameters() {
     assert_eq!(alpha(&rig), 1.0, "the ramp reaches exactly 1");
     assert_eq!(rig.stage(), Stage::SeedStageBlending);
 }
+
+/// A flood of bad commands does not become a flood of telemetry: 20 rejection events a second
+/// are published one by one, the rest are counted into one summary, and health says
+/// `command_flood` (DEGRADED) while it lasts.
+#[test]
+fn a_flood_of_forged_commands_is_rate_limited_in_telemetry() {
+    let mut rig = Rig::new(config());
+    rig.train(2);
+    let before = rig.events("command_rejected").len();
+    for i in 0..1_000 {
+        let cmd = rig.seed_op(SeedOperation::SeedOpGerminate, &format!("s{i}"), "BP001");
+        let mut forged = rig.sign(&cmd);
+        forged.signature = "AAAA".into();
+        assert_eq!(rig.kasmina.submit(&forged).unwrap_err().reason, "invalid_signature");
+    }
+    assert_eq!(rig.events("command_rejected").len() - before, 20);
+    assert_eq!(rig.kasmina.health().summary, "command_flood");
+    assert_eq!(rig.kasmina.stats().commands_rejected, 1_000, "every rejection is counted");
+    // The next second: the suppressed ones are summarised in one event.
+    rig.mock.increment(std::time::Duration::from_secs(1));
+    let cmd = rig.seed_op(SeedOperation::SeedOpGerminate, "late", "BP001");
+    let mut forged = rig.sign(&cmd);
+    forged.signature = "AAAA".into();
+    let _ = rig.kasmina.submit(&forged);
+    let summary: Vec<_> = rig
+        .events("command_rejected")
+        .into_iter()
+        .filter(|e| e.attributes.get("reason").map(String::as_str) == Some("rate_limited"))
+        .collect();
+    assert_eq!(summary.len(), 1);
+    assert_eq!(summary[0].attributes["suppressed"], "980");
+    rig.mock.increment(std::time::Duration::from_secs(11));
+    assert_ne!(rig.kasmina.health().summary, "command_flood");
+}
