@@ -99,6 +99,11 @@ pub(crate) struct ServeArgs {
     /// (its final receipt then comes from `GetReceipt`); 0 answers `queued` at once.
     #[arg(long, default_value_t = 2000)]
     receipt_wait_ms: u64,
+    /// Bearer token every read (GetSystemState, StreamTelemetry, GetReceipt, Health) must carry
+    /// (`authorization: Bearer TOKEN`); at least 16 characters. Required to listen on a
+    /// non-loopback address; without it, reads are open to local clients only.
+    #[arg(long, env = "KASMINA_READ_TOKEN", hide_env_values = true)]
+    read_token: Option<String>,
 }
 
 /// Raised from the per-step callback to stop an epoch at a step boundary.
@@ -154,7 +159,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         standardize: true,
     };
 
-    let result = serve(options, args.listen, Duration::from_millis(args.receipt_wait_ms), &rollback_path);
+    let read_token = read_token(args.read_token.as_deref(), args.listen)?;
+    let plane = Plane { receipt_wait: Duration::from_millis(args.receipt_wait_ms), read_token };
+    let result = serve(options, args.listen, plane, &rollback_path);
     // Best effort: the library is regenerated at every start.
     let _ = std::fs::remove_dir_all(&blueprint_dir);
     result
@@ -179,7 +186,27 @@ fn load_keys(key_file: Option<&Path>) -> Result<KeyRing> {
     Ok(keys)
 }
 
-fn serve(options: SessionOptions, listen: SocketAddr, receipt_wait: Duration, rollback_path: &Path) -> Result<()> {
+/// How the control plane answers: the receipt wait and the read token.
+#[derive(Debug, Clone)]
+struct Plane {
+    receipt_wait: Duration,
+    read_token: Option<Arc<str>>,
+}
+
+/// The read token, checked: at least 16 characters; required off loopback.
+fn read_token(token: Option<&str>, listen: SocketAddr) -> Result<Option<Arc<str>>> {
+    match token {
+        Some(t) if t.len() < 16 => bail!("--read-token must be at least 16 characters"),
+        Some(t) => Ok(Some(Arc::from(t))),
+        None if !listen.ip().is_loopback() => bail!(
+            "listening on {listen}, which is not a loopback address, needs --read-token (or KASMINA_READ_TOKEN): \
+             otherwise anyone who can reach it could read every seed's state and the telemetry"
+        ),
+        None => Ok(None),
+    }
+}
+
+fn serve(options: SessionOptions, listen: SocketAddr, plane: Plane, rollback_path: &Path) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<Kasmina>>(1);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
@@ -214,7 +241,7 @@ fn serve(options: SessionOptions, listen: SocketAddr, receipt_wait: Duration, ro
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let served = runtime.block_on(serve_grpc(kasmina.clone(), receipt_wait, listen, Arc::clone(&stop), done_rx));
+    let served = runtime.block_on(serve_grpc(kasmina.clone(), plane, listen, Arc::clone(&stop), done_rx));
     stop.store(true, Ordering::SeqCst);
     runtime.shutdown_timeout(Duration::from_secs(1));
 
@@ -290,7 +317,7 @@ fn stage_line(kasmina: &Kasmina) -> String {
 
 async fn serve_grpc(
     kasmina: Kasmina,
-    receipt_wait: Duration,
+    plane: Plane,
     listen: SocketAddr,
     stop: Arc<AtomicBool>,
     training_done: tokio::sync::oneshot::Receiver<()>,
@@ -300,7 +327,8 @@ async fn serve_grpc(
     let inflight = Arc::new(AtomicUsize::new(0));
     let service = ControlService {
         kasmina,
-        receipt_wait,
+        receipt_wait: plane.receipt_wait,
+        read_token: plane.read_token,
         streams: Arc::new(AtomicUsize::new(0)),
         max_streams: MAX_STREAMS,
         stop: Arc::clone(&stop),
@@ -421,6 +449,8 @@ fn write_rollbacks(kasmina: &Kasmina, path: &Path) -> Result<usize> {
 struct ControlService {
     kasmina: Kasmina,
     receipt_wait: Duration,
+    /// Reads must carry `authorization: Bearer TOKEN` when set.
+    read_token: Option<Arc<str>>,
     /// Telemetry streams open, and the most allowed.
     streams: Arc<AtomicUsize>,
     max_streams: usize,
@@ -447,6 +477,19 @@ impl Drop for InFlight {
 }
 
 impl ControlService {
+    /// A read is allowed: no token is configured, or the request carries it (compared in
+    /// constant time).
+    fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let Some(token) = &self.read_token else { return Ok(()) };
+        let given = request.metadata().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let expected = format!("Bearer {token}");
+        if subtle::ConstantTimeEq::ct_eq(given.as_bytes(), expected.as_bytes()).into() {
+            Ok(())
+        } else {
+            Err(Status::unauthenticated("this read needs `authorization: Bearer <read token>`"))
+        }
+    }
+
     /// Runs a call that takes the runtime's locks off the async workers (a lock may be held for
     /// the length of a training step).
     async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Kasmina) -> T + Send + 'static) -> Result<T, Status> {
@@ -480,8 +523,9 @@ impl KasminaControl for ControlService {
 
     async fn get_system_state(
         &self,
-        _request: Request<SystemStateRequest>,
+        request: Request<SystemStateRequest>,
     ) -> Result<Response<SystemStatePacket>, Status> {
+        self.authorize(&request)?;
         Ok(Response::new(self.blocking(Kasmina::system_state_packet).await?))
     }
 
@@ -491,6 +535,7 @@ impl KasminaControl for ControlService {
         &self,
         request: Request<TelemetryRequest>,
     ) -> Result<Response<Self::StreamTelemetryStream>, Status> {
+        self.authorize(&request)?;
         let min_level = match TelemetryLevel::try_from(request.get_ref().min_level) {
             Ok(TelemetryLevel::Unspecified) => TelemetryLevel::Info,
             Ok(level) => level,
@@ -516,11 +561,13 @@ impl KasminaControl for ControlService {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
-    async fn health(&self, _request: Request<HealthRequest>) -> Result<Response<SystemHealth>, Status> {
+    async fn health(&self, request: Request<HealthRequest>) -> Result<Response<SystemHealth>, Status> {
+        self.authorize(&request)?;
         Ok(Response::new(self.blocking(Kasmina::health).await?))
     }
 
     async fn get_receipt(&self, request: Request<ReceiptRequest>) -> Result<Response<CommandReceipt>, Status> {
+        self.authorize(&request)?;
         let id = request.into_inner().command_id;
         if id.is_empty() {
             return Err(Status::invalid_argument("command_id is empty"));

@@ -283,3 +283,31 @@ async fn telemetry_streams_are_bounded_and_released() {
     drop(open);
     assert!(server.terminate().success(), "stderr:\n{}", server.stderr());
 }
+
+/// With a read token, every read needs `authorization: Bearer TOKEN`; commands stay
+/// authenticated by their own signatures. Off loopback, serve refuses to start without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_need_the_read_token_when_one_is_set() {
+    const TOKEN: &str = "it-read-token-0123456789";
+    let mut server = Server::start(&["--read-token", TOKEN]);
+    let mut client = server.client().await;
+    let denied = client.get_system_state(SystemStateRequest {}).await.unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::Unauthenticated);
+    assert_eq!(client.health(HealthRequest {}).await.unwrap_err().code(), tonic::Code::Unauthenticated);
+    let refused = client.stream_telemetry(TelemetryRequest { min_level: TelemetryLevel::Critical as i32 }).await;
+    assert_eq!(refused.err().map(|s| s.code()), Some(tonic::Code::Unauthenticated));
+    let mut wrong = tonic::Request::new(SystemStateRequest {});
+    wrong.metadata_mut().insert("authorization", "Bearer not-the-token-at-all".parse().unwrap());
+    assert_eq!(client.get_system_state(wrong).await.unwrap_err().code(), tonic::Code::Unauthenticated);
+    let mut right = tonic::Request::new(SystemStateRequest {});
+    right.metadata_mut().insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    assert_eq!(client.get_system_state(right).await.unwrap().into_inner().seed_states.len(), 2);
+    // Commands carry their own authentication and need no read token.
+    let receipt = client.submit_command(germinate("it-token-g1", "it-token-seed", "BP001")).await.unwrap().into_inner();
+    assert!(receipt.accepted, "{receipt:?}");
+    assert!(server.terminate().success(), "stderr:\n{}", server.stderr());
+
+    let out = kasmina().args(["serve", "--listen", "0.0.0.0:0"]).env("ESPER_LEYLINE_SECRET", SECRET).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--read-token"), "{}", String::from_utf8_lossy(&out.stderr));
+}
