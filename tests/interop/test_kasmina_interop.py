@@ -27,7 +27,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-SECRET = "interop-secret"
+SECRET = "kasmina-interop-secret"  # at least 16 bytes: shorter secrets are refused (WeakKey)
 START_TIMEOUT = 60.0
 LIFECYCLE_TIMEOUT = 75.0
 RPC_TIMEOUT = 10.0

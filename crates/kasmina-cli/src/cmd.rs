@@ -10,7 +10,9 @@ use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use clap::ValueEnum;
-use kasmina_runtime::reexports::security::{DEFAULT_KEY_ID, KeyRing, sign_command, sign_legacy};
+use kasmina_runtime::reexports::security::{
+    DEFAULT_KEY_ID, KeyRing, is_bidi_control, printable, sign_command, sign_legacy,
+};
 use leyline::adaptation_command::Payload;
 use leyline::kasmina_control_client::KasminaControlClient;
 use leyline::wkt::{Struct, Timestamp, Value, value::Kind};
@@ -215,11 +217,31 @@ pub(crate) fn send(args: SendArgs) -> Result<()> {
         let response = client.submit_command(signed).await.context("SubmitCommand failed")?;
         anyhow::Ok(response.into_inner())
     })?;
-    println!("{}", serde_json::to_string_pretty(&receipt_json(&receipt)).context("encoding the receipt")?);
+    println!("{}", receipt_text(&receipt)?);
     if !receipt.accepted {
-        bail!("command {} was not accepted: {}", receipt.command_id, receipt.reason);
+        // The server's values: printed with control and bidi characters escaped.
+        bail!("command {} was not accepted: {}", printable(&receipt.command_id), printable(&receipt.reason));
     }
     Ok(())
+}
+
+/// The receipt as pretty JSON, safe for a terminal: control, bidirectional formatting and line
+/// separator characters in its strings (seed ids, reasons: values from the server) are written
+/// as JSON `\uXXXX` escapes, so the text parses to the same values and cannot reorder or hide
+/// what the terminal shows.
+fn receipt_text(receipt: &CommandReceipt) -> Result<String> {
+    let json = serde_json::to_string_pretty(&receipt_json(receipt)).context("encoding the receipt")?;
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        // serde_json escapes C0 controls itself: a raw '\n' is the pretty printer's line break.
+        // The others can only be inside strings, and are all in the BMP.
+        if c != '\n' && (c.is_control() || is_bidi_control(c) || matches!(c, '\u{2028}' | '\u{2029}')) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    Ok(out)
 }
 
 /// A receipt as JSON with every field present (protobuf's canonical JSON omits `false` and
@@ -403,6 +425,28 @@ mod tests {
 
     fn args(argv: &[&str]) -> CommandArgs {
         Cli::try_parse_from(std::iter::once("sign").chain(argv.iter().copied())).unwrap().command
+    }
+
+    #[test]
+    fn printed_receipts_escape_bidi_and_control_characters_and_still_parse() {
+        let receipt = CommandReceipt {
+            command_id: "c-\u{202E}1".into(),
+            seed_id: "seed-\u{2066}1\u{7f}".into(),
+            reason: "r\u{9b}\u{2028}".into(),
+            ..Default::default()
+        };
+        let text = receipt_text(&receipt).unwrap();
+        assert!(
+            !text.chars().any(|c| c != '\n' && (c.is_control() || is_bidi_control(c) || c == '\u{2028}')),
+            "{text:?}"
+        );
+        assert!(text.contains("\\u202e") && text.contains("\\u2066") && text.contains("\\u007f"), "{text}");
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back["commandId"], receipt.command_id);
+        assert_eq!(back["seedId"], receipt.seed_id);
+        assert_eq!(back["reason"], receipt.reason);
+        let plain = CommandReceipt { command_id: "c-1".into(), seed_id: "seed-1".into(), ..Default::default() };
+        assert_eq!(receipt_text(&plain).unwrap(), serde_json::to_string_pretty(&receipt_json(&plain)).unwrap());
     }
 
     #[test]

@@ -199,7 +199,7 @@ fn progress(args: &DemoArgs) -> ProgressBar {
 /// Trains one of the three runs.
 fn run_one(args: &DemoArgs, mode: Mode, bar: &ProgressBar) -> Result<Run> {
     let device = device(&args.device)?;
-    let secret = std::env::var("ESPER_LEYLINE_SECRET").unwrap_or_else(|_| format!("kasmina-demo-{}", args.seed));
+    let secret = std::env::var("ESPER_LEYLINE_SECRET").unwrap_or_else(|_| format!("kasmina-demo-secret-{}", args.seed)); // ≥ 16 bytes
     let keys = KeyRing::with_key("default", secret.as_bytes())?;
     let telemetry = if mode == Mode::Grown {
         Telemetry::spawn(JsonLinesSink::create(args.out.join("telemetry.jsonl"))?, TelemetryConfig::default())?

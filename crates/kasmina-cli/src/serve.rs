@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use kasmina_runtime::reexports::security::KeyRing;
+use kasmina_runtime::reexports::security::{KeyRing, printable};
 use kasmina_runtime::reexports::telemetry::{JsonLinesSink, NullSink, Subscription, Telemetry, TelemetryConfig};
 use kasmina_runtime::{Kasmina, KasminaConfig};
 use leyline::kasmina_control_server::{KasminaControl, KasminaControlServer};
@@ -308,7 +308,8 @@ fn stage_line(kasmina: &Kasmina) -> String {
         .export_seed_states()
         .iter()
         .map(|s| {
-            let id = if s.seed_id.is_empty() { "-" } else { s.seed_id.as_str() };
+            // Seed ids come from remote clients: control and bidi characters are escaped.
+            let id = if s.seed_id.is_empty() { "-".into() } else { printable(&s.seed_id) };
             format!("{id}:{}", s.stage().short_name())
         })
         .collect::<Vec<_>>()

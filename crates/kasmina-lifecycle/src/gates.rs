@@ -86,7 +86,8 @@ macro_rules! gate_reasons {
 
 gate_reasons! {
     /// G0: the seed id is empty, longer than [`gates::MAX_SEED_ID_LEN`](crate::gates::MAX_SEED_ID_LEN)
-    /// bytes, or holds whitespace or control characters.
+    /// bytes, or holds whitespace, control or bidirectional formatting characters (U+061C,
+    /// U+200E, U+200F, U+202A–U+202E, U+2066–U+2069).
     InvalidSeedId => INVALID_SEED_ID = "invalid_seed_id";
     /// G0: a seed with this id is already live in another slot.
     SeedAlreadyLive => SEED_ALREADY_LIVE = "seed_already_live";
@@ -94,7 +95,8 @@ gate_reasons! {
     MissingBlueprintId => MISSING_BLUEPRINT_ID = "missing_blueprint_id";
     /// G0: the blueprint library does not know the blueprint.
     BlueprintUnknown => BLUEPRINT_UNKNOWN = "blueprint_unknown";
-    /// G0: the descriptor given is for another blueprint than the one requested.
+    /// G0: the descriptor given is for another blueprint than the one requested (ids are
+    /// compared exactly: `"BP001 "` is not `"BP001"`).
     BlueprintMismatch => BLUEPRINT_MISMATCH = "blueprint_mismatch";
     /// G0: a parameter is NaN or infinite (attribute `parameter`).
     ParameterNotFinite => PARAMETER_NOT_FINITE = "parameter_not_finite";
@@ -244,7 +246,7 @@ pub struct GateContext<'a> {
 /// G0 evidence (DORMANT → GERMINATED).
 #[derive(Debug, Clone, Copy)]
 pub struct SanityEvidence<'a> {
-    /// The blueprint the germination asks for.
+    /// The blueprint the germination asks for, exactly as requested (compared without trimming).
     pub blueprint_id: &'a str,
     /// The blueprint library's descriptor for it, `None` when the library does not know it.
     pub blueprint: Option<&'a BlueprintDescriptor>,
@@ -574,7 +576,15 @@ impl Run {
 }
 
 fn seed_id_valid(id: &str) -> bool {
-    !id.is_empty() && id.len() <= MAX_SEED_ID_LEN && !id.chars().any(|c| c.is_whitespace() || c.is_control())
+    !id.is_empty()
+        && id.len() <= MAX_SEED_ID_LEN
+        && !id.chars().any(|c| c.is_whitespace() || c.is_control() || is_bidi_control(c))
+}
+
+/// Unicode bidirectional formatting characters (ALM, LRM, RLM, LRE–RLO, LRI–PDI): not
+/// [`char::is_control`], yet they reorder the text around them wherever a seed id is printed.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// `value <= budget`, false for NaN on either side.
@@ -606,7 +616,8 @@ pub fn evaluate_g0_sanity(ctx: &GateContext<'_>, e: &SanityEvidence<'_>) -> Gate
 fn g0_sanity(ctx: &GateContext<'_>, e: &SanityEvidence<'_>) -> Verdict {
     use GateReason::*;
     let mut run = Run::new(Gate::SeedGateG0Sanity);
-    let blueprint_id = e.blueprint_id.trim();
+    // The id exactly as requested: a padded id names no blueprint (no trimming here or upstream).
+    let blueprint_id = e.blueprint_id;
     run.attr("blueprint_id", blueprint_id);
     let outcome = (|| {
         if !seed_id_valid(ctx.seed_id) {
@@ -615,13 +626,13 @@ fn g0_sanity(ctx: &GateContext<'_>, e: &SanityEvidence<'_>) -> Verdict {
         if e.seed_already_live {
             return Err(SeedAlreadyLive);
         }
-        if blueprint_id.is_empty() {
+        if blueprint_id.trim().is_empty() {
             return Err(MissingBlueprintId);
         }
         let Some(descriptor) = e.blueprint else {
             return Err(BlueprintUnknown);
         };
-        if descriptor.blueprint_id.trim() != blueprint_id {
+        if descriptor.blueprint_id != blueprint_id {
             run.attr("descriptor_id", &descriptor.blueprint_id);
             return Err(BlueprintMismatch);
         }
@@ -966,6 +977,10 @@ mod tests {
         assert!(!seed_id_valid(""));
         assert!(!seed_id_valid("a b"));
         assert!(!seed_id_valid("a\u{7}"));
+        for bidi in ['\u{061C}', '\u{200E}', '\u{200F}', '\u{202A}', '\u{202E}', '\u{2066}', '\u{2069}'] {
+            assert!(!seed_id_valid(&format!("seed{bidi}1")), "U+{:04X}", u32::from(bidi));
+        }
+        assert!(seed_id_valid("sämling-\u{2070}"));
         assert!(!seed_id_valid(&"x".repeat(MAX_SEED_ID_LEN + 1)));
     }
 }

@@ -18,6 +18,20 @@ pub enum Error {
         /// The key id the secret was meant for, when known.
         key_id: Option<String>,
     },
+    /// A secret is shorter than [`MIN_SECRET_LEN`](crate::MIN_SECRET_LEN) bytes: too weak to
+    /// authenticate commands (a short secret can be guessed offline from one signed command).
+    #[error(
+        "secret{} is {len} bytes; at least {min_len} are required",
+        key_id.as_deref().map(|id| format!(" for key {id:?}")).unwrap_or_default()
+    )]
+    WeakKey {
+        /// The key id the secret was meant for, when known.
+        key_id: Option<String>,
+        /// The minimum length, in bytes.
+        min_len: usize,
+        /// The secret's length, in bytes.
+        len: usize,
+    },
     /// A key id is not usable (empty, too long, or with a separator character).
     #[error("invalid key id {key_id:?}: {reason}")]
     InvalidKeyId {

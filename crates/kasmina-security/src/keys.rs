@@ -27,12 +27,20 @@ pub const KEY_FILE_ENV: &str = "ESPER_LEYLINE_KEY_FILE";
 pub const DEFAULT_KEY_ID: &str = "default";
 /// The annotation that carries the signature in the legacy form.
 pub const SIGNATURE_ANNOTATION: &str = "signature";
+/// The annotation in which a legacy command may name its signing key (part of the signed bytes).
+pub const KEY_ID_ANNOTATION: &str = "key_id";
+/// Shortest accepted secret, in bytes (128 bits); shorter secrets are refused with
+/// [`Error::WeakKey`].
+pub const MIN_SECRET_LEN: usize = 16;
 /// Length of a signature: standard padded base64 of a 32-byte HMAC-SHA256 tag.
 pub const SIGNATURE_LEN: usize = 44;
 /// Longest accepted key id, in bytes.
 pub const MAX_KEY_ID_LEN: usize = 128;
 
 /// Signs `bytes` with the secret `key`: standard padded base64 of HMAC-SHA256 (44 characters).
+///
+/// A raw primitive (any key length, as HMAC allows): it does not apply the [`MIN_SECRET_LEN`]
+/// minimum that [`SigningKey`] and [`KeyRing`] enforce.
 ///
 /// ```
 /// let sig = kasmina_security::sign(b"secret", b"payload");
@@ -70,11 +78,15 @@ impl SigningKey {
     /// A key from secret bytes (the UTF-8 bytes of the secret string, as Esper's peers use).
     ///
     /// # Errors
-    /// [`Error::EmptySecret`] when `secret` is empty.
+    /// [`Error::EmptySecret`] when `secret` is empty, [`Error::WeakKey`] when it is shorter than
+    /// [`MIN_SECRET_LEN`] bytes.
     pub fn new(secret: impl AsRef<[u8]>) -> Result<Self> {
         let secret = secret.as_ref();
         if secret.is_empty() {
             return Err(Error::EmptySecret { key_id: None });
+        }
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(Error::WeakKey { key_id: None, min_len: MIN_SECRET_LEN, len: secret.len() });
         }
         let mac = <HmacSha256 as Mac>::new_from_slice(secret).expect("HMAC accepts keys of any length");
         Ok(Self { mac })
@@ -145,7 +157,9 @@ impl fmt::Debug for SigningKey {
 /// - [`from_file`](Self::from_file): one `id=secret` per line (split at the first `=`; spaces
 ///   around id and secret are trimmed), blank lines and lines starting with `#` ignored.
 ///
-/// Key ids are 1 to 128 printable ASCII characters without space, `:`, `,` or `=`.
+/// Key ids are 1 to 128 printable ASCII characters without space, `:`, `,` or `=`. Secrets are at
+/// least [`MIN_SECRET_LEN`] (16) bytes ([`Error::WeakKey`] otherwise); use a random one, e.g.
+/// `openssl rand -base64 32`.
 #[derive(Clone, Default)]
 pub struct KeyRing {
     keys: Arc<RwLock<BTreeMap<String, SigningKey>>>,
@@ -160,7 +174,7 @@ impl KeyRing {
     /// A key ring holding one key.
     ///
     /// # Errors
-    /// [`Error::InvalidKeyId`] or [`Error::EmptySecret`].
+    /// [`Error::InvalidKeyId`], [`Error::EmptySecret`] or [`Error::WeakKey`].
     pub fn with_key(key_id: impl Into<String>, secret: impl AsRef<[u8]>) -> Result<Self> {
         let ring = Self::new();
         ring.insert(key_id, secret)?;
@@ -170,7 +184,8 @@ impl KeyRing {
     /// Loads keys from the process environment (see the type's docs); the ring may be empty.
     ///
     /// # Errors
-    /// Syntax errors in `ESPER_LEYLINE_KEYS`, an unreadable key file, invalid or duplicate ids.
+    /// Syntax errors in `ESPER_LEYLINE_KEYS`, an unreadable key file, invalid or duplicate ids,
+    /// secrets shorter than [`MIN_SECRET_LEN`] bytes.
     pub fn from_env() -> Result<Self> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -214,7 +229,8 @@ impl KeyRing {
     /// Loads a key file: `id=secret` lines (see the type's docs).
     ///
     /// # Errors
-    /// [`Error::KeyFileRead`], [`Error::KeyListSyntax`], invalid or duplicate ids, empty secrets.
+    /// [`Error::KeyFileRead`], [`Error::KeyListSyntax`], invalid or duplicate ids, empty or weak
+    /// secrets.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text =
@@ -246,11 +262,11 @@ impl KeyRing {
     /// Adds or replaces the key `key_id`; returns whether a key was replaced.
     ///
     /// # Errors
-    /// [`Error::InvalidKeyId`] or [`Error::EmptySecret`]; the ring is unchanged.
+    /// [`Error::InvalidKeyId`], [`Error::EmptySecret`] or [`Error::WeakKey`]; the ring is unchanged.
     pub fn insert(&self, key_id: impl Into<String>, secret: impl AsRef<[u8]>) -> Result<bool> {
         let key_id = key_id.into();
         validate_key_id(&key_id)?;
-        let key = SigningKey::new(secret).map_err(|_| Error::EmptySecret { key_id: Some(key_id.clone()) })?;
+        let key = SigningKey::new(secret).map_err(|e| for_key(e, &key_id))?;
         Ok(self.keys.write().insert(key_id, key).is_some())
     }
 
@@ -327,9 +343,19 @@ fn add_unique(keys: &mut BTreeMap<String, SigningKey>, key_id: &str, secret: &[u
     if keys.contains_key(key_id) {
         return Err(Error::DuplicateKey { key_id: key_id.to_owned() });
     }
-    let key = SigningKey::new(secret).map_err(|_| Error::EmptySecret { key_id: Some(key_id.to_owned()) })?;
+    let key = SigningKey::new(secret).map_err(|e| for_key(e, key_id))?;
     keys.insert(key_id.to_owned(), key);
     Ok(())
+}
+
+/// A secret's error from [`SigningKey::new`], naming the key it was meant for.
+fn for_key(error: Error, key_id: &str) -> Error {
+    let key_id = Some(key_id.to_owned());
+    match error {
+        Error::EmptySecret { .. } => Error::EmptySecret { key_id },
+        Error::WeakKey { min_len, len, .. } => Error::WeakKey { key_id, min_len, len },
+        other => other,
+    }
 }
 
 fn validate_key_id(key_id: &str) -> Result<()> {
@@ -359,7 +385,8 @@ pub fn sign_command(command: &AdaptationCommand, key_id: &str, keys: &KeyRing) -
 }
 
 /// Signs `command` in Esper's legacy form: drops any `annotations["signature"]`, signs the
-/// encoding of the rest, then inserts the signature as `annotations["signature"]`.
+/// encoding of the rest, then inserts the signature as `annotations["signature"]`. To name the
+/// key, set `annotations["key_id"]` ([`KEY_ID_ANNOTATION`]) before signing: it is signed too.
 pub fn sign_legacy(command: &mut AdaptationCommand, key: &SigningKey) {
     command.annotations.remove(SIGNATURE_ANNOTATION);
     let signature = key.sign(&command.encode_to_vec());
@@ -375,9 +402,12 @@ mod tests {
         // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
         let tag = hex_tag("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
         assert_eq!(sign(b"Jefe", b"what do ya want for nothing?"), STANDARD.encode(&tag));
-        let key = SigningKey::new("Jefe").unwrap();
-        assert!(key.verify(b"what do ya want for nothing?", &STANDARD.encode(&tag)));
-        assert!(!key.verify(b"what do ya want for nothing!", &STANDARD.encode(&tag)));
+        // RFC 4231 test case 1: key 0x0b × 20, data "Hi There" (a key long enough for SigningKey).
+        let tag = hex_tag("b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+        let key = SigningKey::new([0x0b; 20]).unwrap();
+        assert_eq!(key.sign(b"Hi There"), STANDARD.encode(&tag));
+        assert!(key.verify(b"Hi There", &STANDARD.encode(&tag)));
+        assert!(!key.verify(b"Hi there", &STANDARD.encode(&tag)));
     }
 
     fn hex_tag(text: &str) -> Vec<u8> {
@@ -386,7 +416,7 @@ mod tests {
 
     #[test]
     fn verify_parts_equals_verify_of_concatenation() {
-        let key = SigningKey::new("k").unwrap();
+        let key = SigningKey::new("k-0123456789abcdef").unwrap();
         let sig = key.sign(b"abcdef");
         assert!(key.verify_parts(&[b"ab", b"cdef"], &sig));
         assert!(!key.verify_parts(&[b"ab", b"cde"], &sig));

@@ -10,21 +10,26 @@
 //! - [`CommandVerifier`]: checks a [`SignedCommand`](leyline::SignedCommand) envelope (signature
 //!   over the exact bytes, before decoding) or a legacy command (signature in
 //!   `annotations["signature"]`, checked on the received bytes with that entry removed at the wire
-//!   level), then required fields, freshness on an injected [`WallClock`] and replay in a
+//!   level; against the key named by `annotations["key_id"]` or the envelope's `key_id` when one
+//!   is named, else against every key), then required fields (`issued_at` must be a valid
+//!   Timestamp), freshness on an injected [`WallClock`] and replay in a
 //!   [`NonceLedger`] on an injected [`quanta::Clock`]. Returns a [`VerifiedCommand`] or a
 //!   [`Rejection`] whose [`reason`](Rejection::reason) is one of the D8 strings. A
 //!   [`VerifiedCommand`] names the key that matched and its form as the wire enum
 //!   [`leyline::CommandForm`] (`ENVELOPE` or `LEGACY`).
 //! - [`KeyRing`] / [`SigningKey`]: keys by id, loaded from `ESPER_LEYLINE_SECRET` (id `default`),
 //!   `ESPER_LEYLINE_KEYS="id1:secret1,id2:secret2"` or a key file of `id=secret` lines; keys can be
-//!   added and removed at run time for rotation. Secrets never appear in `Debug` output.
+//!   added and removed at run time for rotation. Secrets are at least [`MIN_SECRET_LEN`] (16)
+//!   bytes ([`Error::WeakKey`]) and never appear in `Debug` output.
 //! - [`sign`], [`sign_command`], [`sign_legacy`]: the signer's side (CLI, tests, peers).
+//! - [`printable`]: a wire value (seed id, command id, reason) made safe to print, control and
+//!   bidirectional formatting characters escaped as `\u{…}`.
 //!
 //! ```
 //! use kasmina_security::{CommandVerifier, FixedWallClock, KeyRing, sign_command};
 //! use leyline::{AdaptationCommand, wkt::Timestamp};
 //!
-//! let keys = KeyRing::with_key("default", "s3cret")?;
+//! let keys = KeyRing::with_key("default", "a-secret-of-16-bytes-or-more")?;
 //! let verifier = CommandVerifier::new(keys.clone()).with_wall_clock(FixedWallClock::at_unix(1_790_000_000));
 //! let command = AdaptationCommand {
 //!     command_id: "c-1".into(),
@@ -53,6 +58,7 @@
 mod error;
 mod keys;
 mod ledger;
+mod printable;
 mod rejection;
 mod verifier;
 mod wire;
@@ -61,9 +67,10 @@ pub use error::{Error, Result};
 // The workspace's one wall clock, from `kasmina-clock`, re-exported so these paths keep working.
 pub use kasmina_clock::{FixedWallClock, FnWallClock, SystemWallClock, WallClock};
 pub use keys::{
-    DEFAULT_KEY_ID, KEY_FILE_ENV, KEYS_ENV, KeyRing, MAX_KEY_ID_LEN, SECRET_ENV, SIGNATURE_ANNOTATION, SIGNATURE_LEN,
-    SigningKey, sign, sign_command, sign_legacy,
+    DEFAULT_KEY_ID, KEY_FILE_ENV, KEY_ID_ANNOTATION, KEYS_ENV, KeyRing, MAX_KEY_ID_LEN, MIN_SECRET_LEN, SECRET_ENV,
+    SIGNATURE_ANNOTATION, SIGNATURE_LEN, SigningKey, sign, sign_command, sign_legacy,
 };
 pub use ledger::{NonceLedger, Registration};
+pub use printable::{is_bidi_control, printable};
 pub use rejection::{Rejection, UnavailableCause};
 pub use verifier::{CommandVerifier, ENVELOPE_OVERHEAD_BYTES, VerifiedCommand, VerifierConfig};

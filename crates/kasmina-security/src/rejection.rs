@@ -32,17 +32,18 @@ pub enum Rejection {
     /// Neither the envelope nor the legacy `annotations["signature"]` carries a signature.
     #[error("command carries no signature")]
     MissingSignature,
-    /// The envelope names a key id the key ring does not hold (never configured, or rotated out).
+    /// The envelope's `key_id`, or a legacy command's `annotations["key_id"]`, names a key id the
+    /// key ring does not hold (never configured, or rotated out). No other key is tried.
     #[error("unknown signing key {key_id:?}")]
     UnknownKey {
-        /// The key id the envelope named.
+        /// The key id the command named.
         key_id: String,
     },
     /// The signature does not match the bytes.
     #[error("signature does not match the command")]
     InvalidSignature {
-        /// The key checked (envelope form); `None` for the legacy form, which names no key and is
-        /// checked against every key of the ring.
+        /// The key checked; `None` for a legacy command that names no key, which is checked
+        /// against every key of the ring.
         key_id: Option<String>,
     },
     /// The bytes are not a well-formed command (or envelope).
@@ -59,6 +60,18 @@ pub enum Rejection {
     MissingTimestamp {
         /// The command's id.
         command_id: String,
+    },
+    /// `issued_at` is not a valid `google.protobuf.Timestamp`: `nanos` outside
+    /// `0..=999_999_999`, or `seconds` outside 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+    /// Its [`reason`](Rejection::reason) is `malformed_command`; checked before freshness.
+    #[error("command {command_id:?} has an invalid issued_at timestamp ({seconds} s, {nanos} ns)")]
+    InvalidTimestamp {
+        /// The command's id.
+        command_id: String,
+        /// `issued_at.seconds` as received.
+        seconds: i64,
+        /// `issued_at.nanos` as received.
+        nanos: i32,
     },
     /// `issued_at` lies further in the future than the allowed clock skew.
     #[error("command {command_id:?} issued {ahead:?} in the future")]
@@ -102,6 +115,7 @@ impl Rejection {
 
     /// The stable reason string of decisions D8 (the Python prototype's strings plus
     /// `malformed_command`, `unknown_key`, `oversized_command` and `verifier_unavailable`).
+    /// [`InvalidTimestamp`](Self::InvalidTimestamp) is a `malformed_command`.
     pub fn reason(&self) -> &'static str {
         match self {
             Self::VerifierUnavailable { .. } => "verifier_unavailable",
@@ -109,7 +123,7 @@ impl Rejection {
             Self::MissingSignature => "missing_signature",
             Self::UnknownKey { .. } => "unknown_key",
             Self::InvalidSignature { .. } => "invalid_signature",
-            Self::MalformedCommand { .. } => "malformed_command",
+            Self::MalformedCommand { .. } | Self::InvalidTimestamp { .. } => "malformed_command",
             Self::MissingCommandId => "missing_command_id",
             Self::MissingTimestamp { .. } => "missing_timestamp",
             Self::IssuedInFuture { .. } => "issued_in_future",
@@ -122,6 +136,7 @@ impl Rejection {
     pub fn command_id(&self) -> Option<&str> {
         match self {
             Self::MissingTimestamp { command_id }
+            | Self::InvalidTimestamp { command_id, .. }
             | Self::IssuedInFuture { command_id, .. }
             | Self::StaleCommand { command_id, .. }
             | Self::NonceReplayed { command_id } => Some(command_id),

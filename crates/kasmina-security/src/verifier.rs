@@ -9,7 +9,7 @@ use leyline::prost::bytes::Buf;
 use leyline::{AdaptationCommand, CommandForm, Message, SignedCommand};
 
 use crate::error::{Error, Result};
-use crate::keys::{DEFAULT_KEY_ID, KeyRing};
+use crate::keys::{DEFAULT_KEY_ID, KEY_ID_ANNOTATION, KeyRing};
 use crate::ledger::{NonceLedger, Registration};
 use crate::rejection::{Rejection, UnavailableCause};
 use crate::wire::{SplitError, split_legacy};
@@ -124,9 +124,10 @@ impl VerifiedCommand {
 /// no key configured (`verifier_unavailable`) → size (`oversized_command`) → signature
 /// (`missing_signature`, `unknown_key`, `invalid_signature`; constant-time) → decoding
 /// (`malformed_command`) → `command_id` (`missing_command_id`) → `issued_at`
-/// (`missing_timestamp`) → freshness on the wall clock (`issued_in_future`, `stale_command`) →
-/// nonce (`nonce_replayed`). The nonce is spent only by a command that passed every other check;
-/// a rejected command changes no state.
+/// (`missing_timestamp`; `malformed_command` when it is not a valid Timestamp: `nanos` outside
+/// `0..=999_999_999` or `seconds` outside years 0001–9999) → freshness on the wall clock
+/// (`issued_in_future`, `stale_command`) → nonce (`nonce_replayed`). The nonce is spent only by
+/// a command that passed every other check; a rejected command changes no state.
 ///
 /// `Send + Sync`: share one verifier (e.g. in an `Arc`) between all ingress threads; replay
 /// protection holds across them.
@@ -185,14 +186,15 @@ impl CommandVerifier {
     }
 
     /// Verifies a decoded envelope. An envelope with an empty `signature` carries the legacy form
-    /// in `command` and is verified as [`verify_legacy_bytes`](Self::verify_legacy_bytes) does.
-    /// An empty `key_id` means [`DEFAULT_KEY_ID`].
+    /// in `command` and is verified as [`verify_legacy_bytes`](Self::verify_legacy_bytes) does,
+    /// the envelope's `key_id` (when not empty) naming the key as `annotations["key_id"]` would.
+    /// Otherwise an empty `key_id` means [`DEFAULT_KEY_ID`].
     ///
     /// # Errors
     /// The [`Rejection`] of the first failed check.
     pub fn verify_signed(&self, signed: &SignedCommand) -> Result<VerifiedCommand, Rejection> {
         if signed.signature.is_empty() {
-            return self.verify_legacy_bytes(&signed.command);
+            return self.verify_legacy(&signed.command, &signed.key_id);
         }
         self.check_available()?;
         self.check_size(signed.command.len(), self.config.max_command_bytes)?;
@@ -222,22 +224,52 @@ impl CommandVerifier {
 
     /// Verifies a legacy command as received: the signature is `annotations["signature"]`, checked
     /// over the received bytes with that map entry removed at the wire level (so map order and
-    /// unknown fields do not matter), against every key of the ring, before decoding.
+    /// unknown fields do not matter), before decoding.
+    ///
+    /// A command whose `annotations["key_id"]` ([`KEY_ID_ANNOTATION`]) is not empty is checked
+    /// against that key only: `unknown_key` when the ring does not hold it, `invalid_signature`
+    /// when it does not match, whichever other key would. A command that names no key (Esper's
+    /// Python peers) is checked against every key of the ring.
     ///
     /// # Errors
     /// The [`Rejection`] of the first failed check.
     pub fn verify_legacy_bytes(&self, bytes: &[u8]) -> Result<VerifiedCommand, Rejection> {
+        self.verify_legacy(bytes, "")
+    }
+
+    /// The legacy form; `envelope_key_id` is the `key_id` of the envelope it came in (empty: none).
+    fn verify_legacy(&self, bytes: &[u8], envelope_key_id: &str) -> Result<VerifiedCommand, Rejection> {
         self.check_available()?;
         self.check_size(bytes.len(), self.config.max_command_bytes)?;
         let split = split_legacy(bytes).map_err(|e| match e {
             SplitError::Missing => Rejection::MissingSignature,
             SplitError::Malformed(detail) => Rejection::MalformedCommand { detail },
         })?;
+        let named = match (envelope_key_id, split.key_id.unwrap_or_default()) {
+            ("", "") => None,
+            (id, "") | ("", id) => Some(id),
+            (outer, inner) if outer == inner => Some(inner),
+            _ => {
+                return Err(Rejection::MalformedCommand {
+                    detail: format!(
+                        "the envelope's key_id and annotations[\"{KEY_ID_ANNOTATION}\"] name different keys"
+                    ),
+                });
+            }
+        };
         let parts = [split.before, split.after];
-        let key_id = self
-            .keys
-            .find(|key| key.verify_parts(&parts, split.signature))
-            .ok_or(Rejection::InvalidSignature { key_id: None })?;
+        let key_id = match named {
+            // One constant-time check against the named key; no other key is tried.
+            Some(id) => match self.keys.using_key(id, |key| key.verify_parts(&parts, split.signature)) {
+                None => return Err(Rejection::UnknownKey { key_id: id.to_owned() }),
+                Some(false) => return Err(Rejection::InvalidSignature { key_id: Some(id.to_owned()) }),
+                Some(true) => id.to_owned(),
+            },
+            None => self
+                .keys
+                .find(|key| key.verify_parts(&parts, split.signature))
+                .ok_or(Rejection::InvalidSignature { key_id: None })?,
+        };
         // Decode exactly the authenticated bytes.
         let command = decode(split.before.chain(split.after))?;
         self.admit(command, key_id, CommandForm::Legacy)
@@ -270,6 +302,10 @@ impl CommandVerifier {
         let Some(issued_at) = command.issued_at.as_ref() else {
             return Err(Rejection::MissingTimestamp { command_id: command.command_id });
         };
+        if !timestamp_valid(issued_at) {
+            let (seconds, nanos) = (issued_at.seconds, issued_at.nanos);
+            return Err(Rejection::InvalidTimestamp { command_id: command.command_id, seconds, nanos });
+        }
         let issued = i128::from(issued_at.seconds) * 1_000_000_000 + i128::from(issued_at.nanos);
         let now = self.wall_clock.now_unix_nanos();
         if issued - now > nanos(self.config.max_future_skew) {
@@ -297,6 +333,17 @@ impl fmt::Debug for CommandVerifier {
             .field("ledger", &self.ledger)
             .finish()
     }
+}
+
+/// Earliest valid `google.protobuf.Timestamp`: 0001-01-01T00:00:00Z.
+const MIN_TIMESTAMP_SECONDS: i64 = -62_135_596_800;
+/// Latest valid `google.protobuf.Timestamp` second: 9999-12-31T23:59:59Z.
+const MAX_TIMESTAMP_SECONDS: i64 = 253_402_300_799;
+
+/// Whether `ts` is a valid `google.protobuf.Timestamp`: `nanos` in `0..=999_999_999` and
+/// `seconds` within years 0001 to 9999 (what RFC 3339 can write).
+fn timestamp_valid(ts: &leyline::wkt::Timestamp) -> bool {
+    (0..=999_999_999).contains(&ts.nanos) && (MIN_TIMESTAMP_SECONDS..=MAX_TIMESTAMP_SECONDS).contains(&ts.seconds)
 }
 
 fn decode(buf: impl Buf) -> Result<AdaptationCommand, Rejection> {

@@ -55,7 +55,7 @@ fn sign_legacy_and_json_outputs_verify() {
 fn sign_with_a_key_file_and_a_json_command() {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
-    std::fs::write(&keys, "# rotation\nops-2=another-secret\n").unwrap();
+    std::fs::write(&keys, "# rotation\nops-2=another-secret-01\n").unwrap();
     let json = dir.path().join("cmd.json");
     std::fs::write(&json, r#"{"commandId":"fixed-1","commandType":"COMMAND_EMERGENCY","issuedBy":"ops"}"#).unwrap();
     let text = sign(&["--json", json.to_str().unwrap(), "--key-file", keys.to_str().unwrap(), "--key-id", "ops-2"]);
@@ -63,7 +63,7 @@ fn sign_with_a_key_file_and_a_json_command() {
     assert_eq!(signed.key_id, "ops-2");
     // The default key does not verify it; the key file's does.
     assert_eq!(verifier().verify_signed(&signed).unwrap_err().reason(), "unknown_key");
-    let ring = KeyRing::with_key("ops-2", "another-secret").unwrap();
+    let ring = KeyRing::with_key("ops-2", "another-secret-01").unwrap();
     let verified = CommandVerifier::new(ring).verify_signed(&signed).unwrap();
     assert_eq!(verified.command().command_id, "fixed-1");
     assert_eq!(verified.command().command_type(), CommandType::CommandEmergency);

@@ -34,7 +34,25 @@ fn check(event: GateEvent, gate: Gate, from: Stage, to: Stage, reason: &str) -> 
     e.blueprint.as_mut().unwrap().allowed_parameters.get_mut("rank").unwrap().max_value = f64::NAN;
 }, PARAMETER_OUT_OF_BOUNDS)]
 #[case::no_parameters(|e: &mut G0| e.parameters.clear(), "")]
-#[case::padded_id(|e: &mut G0| e.blueprint_id = " BP001 ".into(), "")]
+// Blueprint ids are compared exactly: a padded id names no blueprint.
+#[case::padded_id(|e: &mut G0| e.blueprint_id = " BP001 ".into(), BLUEPRINT_MISMATCH)]
+#[case::trailing_space_id(|e: &mut G0| e.blueprint_id = "BP001 ".into(), BLUEPRINT_MISMATCH)]
+#[case::trailing_newline_id(|e: &mut G0| e.blueprint_id = "BP001\n".into(), BLUEPRINT_MISMATCH)]
+#[case::padded_descriptor_id(|e: &mut G0| e.blueprint.as_mut().unwrap().blueprint_id = "BP001 ".into(), BLUEPRINT_MISMATCH)]
+#[case::padded_id_unknown(|e: &mut G0| { e.blueprint_id = "BP001 ".into(); e.blueprint = None; }, BLUEPRINT_UNKNOWN)]
+// Bidirectional formatting characters are refused in seed ids like control characters.
+#[case::seed_id_with_rlo(|e: &mut G0| e.seed_id = "seed-\u{202E}7".into(), INVALID_SEED_ID)]
+#[case::seed_id_with_lro(|e: &mut G0| e.seed_id = "\u{202D}seed-7".into(), INVALID_SEED_ID)]
+#[case::seed_id_with_rle_pdf(|e: &mut G0| e.seed_id = "\u{202B}seed\u{202C}".into(), INVALID_SEED_ID)]
+#[case::seed_id_with_lre(|e: &mut G0| e.seed_id = "seed\u{202A}".into(), INVALID_SEED_ID)]
+#[case::seed_id_with_lrm(|e: &mut G0| e.seed_id = "seed\u{200E}7".into(), INVALID_SEED_ID)]
+#[case::seed_id_with_rlm(|e: &mut G0| e.seed_id = "seed\u{200F}7".into(), INVALID_SEED_ID)]
+#[case::seed_id_with_alm(|e: &mut G0| e.seed_id = "seed\u{061C}7".into(), INVALID_SEED_ID)]
+#[case::seed_id_with_lri(|e: &mut G0| e.seed_id = "seed\u{2066}7".into(), INVALID_SEED_ID)]
+#[case::seed_id_with_rli_fsi(|e: &mut G0| e.seed_id = "\u{2067}seed\u{2068}".into(), INVALID_SEED_ID)]
+#[case::seed_id_with_pdi(|e: &mut G0| e.seed_id = "seed\u{2069}".into(), INVALID_SEED_ID)]
+#[case::seed_id_with_c1_control(|e: &mut G0| e.seed_id = "seed\u{9B}7".into(), INVALID_SEED_ID)]
+#[case::seed_id_non_ascii_letters(|e: &mut G0| e.seed_id = "sämling-7".into(), "")]
 fn g0_sanity(#[case] mutate: fn(&mut G0), #[case] reason: &str) {
     let mut g0 = G0::passing();
     mutate(&mut g0);
@@ -42,7 +60,7 @@ fn g0_sanity(#[case] mutate: fn(&mut G0), #[case] reason: &str) {
     let event = evaluate_g0_sanity(&ctx, &g0.evidence());
     let event = check(event, Gate::SeedGateG0Sanity, Stage::SeedStageDormant, Stage::SeedStageGerminated, reason);
     assert_eq!(event.seed_id, g0.seed_id);
-    assert_eq!(event.attributes["blueprint_id"], g0.blueprint_id.trim());
+    assert_eq!(event.attributes["blueprint_id"], g0.blueprint_id);
 }
 
 #[test]

@@ -153,7 +153,8 @@ fn seed(cmd: &AdaptationCommand) -> Result<Request, Refusal> {
         SeedOperation::SeedOpGerminate => Ok(Request::Germinate {
             req: Germinate {
                 seed_id: seed_id.clone(),
-                blueprint_id: op.blueprint_id.trim().to_owned(),
+                // Exactly as signed: a padded id names no blueprint, and G0 refuses it.
+                blueprint_id: op.blueprint_id.clone(),
                 parameters: op
                     .parameters
                     .iter()
@@ -311,7 +312,8 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!((req.blueprint_id.as_str(), slot.as_deref()), ("BP001", Some("a")));
+        // The blueprint id is kept exactly as sent (padding included): G0 judges it.
+        assert_eq!((req.blueprint_id.as_str(), slot.as_deref()), (" BP001 ", Some("a")));
         assert_eq!(parse(&seed_cmd(SeedOperation::SeedOpUnknown, &[])).unwrap_err(), Refusal::UnsupportedOperation);
     }
 

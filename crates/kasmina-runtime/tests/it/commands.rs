@@ -329,3 +329,38 @@ fn a_flood_of_forged_commands_is_rate_limited_in_telemetry() {
     rig.mock.increment(std::time::Duration::from_secs(11));
     assert_ne!(rig.kasmina.health().summary, "command_flood");
 }
+
+#[test]
+fn a_germination_with_a_padded_blueprint_id_or_a_bidi_seed_id_is_refused_and_changes_nothing() {
+    let mut rig = Rig::new(config());
+    rig.train(60);
+    let before = rig.kasmina.export_seed_states();
+    for (seed_id, blueprint, reason) in [
+        ("seed-1", "BP001 ", "blueprint_unknown"),
+        ("seed-1", " BP001", "blueprint_unknown"),
+        ("seed-1", "BP001\n", "blueprint_unknown"),
+        ("seed-\u{202E}1", "BP001", "invalid_seed_id"),
+        ("seed-\u{2066}1", "BP001", "invalid_seed_id"),
+        ("seed-\u{200F}1", "BP001", "invalid_seed_id"),
+    ] {
+        let cmd = rig.seed_op(SeedOperation::SeedOpGerminate, seed_id, blueprint);
+        // Signed and through the queue, as a remote controller sends it.
+        let receipt = rig.submit_and_step(&cmd);
+        assert!(!receipt.accepted, "{blueprint:?}: {receipt:?}");
+        assert_eq!(receipt.reason, reason, "{seed_id:?} {blueprint:?}");
+        assert_eq!(rig.stage(), Stage::SeedStageDormant);
+        assert_eq!(rig.kasmina.export_seed_states(), before, "{seed_id:?} {blueprint:?}");
+    }
+    // Each refusal is G0's: a failed gate_event naming the exact id asked for.
+    let refused: Vec<(String, String)> = rig
+        .events("gate_event")
+        .iter()
+        .filter(|e| e.attributes.get("passed").map(String::as_str) == Some("false"))
+        .map(|e| (e.attributes["blueprint_id"].clone(), e.attributes["reason"].clone()))
+        .collect();
+    assert_eq!(refused.len(), 6, "{refused:?}");
+    assert_eq!(refused[0], ("BP001 ".to_owned(), "blueprint_unknown".to_owned()));
+    // The exact id germinates: the refusals left the slot free and the seed id unused.
+    let cmd = rig.seed_op(SeedOperation::SeedOpGerminate, "seed-1", "BP001");
+    assert!(rig.submit_and_step(&cmd).accepted);
+}

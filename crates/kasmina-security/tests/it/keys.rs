@@ -3,14 +3,17 @@
 use std::collections::HashMap;
 use std::io::Write as _;
 
-use kasmina_security::{Error, KeyRing, Rejection, SigningKey, UnavailableCause, sign_command, sign_legacy};
+use kasmina_security::{
+    Error, KEY_ID_ANNOTATION, KeyRing, MIN_SECRET_LEN, Rejection, SigningKey, UnavailableCause, sign_command,
+    sign_legacy,
+};
 use leyline::{CommandForm, Message, SignedCommand};
 use rstest::rstest;
 
 use crate::{Fixture, SECRET, command};
 
-const OLD: &str = "old-secret-7f3a";
-const NEW: &str = "new-secret-91bc";
+const OLD: &str = "old-secret-7f3a-2026";
+const NEW: &str = "new-secret-91bc-2026";
 
 #[test]
 fn rotation_old_and_new_keys_overlap_then_the_old_one_is_unknown() {
@@ -81,7 +84,7 @@ fn empty_key_id_means_default_and_a_wrong_key_is_invalid() {
     signed.key_id.clear();
     assert_eq!(fixture.verifier.verify_signed(&signed).unwrap().key_id(), "default");
 
-    let other = KeyRing::with_key("default", "another-secret").unwrap();
+    let other = KeyRing::with_key("default", "another-secret-0451").unwrap();
     let forged = sign_command(&command("b"), "default", &other).unwrap();
     assert_eq!(fixture.verifier.verify_signed(&forged).unwrap_err().reason(), "invalid_signature");
 }
@@ -101,7 +104,7 @@ fn no_key_means_verifier_unavailable_including_after_the_last_key_is_removed() {
 
 #[test]
 fn signing_with_an_unknown_key_is_an_error() {
-    let ring = KeyRing::with_key("a", "s").unwrap();
+    let ring = KeyRing::with_key("a", OLD).unwrap();
     assert!(matches!(sign_command(&command("x"), "b", &ring), Err(Error::UnknownKey { key_id }) if key_id == "b"));
 }
 
@@ -114,12 +117,12 @@ fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
 fn from_lookup_reads_the_secret_and_the_key_list() {
     let ring = KeyRing::from_lookup(lookup(&[
         ("ESPER_LEYLINE_SECRET", SECRET),
-        ("ESPER_LEYLINE_KEYS", " k1:one , k2:two:with:colons ,"),
+        ("ESPER_LEYLINE_KEYS", " k1:one-secret-of-k1 , k2:two:with:colons:of:k2 ,"),
     ]))
     .unwrap();
     assert_eq!(ring.key_ids(), ["default", "k1", "k2"]);
     let message = b"payload";
-    assert!(ring.get("k2").unwrap().verify(message, &kasmina_security::sign(b"two:with:colons", message)));
+    assert!(ring.get("k2").unwrap().verify(message, &kasmina_security::sign(b"two:with:colons:of:k2", message)));
     assert!(ring.get("default").unwrap().verify(message, &kasmina_security::sign(SECRET.as_bytes(), message)));
 
     assert!(KeyRing::from_lookup(lookup(&[])).unwrap().is_empty());
@@ -130,10 +133,11 @@ fn from_lookup_reads_the_secret_and_the_key_list() {
 #[case::no_colon("k1", "expected id:secret")]
 #[case::bad_id("a b:s", "invalid key id")]
 #[case::empty_secret("k1:", "empty secret")]
-#[case::duplicate("k1:a,k1:b", "more than once")]
-#[case::duplicate_of_default("default:x", "more than once")]
+#[case::duplicate("k1:0123456789abcdef,k1:0123456789abcdef", "more than once")]
+#[case::duplicate_of_default("default:0123456789abcdef", "more than once")]
+#[case::weak_secret("k1:0123456789abcde", "15 bytes; at least 16")]
 fn from_lookup_rejects_bad_key_lists(#[case] list: &str, #[case] message: &str) {
-    let err = KeyRing::from_lookup(lookup(&[("ESPER_LEYLINE_SECRET", "top"), ("ESPER_LEYLINE_KEYS", list)]))
+    let err = KeyRing::from_lookup(lookup(&[("ESPER_LEYLINE_SECRET", SECRET), ("ESPER_LEYLINE_KEYS", list)]))
         .unwrap_err()
         .to_string();
     assert!(err.contains(message), "{err}");
@@ -153,10 +157,14 @@ fn key_files_load_and_their_errors_name_the_line_not_the_secret() {
         KeyRing::from_lookup(lookup(&[("ESPER_LEYLINE_SECRET", SECRET), ("ESPER_LEYLINE_KEY_FILE", path)])).unwrap();
     assert_eq!(ring.key_ids(), ["default", "k-new", "k-old"]);
 
-    let err = KeyRing::parse_key_file("k1=a\nthis-line-holds-a-secret-without-equals\n", "keys.txt").unwrap_err();
+    let err = KeyRing::parse_key_file(&format!("k1={OLD}\nthis-line-holds-a-secret-without-equals\n"), "keys.txt")
+        .unwrap_err();
     assert!(matches!(err, Error::KeyListSyntax { entry: 2, .. }));
     assert!(!err.to_string().contains("secret-without"), "{err}");
-    assert!(matches!(KeyRing::parse_key_file("k=a\nk=b", "f").unwrap_err(), Error::DuplicateKey { .. }));
+    assert!(matches!(
+        KeyRing::parse_key_file(&format!("k={OLD}\nk={NEW}"), "f").unwrap_err(),
+        Error::DuplicateKey { .. }
+    ));
     assert!(matches!(KeyRing::from_file("/nonexistent/keys").unwrap_err(), Error::KeyFileRead { .. }));
 }
 
@@ -172,14 +180,14 @@ fn replace_with_swaps_every_key_at_once() {
 #[test]
 fn invalid_key_ids_and_empty_secrets_are_refused() {
     let ring = KeyRing::new();
-    assert!(matches!(ring.insert("", "s"), Err(Error::InvalidKeyId { .. })));
-    assert!(matches!(ring.insert("a:b", "s"), Err(Error::InvalidKeyId { .. })));
+    assert!(matches!(ring.insert("", OLD), Err(Error::InvalidKeyId { .. })));
+    assert!(matches!(ring.insert("a:b", OLD), Err(Error::InvalidKeyId { .. })));
     assert!(matches!(ring.insert("ok", ""), Err(Error::EmptySecret { key_id: Some(_) })));
     assert!(matches!(SigningKey::new(""), Err(Error::EmptySecret { key_id: None })));
     assert!(ring.is_empty());
-    assert!(!ring.insert("ok", "s").unwrap());
-    assert!(ring.insert("ok", "t").unwrap());
-    assert!(ring.insert_key("other", SigningKey::new("u").unwrap()).is_ok());
+    assert!(!ring.insert("ok", OLD).unwrap());
+    assert!(ring.insert("ok", NEW).unwrap());
+    assert!(ring.insert_key("other", SigningKey::new(SECRET).unwrap()).is_ok());
     assert_eq!(ring.len(), 2);
     assert!(ring.contains("other"));
 }
@@ -207,4 +215,112 @@ fn debug_and_display_never_show_a_secret() {
     }
     assert!(texts[0].contains("k-old") && texts[0].contains("k-new"), "{}", texts[0]);
     assert!(texts[3].contains("redacted"));
+}
+
+/// A legacy command signed with `secret`, naming `key_id` in `annotations["key_id"]` when given.
+fn legacy_bytes(id: &str, secret: &str, key_id: Option<&str>) -> Vec<u8> {
+    let mut legacy = command(id);
+    if let Some(key_id) = key_id {
+        legacy.annotations.insert(KEY_ID_ANNOTATION.into(), key_id.into());
+    }
+    sign_legacy(&mut legacy, &SigningKey::new(secret).unwrap());
+    legacy.encode_to_vec()
+}
+
+/// The legacy command travelling in an envelope with an empty signature and `key_id`.
+fn in_envelope(bytes: Vec<u8>, key_id: &str) -> SignedCommand {
+    SignedCommand { command: bytes, signature: String::new(), key_id: key_id.into() }
+}
+
+#[test]
+fn a_legacy_command_naming_an_unknown_key_is_refused_even_when_another_key_signed_it() {
+    let fixture = Fixture::default_key();
+    fixture.keys.insert("k2", NEW).unwrap();
+    let unknown = Rejection::UnknownKey { key_id: "nosuch".into() };
+
+    // In the annotation: the default key's signature does not save it.
+    let bytes = legacy_bytes("a", SECRET, Some("nosuch"));
+    assert_eq!(fixture.verifier.verify_legacy_bytes(&bytes).unwrap_err(), unknown);
+    assert_eq!(fixture.verifier.verify_signed(&in_envelope(bytes.clone(), "")).unwrap_err(), unknown);
+    assert_eq!(fixture.verifier.verify_envelope_bytes(&in_envelope(bytes, "").encode_to_vec()).unwrap_err(), unknown);
+    // In the envelope around a legacy command that names no key.
+    let bytes = legacy_bytes("b", SECRET, None);
+    assert_eq!(fixture.verifier.verify_signed(&in_envelope(bytes.clone(), "nosuch")).unwrap_err(), unknown);
+    assert_eq!(
+        fixture.verifier.verify_envelope_bytes(&in_envelope(bytes, "nosuch").encode_to_vec()).unwrap_err(),
+        unknown
+    );
+    // Nothing was spent: the same commands without the bad key id are accepted.
+    assert!(fixture.verifier.ledger().is_empty());
+    assert!(fixture.verifier.verify_legacy_bytes(&legacy_bytes("a", SECRET, None)).is_ok());
+    assert!(fixture.verifier.verify_signed(&in_envelope(legacy_bytes("b", SECRET, None), "")).is_ok());
+}
+
+#[test]
+fn a_legacy_command_naming_a_key_is_checked_against_that_key_only() {
+    let fixture = Fixture::default_key();
+    fixture.keys.insert("k2", NEW).unwrap();
+
+    // Named k2, signed by the default key: only k2 is tried.
+    let wrong = legacy_bytes("a", SECRET, Some("k2"));
+    let invalid = Rejection::InvalidSignature { key_id: Some("k2".into()) };
+    assert_eq!(fixture.verifier.verify_legacy_bytes(&wrong).unwrap_err(), invalid);
+    let wrong = legacy_bytes("b", SECRET, None);
+    assert_eq!(fixture.verifier.verify_signed(&in_envelope(wrong, "k2")).unwrap_err(), invalid);
+
+    // Named and signed by k2, in the annotation or in the envelope.
+    let verified = fixture.verifier.verify_legacy_bytes(&legacy_bytes("c", NEW, Some("k2"))).unwrap();
+    assert_eq!((verified.key_id(), verified.form()), ("k2", CommandForm::Legacy));
+    assert_eq!(verified.command().annotations.get(KEY_ID_ANNOTATION).map(String::as_str), Some("k2"));
+    let verified = fixture.verifier.verify_signed(&in_envelope(legacy_bytes("d", NEW, None), "k2")).unwrap();
+    assert_eq!((verified.key_id(), verified.form()), ("k2", CommandForm::Legacy));
+    // Both, agreeing.
+    let verified = fixture.verifier.verify_signed(&in_envelope(legacy_bytes("e", NEW, Some("k2")), "k2")).unwrap();
+    assert_eq!(verified.key_id(), "k2");
+    // An empty key id names no key: every key of the ring is tried, as before.
+    let verified = fixture.verifier.verify_legacy_bytes(&legacy_bytes("f", NEW, Some(""))).unwrap();
+    assert_eq!(verified.key_id(), "k2");
+    let verified = fixture.verifier.verify_signed(&in_envelope(legacy_bytes("g", SECRET, None), "")).unwrap();
+    assert_eq!(verified.key_id(), "default");
+}
+
+#[test]
+fn a_legacy_command_whose_envelope_and_annotation_name_different_keys_is_malformed() {
+    let fixture = Fixture::default_key();
+    fixture.keys.insert("k2", NEW).unwrap();
+    let bytes = legacy_bytes("a", NEW, Some("k2"));
+    let rejection = fixture.verifier.verify_signed(&in_envelope(bytes, "default")).unwrap_err();
+    assert_eq!(rejection.reason(), "malformed_command", "{rejection}");
+    // Two key_id entries on the wire are ambiguous too.
+    let mut twice = legacy_bytes("b", NEW, Some("k2"));
+    let mut other = leyline::AdaptationCommand::default();
+    other.annotations.insert(KEY_ID_ANNOTATION.into(), "default".into());
+    twice.extend_from_slice(&other.encode_to_vec());
+    assert_eq!(fixture.verifier.verify_legacy_bytes(&twice).unwrap_err().reason(), "malformed_command");
+    assert!(fixture.verifier.ledger().is_empty());
+}
+
+#[test]
+fn secrets_shorter_than_16_bytes_are_refused() {
+    assert_eq!(MIN_SECRET_LEN, 16);
+    assert!(matches!(SigningKey::new("x"), Err(Error::WeakKey { key_id: None, min_len: 16, len: 1 })));
+    assert!(matches!(SigningKey::new("0123456789abcde"), Err(Error::WeakKey { len: 15, .. })));
+    SigningKey::new("0123456789abcdef").unwrap();
+    // Empty is still its own error.
+    assert!(matches!(SigningKey::new(""), Err(Error::EmptySecret { key_id: None })));
+
+    let ring = KeyRing::new();
+    let err = ring.insert("k", "short").unwrap_err();
+    assert!(matches!(&err, Error::WeakKey { key_id: Some(id), min_len: 16, len: 5 } if id == "k"), "{err:?}");
+    assert!(!err.to_string().contains("short"), "{err}");
+    assert!(ring.is_empty());
+    assert!(matches!(KeyRing::with_key("default", "x"), Err(Error::WeakKey { .. })));
+
+    let err = KeyRing::from_lookup(lookup(&[("ESPER_LEYLINE_SECRET", "tiny")])).unwrap_err();
+    assert!(matches!(&err, Error::WeakKey { key_id: Some(id), len: 4, .. } if id == "default"), "{err:?}");
+    let err = KeyRing::from_lookup(lookup(&[("ESPER_LEYLINE_KEYS", "k1:tiny")])).unwrap_err();
+    assert!(matches!(&err, Error::WeakKey { key_id: Some(id), .. } if id == "k1"), "{err:?}");
+    let err = KeyRing::parse_key_file("k1=tiny\n", "keys.txt").unwrap_err();
+    assert!(matches!(&err, Error::WeakKey { key_id: Some(id), .. } if id == "k1"), "{err:?}");
+    assert!(!err.to_string().contains("tiny"), "{err}");
 }

@@ -25,8 +25,8 @@ fn signed(fixture: &Fixture, id: &str) -> SignedCommand {
 #[case::just_future(60, 1, "issued_in_future")]
 #[case::far_future(3600, 0, "issued_in_future")]
 #[case::epoch(-NOW, 0, "stale_command")]
-#[case::extreme_past(i64::MIN / 2 - NOW, 0, "stale_command")]
-#[case::extreme_future(i64::MAX / 2, 0, "issued_in_future")]
+#[case::extreme_past(-62_135_596_800 - NOW, 0, "stale_command")] // 0001-01-01T00:00:00Z
+#[case::extreme_future(253_402_300_799 - NOW, 999_999_999, "issued_in_future")] // 9999-12-31T23:59:59.999999999Z
 fn freshness_window_is_plus_minus_60_s_by_default(#[case] offset: i64, #[case] nanos: i32, #[case] reason: &str) {
     let fixture = Fixture::default_key();
     let mut cmd = command("f");
@@ -200,4 +200,46 @@ fn default_verifier_judges_freshness_on_the_system_clock() {
     old.issued_at = Some(Timestamp { seconds: now.as_secs() as i64 - 3600, nanos: 0 });
     let outcome = verifier.verify_signed(&sign_command(&old, "default", &keys).unwrap());
     assert_eq!(outcome.unwrap_err().reason(), "stale_command");
+}
+
+#[rstest]
+#[case::negative_nanos(0, -1)]
+#[case::nanos_of_a_whole_second(0, 1_000_000_000)]
+#[case::nanos_of_two_seconds(0, 2_000_000_000)]
+#[case::nanos_min(0, i32::MIN)]
+#[case::nanos_max(0, i32::MAX)]
+#[case::after_year_9999(253_402_300_800 - NOW, 0)]
+#[case::before_year_1(-62_135_596_801 - NOW, 0)]
+#[case::minus_year_9999(-253_402_300_800 - NOW, 0)]
+#[case::seconds_max(i64::MAX - NOW, 0)]
+#[case::seconds_min(i64::MIN + 1, 0)]
+fn invalid_timestamps_are_malformed_before_freshness(#[case] offset: i64, #[case] nanos: i32) {
+    let fixture = Fixture::default_key();
+    let mut cmd = command("ts");
+    cmd.issued_at = Some(Timestamp { seconds: NOW + offset, nanos });
+    let rejection = fixture.verifier.verify_signed(&sign_command(&cmd, "default", &fixture.keys).unwrap()).unwrap_err();
+    assert_eq!(rejection.reason(), "malformed_command", "{rejection}");
+    // The command is authenticated by then: its id is reported.
+    assert_eq!(rejection.command_id(), Some("ts"));
+    assert!(rejection.to_string().contains("issued_at"), "{rejection}");
+    let mut legacy = cmd.clone();
+    sign_legacy(&mut legacy, &fixture.keys.get("default").unwrap());
+    let rejection = fixture.verifier.verify_legacy_bytes(&legacy.encode_to_vec()).unwrap_err();
+    assert_eq!(rejection.reason(), "malformed_command", "{rejection}");
+    assert!(fixture.verifier.ledger().is_empty());
+}
+
+#[test]
+fn timestamps_at_the_edges_of_the_valid_range_reach_the_freshness_check() {
+    let fixture = Fixture::default_key();
+    for (id, seconds, nanos, reason) in [
+        ("max", 253_402_300_799, 999_999_999, "issued_in_future"),
+        ("min", -62_135_596_800, 0, "stale_command"),
+        ("nanos", NOW, 999_999_999, "ok"),
+    ] {
+        let mut cmd = command(id);
+        cmd.issued_at = Some(Timestamp { seconds, nanos });
+        let outcome = fixture.verifier.verify_signed(&sign_command(&cmd, "default", &fixture.keys).unwrap());
+        assert_eq!(outcome.map(|_| "ok").unwrap_or_else(|r| r.reason()), reason, "{id}");
+    }
 }
