@@ -9,5 +9,6 @@ mod harness;
 mod kd;
 mod receipts;
 mod runbook;
+mod sequences;
 mod slots;
 mod terminate;
