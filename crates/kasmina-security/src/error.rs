@@ -71,6 +71,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A key file grants some permission to group or others (unix): refused before it is read.
+    #[error("key file {} is readable or writable by group or others (mode {mode:04o}); chmod 600 it", path.display())]
+    KeyFilePermissions {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits (`mode & 0o7777`).
+        mode: u32,
+    },
     /// A verifier configuration value is out of range.
     #[error("invalid verifier configuration: {field}: {reason}")]
     InvalidConfig {

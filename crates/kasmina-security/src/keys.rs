@@ -2,20 +2,20 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::fs::File;
+use std::io::Read as _;
 use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, Mac};
 use leyline::{AdaptationCommand, Message, SignedCommand};
 use parking_lot::RwLock;
-use sha2::Sha256;
 use subtle::ConstantTimeEq;
+use zeroize::{ZeroizeOnDrop, Zeroizing};
 
 use crate::error::{Error, Result};
-
-type HmacSha256 = Hmac<Sha256>;
+use crate::mac::{HmacKey, TAG_LEN};
 
 /// Environment variable holding the secret of key id [`DEFAULT_KEY_ID`] (UTF-8 bytes are the key).
 pub const SECRET_ENV: &str = "ESPER_LEYLINE_SECRET";
@@ -40,27 +40,20 @@ pub const MAX_KEY_ID_LEN: usize = 128;
 /// Signs `bytes` with the secret `key`: standard padded base64 of HMAC-SHA256 (44 characters).
 ///
 /// A raw primitive (any key length, as HMAC allows): it does not apply the [`MIN_SECRET_LEN`]
-/// minimum that [`SigningKey`] and [`KeyRing`] enforce.
+/// minimum that [`SigningKey`] and [`KeyRing`] enforce. The key state it derives is wiped before
+/// it returns; `key` itself belongs to the caller.
 ///
 /// ```
 /// let sig = kasmina_security::sign(b"secret", b"payload");
 /// assert_eq!(sig.len(), 44);
 /// ```
 pub fn sign(key: &[u8], bytes: &[u8]) -> String {
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
-    mac.update(bytes);
-    encode_tag(mac)
+    STANDARD.encode(HmacKey::boxed(key).tag(&[bytes]))
 }
 
-fn encode_tag(mac: HmacSha256) -> String {
-    STANDARD.encode(mac.finalize().into_bytes())
-}
-
-fn encode_tag_array(mac: HmacSha256) -> [u8; SIGNATURE_LEN] {
+fn encode_tag_array(tag: &[u8; TAG_LEN]) -> [u8; SIGNATURE_LEN] {
     let mut out = [0u8; SIGNATURE_LEN];
-    let written = STANDARD
-        .encode_slice(mac.finalize().into_bytes(), &mut out)
-        .expect("a 32-byte tag always fits 44 base64 characters");
+    let written = STANDARD.encode_slice(tag, &mut out).expect("a 32-byte tag always fits 44 base64 characters");
     debug_assert_eq!(written, SIGNATURE_LEN);
     out
 }
@@ -68,14 +61,28 @@ fn encode_tag_array(mac: HmacSha256) -> [u8; SIGNATURE_LEN] {
 /// One HMAC-SHA256 key.
 ///
 /// It keeps only the HMAC state derived from the secret (the inner and outer pads already absorbed),
-/// never the secret text, so each signature costs no key setup. Its `Debug` output is redacted.
-#[derive(Clone)]
+/// never the secret text, so each signature costs no key setup. That state can forge signatures,
+/// so it lives on the heap (moving a key moves a pointer, leaving no copy behind) and is wiped
+/// when the key, or any clone of it, is dropped ([`ZeroizeOnDrop`]). Its `Debug` output is
+/// redacted.
 pub struct SigningKey {
-    mac: HmacSha256,
+    key: Box<HmacKey>,
 }
+
+impl Clone for SigningKey {
+    fn clone(&self) -> Self {
+        Self { key: self.key.boxed_copy() }
+    }
+}
+
+// `HmacKey` wipes itself on drop; `SigningKey` has no other state.
+impl ZeroizeOnDrop for SigningKey {}
 
 impl SigningKey {
     /// A key from secret bytes (the UTF-8 bytes of the secret string, as Esper's peers use).
+    ///
+    /// Only the derived state is kept. `secret` is not wiped here: pass a reference, or a
+    /// [`Zeroizing`] value, to have the caller's copy wiped too.
     ///
     /// # Errors
     /// [`Error::EmptySecret`] when `secret` is empty, [`Error::WeakKey`] when it is shorter than
@@ -88,15 +95,12 @@ impl SigningKey {
         if secret.len() < MIN_SECRET_LEN {
             return Err(Error::WeakKey { key_id: None, min_len: MIN_SECRET_LEN, len: secret.len() });
         }
-        let mac = <HmacSha256 as Mac>::new_from_slice(secret).expect("HMAC accepts keys of any length");
-        Ok(Self { mac })
+        Ok(Self { key: HmacKey::boxed(secret) })
     }
 
     /// The signature of `bytes`: standard padded base64 of HMAC-SHA256.
     pub fn sign(&self, bytes: &[u8]) -> String {
-        let mut mac = self.mac.clone();
-        mac.update(bytes);
-        encode_tag(mac)
+        STANDARD.encode(self.key.tag(&[bytes]))
     }
 
     /// Whether `signature` is the signature of `bytes` (constant-time comparison).
@@ -106,11 +110,7 @@ impl SigningKey {
 
     /// Constant-time check of `signature` against the signature of the concatenation of `parts`.
     pub(crate) fn verify_parts(&self, parts: &[&[u8]], signature: &str) -> bool {
-        let mut mac = self.mac.clone();
-        for part in parts {
-            mac.update(part);
-        }
-        let expected = encode_tag_array(mac);
+        let expected = encode_tag_array(&self.key.tag(parts));
         // The length is public (always 44 for a real signature); the content is compared in
         // constant time, eight bytes at a time, with no early exit.
         let Ok(given) = <&[u8; SIGNATURE_LEN]>::try_from(signature.as_bytes()) else {
@@ -155,7 +155,8 @@ impl fmt::Debug for SigningKey {
 ///   may hold `:` but not `,`); `ESPER_LEYLINE_KEY_FILE=/path` → [`from_file`](Self::from_file).
 ///   Empty variables count as unset; an id given twice is an error.
 /// - [`from_file`](Self::from_file): one `id=secret` per line (split at the first `=`; spaces
-///   around id and secret are trimmed), blank lines and lines starting with `#` ignored.
+///   around id and secret are trimmed), blank lines and lines starting with `#` ignored. On unix
+///   the file must be private to its owner (`chmod 600`), else [`Error::KeyFilePermissions`].
 ///
 /// Key ids are 1 to 128 printable ASCII characters without space, `:`, `,` or `=`. Secrets are at
 /// least [`MIN_SECRET_LEN`] (16) bytes ([`Error::WeakKey`] otherwise); use a random one, e.g.
@@ -197,7 +198,8 @@ impl KeyRing {
     /// As [`from_env`](Self::from_env).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let mut keys = BTreeMap::new();
-        let get = |name: &str| lookup(name).filter(|value| !value.is_empty());
+        // The values hold secrets: wiped when dropped, whatever happens below.
+        let get = |name: &str| lookup(name).filter(|value| !value.is_empty()).map(Zeroizing::new);
         if let Some(secret) = get(SECRET_ENV) {
             add_unique(&mut keys, DEFAULT_KEY_ID, secret.as_bytes())?;
         }
@@ -216,7 +218,7 @@ impl KeyRing {
             }
         }
         if let Some(path) = get(KEY_FILE_ENV) {
-            for (id, key) in Self::from_file(path)?.snapshot() {
+            for (id, key) in Self::from_file(path.as_str())?.snapshot() {
                 if keys.contains_key(&id) {
                     return Err(Error::DuplicateKey { key_id: id });
                 }
@@ -228,13 +230,24 @@ impl KeyRing {
 
     /// Loads a key file: `id=secret` lines (see the type's docs).
     ///
+    /// On unix the file must not grant any permission to group or others (`chmod 600`): one that
+    /// does is refused with [`Error::KeyFilePermissions`] before it is read. The mode checked is
+    /// that of the opened file (a symbolic link's target). The text read is wiped once parsed.
+    ///
     /// # Errors
-    /// [`Error::KeyFileRead`], [`Error::KeyListSyntax`], invalid or duplicate ids, empty or weak
-    /// secrets.
+    /// [`Error::KeyFileRead`], [`Error::KeyFilePermissions`], [`Error::KeyListSyntax`], invalid or
+    /// duplicate ids, empty or weak secrets.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text =
-            std::fs::read_to_string(path).map_err(|source| Error::KeyFileRead { path: path.to_owned(), source })?;
+        let read_error = |source| Error::KeyFileRead { path: path.to_owned(), source };
+        let mut file = File::open(path).map_err(read_error)?;
+        let metadata = file.metadata().map_err(read_error)?;
+        check_key_file_mode(path, &metadata)?;
+        // Sized up front so the buffer is not reallocated while reading (a reallocation would
+        // free a copy of the secrets without wiping it); a file that grows meanwhile may still.
+        let capacity = usize::try_from(metadata.len()).unwrap_or(0).saturating_add(1);
+        let mut text = Zeroizing::new(String::with_capacity(capacity));
+        file.read_to_string(&mut text).map_err(read_error)?;
         Self::parse_key_file(&text, &path.display().to_string())
     }
 
@@ -338,6 +351,24 @@ impl fmt::Debug for KeyRing {
     }
 }
 
+/// Refuses a key file that grants any permission to group or others (unix only).
+#[cfg(unix)]
+fn check_key_file_mode(path: &Path, metadata: &std::fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = metadata.permissions().mode() & 0o7777;
+    // A directory is left to the read, which fails with a clearer error.
+    if mode & 0o077 != 0 && !metadata.is_dir() {
+        return Err(Error::KeyFilePermissions { path: path.to_owned(), mode });
+    }
+    Ok(())
+}
+
+/// Permissions are not checked outside unix.
+#[cfg(not(unix))]
+fn check_key_file_mode(_path: &Path, _metadata: &std::fs::Metadata) -> Result<()> {
+    Ok(())
+}
+
 fn add_unique(keys: &mut BTreeMap<String, SigningKey>, key_id: &str, secret: &[u8]) -> Result<()> {
     validate_key_id(key_id)?;
     if keys.contains_key(key_id) {
@@ -432,6 +463,29 @@ mod tests {
             b[i] ^= 0x01;
             assert!(!bool::from(ct_eq_44(&a, &b)), "byte {i}");
         }
+    }
+
+    /// Compiles only for types that wipe their secret state on drop.
+    fn wiped_on_drop<T: ZeroizeOnDrop>() {}
+
+    #[test]
+    fn signing_keys_wipe_their_state_on_drop_and_clones_are_independent() {
+        wiped_on_drop::<SigningKey>();
+        wiped_on_drop::<HmacKey>();
+        let key = SigningKey::new("k-0123456789abcdef").unwrap();
+        let expected = key.sign(b"payload");
+        let copy = key.clone();
+        // The copy has its own boxed state: dropping (wiping) the original leaves it working.
+        drop(key);
+        assert_eq!(copy.sign(b"payload"), expected);
+        assert_eq!(copy.sign(b"payload"), sign(b"k-0123456789abcdef", b"payload"));
+    }
+
+    #[test]
+    fn debug_of_a_signing_key_is_only_the_redaction() {
+        let key = SigningKey::new("k-0123456789abcdef").unwrap();
+        assert_eq!(format!("{key:?}"), r#"SigningKey { secret: "<redacted>" }"#);
+        assert_eq!(format!("{key:#?}"), "SigningKey {\n    secret: \"<redacted>\",\n}");
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! rotation for the commands Kasmina receives (decisions D8, D11).
 //!
 //! Layer L1 (domain crate): it depends only on the L0 crates `leyline` and `kasmina-clock` and on
-//! small external crates (`hmac`, `sha2`, `base64`, `subtle`, `dashmap`, `parking_lot`, `quanta`),
-//! never on another Kasmina domain crate.
+//! small external crates (`sha2`, `zeroize`, `base64`, `subtle`, `dashmap`, `parking_lot`,
+//! `quanta`), never on another Kasmina domain crate.
 //! It returns typed values; the runtime turns a [`Rejection`] into a `command_rejected` event.
 //!
 //! Main types:
@@ -20,7 +20,9 @@
 //! - [`KeyRing`] / [`SigningKey`]: keys by id, loaded from `ESPER_LEYLINE_SECRET` (id `default`),
 //!   `ESPER_LEYLINE_KEYS="id1:secret1,id2:secret2"` or a key file of `id=secret` lines; keys can be
 //!   added and removed at run time for rotation. Secrets are at least [`MIN_SECRET_LEN`] (16)
-//!   bytes ([`Error::WeakKey`]) and never appear in `Debug` output.
+//!   bytes ([`Error::WeakKey`]) and never appear in `Debug` output; the key state derived from
+//!   them is wiped from memory when a key is dropped, and a key file that group or others may
+//!   access is refused on unix ([`Error::KeyFilePermissions`]).
 //! - [`sign`], [`sign_command`], [`sign_legacy`]: the signer's side (CLI, tests, peers).
 //! - [`printable`]: a wire value (seed id, command id, reason) made safe to print, control and
 //!   bidirectional formatting characters escaped as `\u{…}`.
@@ -58,6 +60,7 @@
 mod error;
 mod keys;
 mod ledger;
+mod mac;
 mod printable;
 mod rejection;
 mod verifier;

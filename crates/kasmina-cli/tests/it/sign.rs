@@ -56,6 +56,12 @@ fn sign_with_a_key_file_and_a_json_command() {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
     std::fs::write(&keys, "# rotation\nops-2=another-secret-01\n").unwrap();
+    // Key files must not be open to group or others (the default umask gives 0644).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let json = dir.path().join("cmd.json");
     std::fs::write(&json, r#"{"commandId":"fixed-1","commandType":"COMMAND_EMERGENCY","issuedBy":"ops"}"#).unwrap();
     let text = sign(&["--json", json.to_str().unwrap(), "--key-file", keys.to_str().unwrap(), "--key-id", "ops-2"]);

@@ -324,3 +324,115 @@ fn secrets_shorter_than_16_bytes_are_refused() {
     assert!(matches!(&err, Error::WeakKey { key_id: Some(id), .. } if id == "k1"), "{err:?}");
     assert!(!err.to_string().contains("tiny"), "{err}");
 }
+
+/// A key file `keys` holding two keys, with permission bits `mode`.
+#[cfg(unix)]
+fn key_file_with_mode(dir: &tempfile::TempDir, mode: u32) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.path().join(format!("keys-{mode:o}"));
+    std::fs::write(&path, format!("k-old={OLD}\nk-new={NEW}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+#[cfg(unix)]
+#[rstest]
+#[case::world_readable(0o644)]
+#[case::group_readable(0o640)]
+#[case::others_readable(0o604)]
+#[case::group_writable(0o620)]
+#[case::others_executable(0o601)]
+#[case::group_and_others_everything(0o777)]
+fn a_key_file_open_to_group_or_others_is_refused_before_it_is_read(#[case] mode: u32) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = key_file_with_mode(&dir, mode);
+    let err = KeyRing::from_file(&path).unwrap_err();
+    match &err {
+        Error::KeyFilePermissions { path: refused, mode: found } => {
+            assert_eq!(refused, &path);
+            assert_eq!(*found, mode);
+        }
+        other => panic!("expected KeyFilePermissions, got {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert!(message.contains(&format!("mode {mode:04o}")), "{message}");
+    assert!(message.contains("chmod 600"), "{message}");
+    assert!(!message.contains(OLD) && !format!("{err:?}").contains(OLD), "{message}");
+
+    // Through `ESPER_LEYLINE_KEY_FILE` too.
+    let path = path.to_str().unwrap();
+    let err = KeyRing::from_lookup(lookup(&[("ESPER_LEYLINE_KEY_FILE", path)])).unwrap_err();
+    assert!(matches!(err, Error::KeyFilePermissions { .. }), "{err:?}");
+}
+
+#[cfg(unix)]
+#[rstest]
+#[case::owner_read_write(0o600)]
+#[case::owner_read_only(0o400)]
+fn a_key_file_only_its_owner_may_access_is_loaded(#[case] mode: u32) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = key_file_with_mode(&dir, mode);
+    let ring = KeyRing::from_file(&path).unwrap();
+    assert_eq!(ring.key_ids(), ["k-new", "k-old"]);
+    let path = path.to_str().unwrap();
+    let ring = KeyRing::from_lookup(lookup(&[("ESPER_LEYLINE_KEY_FILE", path)])).unwrap();
+    assert_eq!(ring.key_ids(), ["k-new", "k-old"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_directory_given_as_key_file_is_a_read_error() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(matches!(KeyRing::from_file(dir.path()).unwrap_err(), Error::KeyFileRead { .. }));
+}
+
+mod hmac_reference {
+    //! The key state the crate keeps (and wipes) is its own HMAC over `sha2`'s compression
+    //! function: it must agree with the `hmac` crate bit for bit.
+
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use hmac::{Hmac, Mac};
+    use kasmina_security::{MIN_SECRET_LEN, SigningKey, sign};
+    use proptest::prelude::*;
+
+    fn reference(key: &[u8], data: &[u8]) -> String {
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).unwrap();
+        mac.update(data);
+        STANDARD.encode(mac.finalize().into_bytes())
+    }
+
+    #[test]
+    fn every_key_and_message_length_around_the_block_boundaries_agrees() {
+        let lengths = [0, 1, 16, 31, 32, 33, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 129, 200];
+        for key_len in lengths {
+            let key: Vec<u8> = (0..key_len).map(|i| (i * 7 + 3) as u8).collect();
+            for data_len in lengths {
+                let data: Vec<u8> = (0..data_len).map(|i| (i * 13 + 1) as u8).collect();
+                let expected = reference(&key, &data);
+                assert_eq!(sign(&key, &data), expected, "key {key_len} data {data_len}");
+                if key_len >= MIN_SECRET_LEN {
+                    let signing = SigningKey::new(&key).unwrap();
+                    assert_eq!(signing.sign(&data), expected, "key {key_len} data {data_len}");
+                    assert!(signing.verify(&data, &expected));
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn random_keys_and_messages_agree(
+            key in prop::collection::vec(any::<u8>(), MIN_SECRET_LEN..300),
+            data in prop::collection::vec(any::<u8>(), 0..600),
+        ) {
+            let expected = reference(&key, &data);
+            prop_assert_eq!(sign(&key, &data), expected.clone());
+            prop_assert_eq!(SigningKey::new(&key).unwrap().sign(&data), expected.clone());
+            prop_assert_eq!(SigningKey::new(&key).unwrap().clone().sign(&data), expected);
+        }
+    }
+}
