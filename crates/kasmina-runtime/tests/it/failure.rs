@@ -101,7 +101,7 @@ fn kernel_sharing_a_host_parameter_is_refused_at_registration() {
     let shared2 = shared.clone();
     let mut rig = Rig::with_blueprints(
         config(),
-        Some(Box::new(move |dir| {
+        Some(Box::new(move |dir, _mock| {
             let library = BlueprintLibrary::open(dir).unwrap();
             Arc::new(LiveRuntime { library, shared: shared2 }) as Arc<dyn BlueprintRuntime>
         })),
@@ -157,7 +157,7 @@ fn failing_fetch_falls_back_and_the_breaker_opens_then_recovers_through_half_ope
     let flag = healthy.clone();
     let mut rig = Rig::with_blueprints(
         config(),
-        Some(Box::new(move |dir| {
+        Some(Box::new(move |dir, _mock| {
             Arc::new(FlakyRuntime { library: BlueprintLibrary::open(dir).unwrap(), healthy: flag })
                 as Arc<dyn BlueprintRuntime>
         })),

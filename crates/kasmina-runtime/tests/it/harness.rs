@@ -89,7 +89,7 @@ pub fn accuracy(logits: &Tensor, y: &Tensor) -> f32 {
 
 /// A test rig: host, data, Kasmina with a memory sink, a mock clock and a fixed wall clock.
 /// Builds a custom blueprint runtime over the built-in library's directory.
-pub type RuntimeFactory = Box<dyn FnOnce(&std::path::Path) -> Arc<dyn BlueprintRuntime>>;
+pub type RuntimeFactory = Box<dyn FnOnce(&std::path::Path, &Arc<quanta::Mock>) -> Arc<dyn BlueprintRuntime>>;
 
 pub struct Rig {
     pub host: Host,
@@ -129,11 +129,20 @@ impl Rig {
     }
 
     pub fn with_blueprints(config: KasminaConfig, blueprints: Option<RuntimeFactory>) -> Self {
+        Self::build(config, blueprints, None)
+    }
+
+    /// A rig whose telemetry goes to `telemetry` (its `sink` then stays empty).
+    pub fn with_telemetry(config: KasminaConfig, telemetry: Telemetry) -> Self {
+        Self::build(config, None, Some(telemetry))
+    }
+
+    fn build(config: KasminaConfig, blueprints: Option<RuntimeFactory>, telemetry: Option<Telemetry>) -> Self {
         let device = Device::Cpu;
         let host = Host::new(&device);
         let opt = candle_nn::SGD::new(host.varmap.all_vars(), 0.1).unwrap();
         let sink = MemorySink::new();
-        let telemetry = Telemetry::new(sink.clone(), TelemetryConfig::default()).unwrap();
+        let telemetry = telemetry.unwrap_or_else(|| Telemetry::new(sink.clone(), TelemetryConfig::default()).unwrap());
         let (clock, mock) = quanta::Clock::mock();
         let keys = KeyRing::with_key("default", SECRET).unwrap();
         let dir = tempfile::tempdir().unwrap().keep();
@@ -147,7 +156,7 @@ impl Rig {
             .clock(clock)
             .wall_clock(wall);
         let builder = match blueprints {
-            Some(f) => builder.blueprints(f(&dir)),
+            Some(f) => builder.blueprints(f(&dir, &mock)),
             None => builder.blueprints(library),
         };
         let kasmina = builder.build().unwrap();

@@ -4,6 +4,7 @@
 
 mod commands;
 mod failure;
+mod faults;
 mod happy;
 mod harness;
 mod kd;

@@ -1,0 +1,180 @@
+//! Fault injection (issue 15) through the blueprint runtime, the telemetry sink, the trainer's
+//! evaluation and the test clock: each fault is contained, counted and visible, and where
+//! isolation says the host must be untouched, its weights are bit-identical to a run without the
+//! faulty seed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use candle_core::Device;
+use kasmina_runtime::reexports::telemetry::{Telemetry, TelemetryConfig, TelemetrySink};
+use kasmina_runtime::{BlueprintLibrary, BlueprintRuntime, FetchError, KernelArtifact, blueprint::builtin};
+use leyline::{BlueprintDescriptor, HealthStatus, SeedLifecycleStage as Stage, SeedOperation, TelemetryPacket};
+
+use crate::harness::{Rig, config};
+
+/// A blueprint source whose fetches take `delay` on the test clock.
+#[derive(Debug)]
+struct SlowRuntime {
+    library: BlueprintLibrary,
+    mock: Arc<quanta::Mock>,
+    delay: Duration,
+}
+
+impl BlueprintRuntime for SlowRuntime {
+    fn descriptor(&self, id: &str) -> Option<BlueprintDescriptor> {
+        self.library.descriptor(id)
+    }
+    fn descriptors(&self) -> Vec<BlueprintDescriptor> {
+        self.library.descriptors()
+    }
+    fn fetch(&self, id: &str, width: usize, device: &Device) -> Result<KernelArtifact, FetchError> {
+        if id == builtin::LOW_RANK {
+            self.mock.increment(self.delay);
+        }
+        self.library.fetch(id, width, device)
+    }
+}
+
+#[test]
+fn a_fetch_latency_spike_falls_back_counts_a_breaker_failure_and_degrades_health() {
+    let mut rig = Rig::with_blueprints(
+        config(),
+        Some(Box::new(move |dir, mock| {
+            let mock = mock.clone();
+            Arc::new(SlowRuntime {
+                library: BlueprintLibrary::open(dir).unwrap(),
+                mock,
+                delay: Duration::from_millis(50),
+            }) as Arc<dyn BlueprintRuntime>
+        })),
+    );
+    rig.train(3);
+    let cmd = rig.seed_op(SeedOperation::SeedOpGerminate, "slow-1", builtin::LOW_RANK);
+    let r = rig.submit_and_step(&cmd);
+    assert!(r.accepted, "{r:?}");
+    let summary = rig.kasmina.seed_summaries().remove(0);
+    assert_eq!(summary.kernel_blueprint_id, builtin::RESIDUAL_MLP, "fell back to the configured fallback");
+    let fallback = rig.events("fallback_applied");
+    assert_eq!(fallback[0].attributes["reason"], "latency_budget_exceeded");
+    assert_eq!(rig.kasmina.health().summary, "fallback");
+    assert_eq!(rig.kasmina.health().status(), HealthStatus::Degraded);
+}
+
+/// A sink that fails every packet.
+#[derive(Debug, Default)]
+struct FailingSink;
+
+impl TelemetrySink for FailingSink {
+    fn send(&self, _packet: &TelemetryPacket) -> kasmina_runtime::reexports::telemetry::Result<()> {
+        Err(kasmina_runtime::reexports::telemetry::Error::Sink { sink: "test", reason: "the collector is down".into() })
+    }
+}
+
+/// A sink that blocks until released (a collector that hangs).
+#[derive(Debug)]
+struct BlockingSink(Arc<AtomicBool>);
+
+impl TelemetrySink for BlockingSink {
+    fn send(&self, _packet: &TelemetryPacket) -> kasmina_runtime::reexports::telemetry::Result<()> {
+        while !self.0.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failing_telemetry_sink_never_stops_training() {
+    // Failing: every packet is refused; training and the lifecycle go on, failures are counted.
+    let telemetry = Telemetry::new(FailingSink, TelemetryConfig::default()).unwrap();
+    let mut rig = Rig::with_telemetry(config(), telemetry);
+    rig.train(20);
+    let cmd = rig.seed_op(SeedOperation::SeedOpGerminate, "s1", builtin::RESIDUAL_MLP);
+    assert!(rig.submit_and_step(&cmd).accepted);
+    rig.train(30);
+    assert_ne!(rig.stage(), Stage::SeedStageGerminated, "the seed moved on");
+    let _ = rig.kasmina.flush_telemetry();
+    assert!(rig.kasmina.telemetry().stats().sink_failures > 0);
+}
+
+#[test]
+fn a_blocking_telemetry_sink_never_stops_training() {
+    // Blocking: the worker hangs in the sink; emitting never blocks, drops are counted.
+    struct Release(Arc<AtomicBool>);
+    impl Drop for Release {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst); // even when an assertion fails
+        }
+    }
+    let released = Arc::new(AtomicBool::new(false));
+    let telemetry =
+        Telemetry::spawn(BlockingSink(released.clone()), TelemetryConfig { queue_capacity: 2, ..Default::default() })
+            .unwrap();
+    let mut rig = Rig::with_telemetry(config(), telemetry);
+    // Declared after the rig, so dropped before it: the worker is released before the runtime
+    // joins it, also when an assertion fails.
+    let release = Release(released);
+    let started = std::time::Instant::now();
+    for _ in 0..20 {
+        rig.train(5);
+        rig.epoch(); // a packet with the metrics each time
+    }
+    assert!(started.elapsed() < Duration::from_secs(30), "training did not wait for the sink");
+    assert!(rig.kasmina.telemetry().stats().dropped > 0, "normal packets dropped and counted");
+    drop(release);
+}
+
+#[test]
+fn an_evaluation_that_errors_is_a_typed_error_and_changes_nothing() {
+    let mut rig = Rig::new(config());
+    rig.train(60);
+    let cmd = rig.seed_op(SeedOperation::SeedOpGerminate, "s1", builtin::RESIDUAL_MLP);
+    assert!(rig.submit_and_step(&cmd).accepted);
+    for _ in 0..200 {
+        rig.step();
+        if rig.stage() == Stage::SeedStageShadowing {
+            break;
+        }
+    }
+    assert_eq!(rig.stage(), Stage::SeedStageShadowing);
+    let before = rig.kasmina.export_seed_states();
+    let err = rig.kasmina.evaluate_counterfactual(|| Err(candle_core::Error::Msg("validation data gone".into())));
+    assert!(matches!(err, Err(kasmina_runtime::Error::Evaluation(_))), "{err:?}");
+    assert_eq!(rig.kasmina.export_seed_states(), before);
+    let failed = rig.events("counterfactual_contribution");
+    assert!(failed.iter().any(|e| e.attributes.get("error").is_some_and(|m| m.contains("validation data gone"))));
+    // Mismatched batch counts are refused the same way, without a measurement.
+    let mut calls = 0;
+    let r = rig.kasmina.evaluate_counterfactual(|| {
+        calls += 1;
+        Ok(vec![1.0; calls])
+    });
+    assert!(r.unwrap().is_empty());
+}
+
+#[test]
+fn a_seed_that_turns_non_finite_leaves_the_host_bit_identical() {
+    let host = |germinate: bool| {
+        let mut rig = Rig::new(config());
+        rig.train(30);
+        if germinate {
+            let cmd = rig.seed_op(SeedOperation::SeedOpGerminate, "broken", builtin::BROKEN);
+            assert!(rig.submit_and_step(&cmd).accepted);
+        } else {
+            rig.step();
+        }
+        rig.train(40);
+        let summary = rig.kasmina.seed_summaries();
+        let mut vars = rig.host.named_vars();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let weights: Vec<Vec<f32>> =
+            vars.iter().map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect();
+        (weights, summary)
+    };
+    let (alone, _) = host(false);
+    let (with_broken, summary) = host(true);
+    assert!(summary[0].stages.contains(&Stage::SeedStageCulled), "{:?}", summary[0].gates);
+    assert_eq!(alone, with_broken, "the host never saw the broken seed");
+}
