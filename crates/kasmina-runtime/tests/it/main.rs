@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
 mod commands;
+mod concurrency;
 mod failure;
 mod faults;
 mod happy;
