@@ -210,10 +210,7 @@ fn host_after(steps: u64, germinate: Option<&str>) -> (Vec<Vec<f32>>, Rig) {
         rig.step();
     }
     rig.train(steps);
-    let mut vars = rig.host.named_vars();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    let weights = vars.iter().map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect();
-    (weights, rig)
+    (rig.host_weights(), rig)
 }
 
 #[test]

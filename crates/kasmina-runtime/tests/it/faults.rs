@@ -132,13 +132,7 @@ fn an_evaluation_that_errors_is_a_typed_error_and_changes_nothing() {
     rig.train(60);
     let cmd = rig.seed_op(SeedOperation::SeedOpGerminate, "s1", builtin::RESIDUAL_MLP);
     assert!(rig.submit_and_step(&cmd).accepted);
-    for _ in 0..200 {
-        rig.step();
-        if rig.stage() == Stage::SeedStageShadowing {
-            break;
-        }
-    }
-    assert_eq!(rig.stage(), Stage::SeedStageShadowing);
+    assert!(rig.step_until(Stage::SeedStageShadowing, 200));
     let before = rig.kasmina.export_seed_states();
     let err = rig.kasmina.evaluate_counterfactual(|| Err(candle_core::Error::Msg("validation data gone".into())));
     assert!(matches!(err, Err(kasmina_runtime::Error::Evaluation(_))), "{err:?}");
@@ -166,12 +160,7 @@ fn a_seed_that_turns_non_finite_leaves_the_host_bit_identical() {
             rig.step();
         }
         rig.train(40);
-        let summary = rig.kasmina.seed_summaries();
-        let mut vars = rig.host.named_vars();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        let weights: Vec<Vec<f32>> =
-            vars.iter().map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect();
-        (weights, summary)
+        (rig.host_weights(), rig.kasmina.seed_summaries())
     };
     let (alone, _) = host(false);
     let (with_broken, summary) = host(true);

@@ -278,6 +278,28 @@ impl Rig {
         self.slot.stage()
     }
 
+    /// Steps (with an epoch every 10 steps) until the slot's seed is in `stage`, at most `max`
+    /// steps; whether it got there.
+    pub fn step_until(&mut self, stage: leyline::SeedLifecycleStage, max: usize) -> bool {
+        for _ in 0..max {
+            if self.stage() == stage {
+                return true;
+            }
+            self.step();
+            if self.step.is_multiple_of(10) {
+                self.epoch();
+            }
+        }
+        self.stage() == stage
+    }
+
+    /// The host's weights, by variable name, as plain numbers (for bit-for-bit comparisons).
+    pub fn host_weights(&self) -> Vec<Vec<f32>> {
+        let mut vars = self.host.named_vars();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        vars.iter().map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect()
+    }
+
     pub fn event_names(&self) -> Vec<String> {
         self.kasmina.flush_telemetry().unwrap();
         self.sink.packets().iter().flat_map(|p| p.events.iter().map(|e| e.description.clone())).collect()
