@@ -54,8 +54,8 @@ pub(crate) struct DemoArgs {
     #[arg(long, default_value_t = 128)]
     batch: usize,
     /// Width of the host's hidden layers (and of its slots).
-    #[arg(long, default_value_t = HIDDEN, value_parser = parse_width)]
-    width: usize,
+    #[arg(long, default_value_t = HIDDEN, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    width: u16,
     /// The blueprint Tamiyo grows in the first slot (BP901 is deliberately harmful: it is culled
     /// and must leave no trace).
     #[arg(long, default_value = builtin::WIDE_MLP)]
@@ -70,13 +70,6 @@ pub(crate) struct DemoArgs {
     /// How seeds learn in TRAINING: `shadow` (on their stand-alone loss) or `straight-through`.
     #[arg(long, default_value = "shadow", value_parser = ["shadow", "straight-through"])]
     training_mode: String,
-}
-
-fn parse_width(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(w) if (1..=4096).contains(&w) => Ok(w),
-        _ => Err(format!("`{s}` is not a width between 1 and 4096")),
-    }
 }
 
 /// The demo's lifecycle windows (steps): short enough to see a whole lifecycle in seconds.
@@ -223,7 +216,7 @@ fn run_one(args: &DemoArgs, mode: Mode, bar: &ProgressBar) -> Result<Run> {
         telemetry,
         blueprint_dir: args.out.join("blueprints"),
         host_only: mode != Mode::Grown,
-        width: args.width,
+        width: usize::from(args.width),
         static_seed,
         standardize: !args.raw,
     })?;
@@ -492,7 +485,7 @@ fn print_table(s: &Value) {
                 key.replace('_', " "),
                 pct(&r["final_val_acc"]),
                 r["final_val_loss"].as_f64().unwrap_or(f64::NAN),
-                r["params"]
+                r["params"].to_string()
             );
         }
         println!();

@@ -326,28 +326,13 @@ async fn serve_grpc(
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     let inflight = Arc::new(AtomicUsize::new(0));
-    let service = ControlService {
-        kasmina,
-        receipt_wait: plane.receipt_wait,
-        read_token: plane.read_token,
-        streams: Arc::new(AtomicUsize::new(0)),
-        max_streams: MAX_STREAMS,
-        stop: Arc::clone(&stop),
-        inflight: Arc::clone(&inflight),
-    };
+    let service = ControlService::new(kasmina, plane, &stop, &inflight);
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tonic::transport::Server::builder()
-        // Dead peers are found and their connections closed; one connection cannot monopolise
-        // the server.
-        .tcp_keepalive(Some(Duration::from_secs(60)))
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .concurrency_limit_per_connection(32)
-        .add_service(
-            KasminaControlServer::new(service)
-                .max_decoding_message_size(MAX_REQUEST_BYTES)
-                .max_encoding_message_size(16 * 1024 * 1024),
-        );
+    let server = transport().add_service(
+        KasminaControlServer::new(service)
+            .max_decoding_message_size(MAX_REQUEST_BYTES)
+            .max_encoding_message_size(16 * 1024 * 1024),
+    );
     let incoming = accept_loop(listener);
     let mut server = tokio::spawn(server.serve_with_incoming_shutdown(incoming, async {
         let _ = shutdown_rx.await;
@@ -478,6 +463,18 @@ impl Drop for InFlight {
 }
 
 impl ControlService {
+    fn new(kasmina: Kasmina, plane: Plane, stop: &Arc<AtomicBool>, inflight: &Arc<AtomicUsize>) -> Self {
+        Self {
+            kasmina,
+            receipt_wait: plane.receipt_wait,
+            read_token: plane.read_token,
+            streams: Arc::new(AtomicUsize::new(0)),
+            max_streams: MAX_STREAMS,
+            stop: Arc::clone(stop),
+            inflight: Arc::clone(inflight),
+        }
+    }
+
     /// A read is allowed: no token is configured, or the request carries it (compared in
     /// constant time).
     fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
@@ -607,6 +604,16 @@ async fn bridge(subscription: &Subscription, tx: &mpsc::Sender<Result<TelemetryP
             }
         }
     }
+}
+
+/// The gRPC transport: dead peers are found and their connections closed, and one connection
+/// cannot monopolise the server.
+fn transport() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .tcp_keepalive(Some(Duration::from_secs(60)))
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .concurrency_limit_per_connection(32)
 }
 
 /// Accepted connections. A failed accept (no file descriptor left, too many open files) backs

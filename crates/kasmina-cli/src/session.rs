@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 
 /// Default width of the host's hidden layers (and of its second slot): small on purpose, so
 /// that the host is too small for the built-in task and a seed has capacity to add.
-pub(crate) const HIDDEN: usize = 4;
+pub(crate) const HIDDEN: u16 = 4;
 /// Width of `serve`'s host (the slot width remote clients size their seeds for).
 pub(crate) const SERVE_WIDTH: usize = 128;
 /// The slot on the host's input (width = the number of features).

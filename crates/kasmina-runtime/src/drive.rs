@@ -222,10 +222,8 @@ impl Inner {
         if seed.live().is_some_and(|l| matches!(l.phase, Phase::Training { .. })) {
             // G1's evidence: the seed's and the host's gradient norms at this step.
             ev.seed_grad_norm = grad_norm(&vars, seed_grads);
-            ev.host_grad_norm = report.host_grad_norm.or_else(|| {
-                let host: Vec<candle_core::Var> = self.host_vars.iter().map(|(_, v)| v.clone()).collect();
-                grad_norm(&host, grads)
-            });
+            ev.host_grad_norm =
+                report.host_grad_norm.or_else(|| grad_norm(self.host_vars.iter().map(|(_, v)| v), grads));
         }
         if seed.live().is_some_and(|l| matches!(l.phase, Phase::Blending { .. })) {
             ev.blend_admitted = self.breakers.admit(BreakerName::Blending, &mut out.events);
@@ -273,7 +271,10 @@ impl Inner {
             core.last_hook_ms = report.elapsed_ms;
             core.last_dot_product = report.dot_product.unwrap_or(0.0);
         }
-        let seed_grad_norm = report.seed_grad_norm.map(|n| n as f32).or_else(|| grad_norm(&kernel.vars(), grads));
+        let seed_grad_norm = report
+            .seed_grad_norm
+            .map(|n| n as f32)
+            .or_else(|| grad_norm(kernel.named_vars().iter().map(|(_, v)| v), grads));
         Some(IsolationEvidence {
             violation,
             offending: report.offending.clone(),
@@ -355,13 +356,17 @@ fn counterfactual_failed(slot: &str, error: &str) -> leyline::TelemetryEvent {
 }
 
 /// L2 norm of the step's gradients over `vars`.
-fn grad_norm(vars: &[candle_core::Var], grads: &GradStore) -> Option<f32> {
-    let mut total = 0.0f32;
+/// `None` when a variable has no gradient. The sum stays on the device: one read per call.
+fn grad_norm<'a>(vars: impl IntoIterator<Item = &'a candle_core::Var>, grads: &GradStore) -> Option<f32> {
+    let mut total: Option<candle_core::Tensor> = None;
     for var in vars {
-        let g = grads.get(var.as_tensor())?;
-        total += g.sqr().ok()?.sum_all().ok()?.to_scalar::<f32>().ok()?;
+        let sq = grads.get(var.as_tensor())?.sqr().ok()?.sum_all().ok()?.to_dtype(candle_core::DType::F32).ok()?;
+        total = Some(match total {
+            Some(t) => (t + sq).ok()?,
+            None => sq,
+        });
     }
-    Some(total.sqrt())
+    Some(total?.to_scalar::<f32>().ok()?.sqrt())
 }
 
 #[cfg(test)]
