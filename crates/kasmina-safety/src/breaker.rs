@@ -10,13 +10,12 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use leyline::CircuitBreakerState as State;
-use parking_lot::Mutex;
 use quanta::{Clock, Instant};
 
+use crate::sync::{AtomicU8, AtomicU32, AtomicU64, Mutex, Ordering};
 use crate::{Error, Result};
 
 /// Reason of the HALF_OPEN event when the open timeout has elapsed.

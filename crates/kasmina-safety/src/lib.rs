@@ -40,6 +40,7 @@
 pub mod breaker;
 mod error;
 pub mod pause;
+mod sync;
 pub mod timer;
 
 pub use breaker::{

@@ -3,13 +3,11 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use dashmap::DashMap;
-use dashmap::mapref::entry::Entry;
-use parking_lot::Mutex;
 use quanta::{Clock, Instant};
+
+use crate::sync::{AtomicUsize, ExpiryMap, Insert, Mutex, Ordering};
 
 /// How many expired entries one registration removes at most; the amortised cost of eviction
 /// stays O(1) per call and no call scans the ledger.
@@ -36,11 +34,13 @@ pub enum Registration {
 /// order. The TTL is fixed, so the FIFO is ordered by expiry: each registration evicts up to 32
 /// expired entries from its front (all of them when the ledger is full), and [`purge_expired`](Self::purge_expired) evicts all
 /// of them. Registration is an atomic insert-if-absent under the map's shard lock, so of two
-/// threads registering the same nonce at once exactly one gets [`Registration::Registered`].
-/// Memory is bounded by `capacity` entries; a full ledger refuses new nonces rather than forget
-/// live ones.
+/// threads registering the same nonce at once exactly one gets [`Registration::Registered`] and
+/// the other [`Registration::Replayed`]. Memory is bounded by `capacity` entries: a new entry takes
+/// its slot in that same critical section (a replay or a renewal takes none), and a full ledger
+/// refuses new nonces rather than forget live ones.
 pub struct NonceLedger {
-    entries: DashMap<Arc<str>, Instant>,
+    /// A `DashMap` (a loom model of one under `cfg(loom)`, see `ExpiryMap` in `src/sync.rs`).
+    entries: ExpiryMap,
     expiry_queue: Mutex<VecDeque<(Instant, Arc<str>)>>,
     live: AtomicUsize,
     ttl: Duration,
@@ -52,7 +52,7 @@ impl NonceLedger {
     /// A ledger whose nonces live `ttl` on `clock`, holding at most `capacity` (at least 1) entries.
     pub fn new(ttl: Duration, capacity: usize, clock: Clock) -> Self {
         Self {
-            entries: DashMap::new(),
+            entries: ExpiryMap::new(),
             expiry_queue: Mutex::new(VecDeque::new()),
             live: AtomicUsize::new(0),
             ttl,
@@ -64,32 +64,21 @@ impl NonceLedger {
     /// Records `nonce` unless it is live (a replay) or the ledger is full of live nonces.
     pub fn try_register(&self, nonce: &str) -> Registration {
         let now = self.clock.now();
-        if !self.reserve_slot() {
-            self.sweep(now, usize::MAX);
-            if !self.reserve_slot() {
-                return if self.is_live(nonce) {
-                    Registration::Replayed
-                } else {
-                    Registration::Full { capacity: self.capacity }
-                };
-            }
-        }
-        // One slot is reserved; an existing entry (live or expired) gives it back.
         // Overflow would need 584 years of uptime; an entry expiring at once is the fallback.
         let expiry = now.checked_add(self.ttl).unwrap_or(now);
-        let key = match self.entries.entry(Arc::from(nonce)) {
-            Entry::Occupied(mut occupied) => {
-                self.live.fetch_sub(1, Ordering::SeqCst);
-                if *occupied.get() > now {
-                    return Registration::Replayed;
+        // A new entry takes its slot under its shard lock, in the same step as the insert; a replay
+        // or the renewal of an expired entry takes none, so neither can make the ledger look full.
+        // With no slot free, evict every expired entry and try once more.
+        let mut swept = false;
+        let key = loop {
+            match self.entries.insert_unless_live(nonce, now, expiry, || self.reserve_slot()) {
+                Insert::Stored(key) => break key,
+                Insert::Live => return Registration::Replayed,
+                Insert::NoRoom if swept => return Registration::Full { capacity: self.capacity },
+                Insert::NoRoom => {
+                    self.sweep(now, usize::MAX);
+                    swept = true;
                 }
-                occupied.insert(expiry);
-                occupied.key().clone()
-            }
-            Entry::Vacant(vacant) => {
-                let key = vacant.key().clone();
-                vacant.insert(expiry);
-                key
             }
         };
         // One lock for both: record the new expiry, then evict a bounded number of expired ones
@@ -103,7 +92,7 @@ impl NonceLedger {
     /// Whether `nonce` is recorded and not yet expired.
     pub fn is_live(&self, nonce: &str) -> bool {
         let now = self.clock.now();
-        self.entries.get(nonce).is_some_and(|expiry| *expiry > now)
+        self.entries.expiry(nonce).is_some_and(|expiry| expiry > now)
     }
 
     /// Evicts every expired entry; returns how many were removed. Costs O(expired entries).
@@ -149,7 +138,7 @@ impl NonceLedger {
                 _ => break,
             }
             let Some((_, key)) = queue.pop_front() else { break };
-            if self.entries.remove_if(&key, |_, expiry| *expiry <= now).is_some() {
+            if self.entries.remove_if_expired(&key, now) {
                 self.live.fetch_sub(1, Ordering::SeqCst);
                 removed += 1;
             }

@@ -63,6 +63,7 @@ mod ledger;
 mod mac;
 mod printable;
 mod rejection;
+mod sync;
 mod verifier;
 mod wire;
 
