@@ -385,6 +385,52 @@ def test_queued_receipts_are_followed_by_their_final_receipt(pb, tmp_path_factor
         s.stderr.close()
 
 
+FIXTURES = Path(__file__).resolve().parents[2] / "crates" / "kasmina-server" / "tests" / "fixtures"
+
+
+def test_grpcio_over_mtls_reads_with_its_certificate_and_is_refused_without(pb, tmp_path_factory):
+    """grpcio's own TLS stack (BoringSSL) against the rustls server: with a client certificate
+    from the trusted CA, commands and reads work; a client without one cannot connect at all
+    (`--require-client-cert`); a garbage request body is INVALID_ARGUMENT."""
+    leyline, control, control_grpc = pb
+    workdir = tmp_path_factory.mktemp("serve-mtls")
+    key = workdir / "server.key"
+    key.write_bytes((FIXTURES / "server.key").read_bytes())
+    key.chmod(0o600)
+    s = Server(workdir, extra_args=(
+        "--tls-cert", str(FIXTURES / "server.pem"), "--tls-key", str(key),
+        "--tls-client-ca", str(FIXTURES / "ca.pem"), "--require-client-cert"))
+    port = s.addr.rsplit(":", 1)[1]
+    ca = (FIXTURES / "ca.pem").read_bytes()
+    with_cert = grpc.secure_channel(f"localhost:{port}", grpc.ssl_channel_credentials(
+        root_certificates=ca, private_key=(FIXTURES / "client.key").read_bytes(),
+        certificate_chain=(FIXTURES / "client.pem").read_bytes()))
+    anonymous = grpc.secure_channel(f"localhost:{port}", grpc.ssl_channel_credentials(root_certificates=ca))
+    try:
+        grpc.channel_ready_future(with_cert).result(timeout=RPC_TIMEOUT)
+        stub = control_grpc.KasminaControlStub(with_cert)
+        state = stub.GetSystemState(control.SystemStateRequest(), timeout=RPC_TIMEOUT)
+        assert len(state.seed_states) == 2
+        cmd = seed_command(pb, leyline.SEED_OP_GERMINATE, "py-mtls-1", "BP001", slot="input")
+        receipt = stub.SubmitCommand(envelope(pb, cmd), timeout=RPC_TIMEOUT)
+        assert receipt.accepted, receipt
+
+        raw = with_cert.unary_unary("/esper.leyline.v1.KasminaControl/SubmitCommand",
+                                    request_serializer=None, response_deserializer=None)
+        with pytest.raises(grpc.RpcError) as err:
+            raw(b"\x0a\x7f\x01\x02", timeout=RPC_TIMEOUT)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value
+
+        with pytest.raises(grpc.RpcError) as err:
+            control_grpc.KasminaControlStub(anonymous).Health(control.HealthRequest(), timeout=5)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE, err.value
+    finally:
+        with_cert.close()
+        anonymous.close()
+        assert s.terminate() == 0, s.log()
+        s.stderr.close()
+
+
 def test_sigterm_shuts_down_cleanly(server):
     code = server.terminate()
     assert code == 0, server.log()

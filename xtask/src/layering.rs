@@ -24,8 +24,9 @@ pub(crate) const LAYERS: &[(&str, u8)] = &[
     ("kasmina-security", 1),
     ("kasmina-telemetry", 1),
     ("kasmina-runtime", 2),
-    ("kasmina-cli", 3),
-    ("kasmina-benches", 3),
+    ("kasmina-server", 3),
+    ("kasmina-cli", 4),
+    ("kasmina-benches", 4),
     ("xtask", 255),
 ];
 
@@ -60,6 +61,7 @@ pub(crate) fn edge_allowed(from: &str, to: &str) -> Result<(), String> {
         (1, _) => false,
         (2, t) => t < 2,
         (3, t) => t < 3,
+        (4, t) => t < 4,
         _ => false,
     };
     if ok {
@@ -74,7 +76,8 @@ fn layer_name(l: u8) -> &'static str {
         0 => "L0 foundation (wire contract, wall clock)",
         1 => "L1 domain",
         2 => "L2 runtime",
-        3 => "L3 binaries/benches",
+        3 => "L3 services above the runtime",
+        4 => "L4 binaries/benches",
         _ => "tooling",
     }
 }
@@ -158,7 +161,8 @@ mod tests {
             pkg("kasmina-memory", &["leyline", "moka"]),
             pkg("kasmina-isolation", &["leyline", "candle-core"]),
             pkg("kasmina-runtime", &["leyline", "kasmina-safety", "kasmina-memory", "candle-core"]),
-            pkg("kasmina-cli", &["kasmina-runtime", "leyline"]),
+            pkg("kasmina-server", &["kasmina-runtime", "leyline", "tonic"]),
+            pkg("kasmina-cli", &["kasmina-server", "kasmina-runtime", "leyline"]),
             pkg("xtask", &["anyhow"]),
         ]
     }
@@ -208,6 +212,8 @@ mod tests {
             ("leyline", "kasmina-safety"),
             ("kasmina-memory", "kasmina-runtime"),
             ("kasmina-runtime", "kasmina-cli"),
+            ("kasmina-runtime", "kasmina-server"),
+            ("kasmina-server", "kasmina-cli"),
             ("kasmina-cli", "xtask"),
             ("xtask", "leyline"),
         ] {

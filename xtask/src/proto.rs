@@ -93,6 +93,7 @@ fn generate(root: &Path, scratch: &Path) -> Result<Vec<(String, String)>> {
         .build_client(true)
         .build_server(true)
         .build_transport(true)
+        .codec_path("crate::codec::LeylineCodec")
         .emit_rerun_if_changed(false)
         .client_mod_attribute(PACKAGE, "#[cfg(feature = \"client\")]")
         .server_mod_attribute(PACKAGE, "#[cfg(feature = \"server\")]")

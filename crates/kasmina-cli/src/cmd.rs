@@ -183,9 +183,22 @@ pub(crate) struct SignArgs {
 /// Arguments of `send`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct SendArgs {
-    /// The server's URL.
+    /// The server's URL (`https://` for a server with TLS).
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     server: String,
+    /// Trust this CA (PEM) for the server's certificate (default: the system's roots are not
+    /// used; an `https://` server needs --ca).
+    #[arg(long, value_name = "CA.pem")]
+    ca: Option<PathBuf>,
+    /// Present this client certificate (PEM) to a server that verifies clients; needs --client-key.
+    #[arg(long, value_name = "CERT.pem", requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// The private key of --client-cert (PEM).
+    #[arg(long, value_name = "KEY.pem", requires = "client_cert")]
+    client_key: Option<PathBuf>,
+    /// The name the server's certificate must carry (default: the URL's host).
+    #[arg(long)]
+    tls_domain: Option<String>,
     /// Give up after this many seconds (connect and call).
     #[arg(long, default_value_t = 30)]
     timeout_secs: u64,
@@ -208,10 +221,13 @@ pub(crate) fn send(args: SendArgs) -> Result<()> {
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
     let receipt = runtime.block_on(async {
-        let endpoint = tonic::transport::Endpoint::from_shared(args.server.clone())
+        let mut endpoint = tonic::transport::Endpoint::from_shared(args.server.clone())
             .with_context(|| format!("invalid server URL `{}`", args.server))?
             .connect_timeout(timeout)
             .timeout(timeout);
+        if let Some(tls) = client_tls(&args)? {
+            endpoint = endpoint.tls_config(tls).context("TLS settings")?;
+        }
         let channel = endpoint.connect().await.with_context(|| format!("connecting to {}", args.server))?;
         let mut client = KasminaControlClient::new(channel);
         let response = client.submit_command(signed).await.context("SubmitCommand failed")?;
@@ -223,6 +239,32 @@ pub(crate) fn send(args: SendArgs) -> Result<()> {
         bail!("command {} was not accepted: {}", printable(&receipt.command_id), printable(&receipt.reason));
     }
     Ok(())
+}
+
+/// The client's TLS settings: `--ca` (required for `https://`), `--client-cert`/`--client-key`.
+fn client_tls(args: &SendArgs) -> Result<Option<tonic::transport::ClientTlsConfig>> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let https = args.server.starts_with("https://");
+    let Some(ca) = &args.ca else {
+        if https || args.client_cert.is_some() {
+            bail!(
+                "an https:// server or a client certificate needs --ca (the CA that signed the server's certificate)"
+            );
+        }
+        return Ok(None);
+    };
+    if !https {
+        bail!("--ca is given but the server URL `{}` is not https://", args.server);
+    }
+    let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?));
+    if let Some(domain) = &args.tls_domain {
+        tls = tls.domain_name(domain.clone());
+    }
+    if let (Some(cert), Some(key)) = (&args.client_cert, &args.client_key) {
+        tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(Some(tls))
 }
 
 /// The receipt as pretty JSON, safe for a terminal: control, bidirectional formatting and line

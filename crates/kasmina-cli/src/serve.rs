@@ -1,5 +1,5 @@
 //! `kasmina serve`: trains the demo's host network (or `--data`) on a dedicated thread and serves
-//! the `KasminaControl` gRPC service (tonic) so a remote Tamiyo can drive the seeds.
+//! the `KasminaControl` gRPC service (`kasmina-server`) so a remote Tamiyo can drive the seeds.
 //!
 //! - `SubmitCommand` verifies the `SignedCommand` (envelope or legacy form, D8) with the key ring,
 //!   queues it for the next safe point and waits up to `--receipt-wait-ms` (2 s) for the receipt
@@ -16,41 +16,16 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use kasmina_runtime::reexports::security::{KeyRing, printable};
-use kasmina_runtime::reexports::telemetry::{JsonLinesSink, NullSink, Subscription, Telemetry, TelemetryConfig};
+use kasmina_runtime::reexports::telemetry::{JsonLinesSink, NullSink, Telemetry, TelemetryConfig};
 use kasmina_runtime::{Kasmina, KasminaConfig};
-use leyline::kasmina_control_server::{KasminaControl, KasminaControlServer};
-use leyline::{
-    CommandReceipt, CommandTransport, HealthRequest, ReceiptRequest, SignedCommand, SystemHealth, SystemStatePacket,
-    SystemStateRequest, TelemetryLevel, TelemetryPacket, TelemetryRequest,
-};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use kasmina_server::{ControlPlane, ReadToken, ServerConfig, TlsSettings};
 
 use crate::session::{Session, SessionOptions, device};
-
-/// Largest gRPC request the server decodes (commands themselves are limited to 4 KiB, D11).
-const MAX_REQUEST_BYTES: usize = 64 * 1024;
-/// How long a shutdown waits for open calls (a `SubmitCommand` waits up to `--receipt-wait-ms`)
-/// before the connections are dropped.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// How long no call may be open before a shutdown drops the connections (lets the last
-/// responses and stream trailers reach the wire).
-const SETTLE: Duration = Duration::from_millis(100);
-/// How long a stream bridge sleeps when it has nothing to move (or the client's buffer is
-/// full) before looking again.
-const BRIDGE_IDLE: Duration = Duration::from_millis(20);
-/// Packets buffered per telemetry stream between the subscription and the client.
-const STREAM_BUFFER: usize = 256;
-/// The most telemetry streams served at once (each costs a task, a subscription and buffers).
-const MAX_STREAMS: usize = 64;
-/// The first pause after a failed accept (doubling up to 1 s).
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Arguments of `serve`.
 #[derive(Debug, clap::Args)]
@@ -104,6 +79,22 @@ pub(crate) struct ServeArgs {
     /// non-loopback address; without it, reads are open to local clients only.
     #[arg(long, env = "KASMINA_READ_TOKEN", hide_env_values = true)]
     read_token: Option<String>,
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "CERT.pem", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM; must not be readable by group or others).
+    #[arg(long, value_name = "KEY.pem", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Verify client certificates issued by this CA (PEM): a client presenting one may read
+    /// without the token. Needs --tls-cert.
+    #[arg(long, value_name = "CA.pem", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// Refuse the TLS handshake of clients without a certificate from --tls-client-ca (mTLS).
+    #[arg(long, requires = "tls_client_ca")]
+    require_client_cert: bool,
+    /// Serve plaintext off loopback (only behind a TLS-terminating proxy).
+    #[arg(long)]
+    allow_plaintext: bool,
 }
 
 /// Raised from the per-step callback to stop an epoch at a step boundary.
@@ -157,10 +148,13 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         width: crate::session::SERVE_WIDTH,
         static_seed: None,
         standardize: true,
+        verifier: None,
     };
 
-    let read_token = read_token(args.read_token.as_deref(), args.listen)?;
-    let plane = Plane { receipt_wait: Duration::from_millis(args.receipt_wait_ms), read_token };
+    let plane = server_config(&args)?;
+    plane.check(args.listen).context(
+        "unsafe control-plane settings (see --read-token, --tls-cert/--tls-key, --tls-client-ca, --allow-plaintext)",
+    )?;
     let result = serve(options, args.listen, plane, &rollback_path);
     // Best effort: the library is regenerated at every start.
     let _ = std::fs::remove_dir_all(&blueprint_dir);
@@ -186,27 +180,27 @@ fn load_keys(key_file: Option<&Path>) -> Result<KeyRing> {
     Ok(keys)
 }
 
-/// How the control plane answers: the receipt wait and the read token.
-#[derive(Debug, Clone)]
-struct Plane {
-    receipt_wait: Duration,
-    read_token: Option<Arc<str>>,
-}
-
-/// The read token, checked: at least 16 characters; required off loopback.
-fn read_token(token: Option<&str>, listen: SocketAddr) -> Result<Option<Arc<str>>> {
-    match token {
-        Some(t) if t.len() < 16 => bail!("--read-token must be at least 16 characters"),
-        Some(t) => Ok(Some(Arc::from(t))),
-        None if !listen.ip().is_loopback() => bail!(
-            "listening on {listen}, which is not a loopback address, needs --read-token (or KASMINA_READ_TOKEN): \
-             otherwise anyone who can reach it could read every seed's state and the telemetry"
-        ),
-        None => Ok(None),
+/// The control plane's settings from the flags.
+fn server_config(args: &ServeArgs) -> Result<ServerConfig> {
+    let mut config = ServerConfig {
+        receipt_wait: Duration::from_millis(args.receipt_wait_ms),
+        allow_plaintext: args.allow_plaintext,
+        ..ServerConfig::default()
+    };
+    if let Some(token) = &args.read_token {
+        config.read_token = Some(ReadToken::new(token).context("--read-token")?);
     }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let mut tls = TlsSettings::from_pem_files(cert, key).context("TLS certificate or key")?;
+        if let Some(ca) = &args.tls_client_ca {
+            tls = tls.client_ca_file(ca).context("--tls-client-ca")?.require_client_cert(args.require_client_cert);
+        }
+        config.tls = Some(tls);
+    }
+    Ok(config)
 }
 
-fn serve(options: SessionOptions, listen: SocketAddr, plane: Plane, rollback_path: &Path) -> Result<()> {
+fn serve(options: SessionOptions, listen: SocketAddr, plane: ServerConfig, rollback_path: &Path) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<Kasmina>>(1);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
@@ -318,78 +312,37 @@ fn stage_line(kasmina: &Kasmina) -> String {
 
 async fn serve_grpc(
     kasmina: Kasmina,
-    plane: Plane,
+    plane: ServerConfig,
     listen: SocketAddr,
     stop: Arc<AtomicBool>,
     training_done: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    let inflight = Arc::new(AtomicUsize::new(0));
-    let service = ControlService::new(kasmina, plane, &stop, &inflight);
-    let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = transport().add_service(
-        KasminaControlServer::new(service)
-            .max_decoding_message_size(MAX_REQUEST_BYTES)
-            .max_encoding_message_size(16 * 1024 * 1024),
-    );
-    let incoming = accept_loop(listener);
-    let mut server = tokio::spawn(server.serve_with_incoming_shutdown(incoming, async {
-        let _ = shutdown_rx.await;
-    }));
+    match &plane.tls {
+        Some(tls) if tls.verifies_clients() => eprintln!("kasmina serve: TLS, client certificates verified"),
+        Some(_) => eprintln!("kasmina serve: TLS"),
+        None => eprintln!("kasmina serve: plaintext (loopback or behind a TLS proxy)"),
+    }
+    let shutdown = async move {
+        let why = tokio::select! {
+            signal = shutdown_signal() => signal.map(|()| "signal received"),
+            _ = training_done => Ok("the training thread stopped"),
+        };
+        match why {
+            Ok(why) => eprintln!("kasmina serve: {why}; shutting down"),
+            Err(e) => eprintln!("kasmina serve: {e:#}; shutting down"),
+        }
+        // The training loop stops at its next step boundary.
+        stop.store(true, Ordering::SeqCst);
+    };
+    let served = tokio::spawn(ControlPlane::new(kasmina, plane).serve(listener, shutdown));
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {addr}").context("writing to stdout")?;
         out.flush().context("flushing stdout")?;
     }
-
-    let early = tokio::select! {
-        signal = shutdown_signal() => { signal?; None }
-        _ = training_done => { Some("the training thread stopped") }
-        result = &mut server => {
-            stop.store(true, Ordering::SeqCst);
-            return match result {
-                Ok(Ok(())) => Err(anyhow::anyhow!("the gRPC server stopped unexpectedly")),
-                Ok(Err(e)) => Err(anyhow::Error::new(e).context("the gRPC server failed")),
-                Err(e) => Err(anyhow::Error::new(e).context("the gRPC server task failed")),
-            };
-        }
-    };
-    eprintln!("kasmina serve: {}; shutting down", early.unwrap_or("signal received"));
-    // Ends the telemetry streams (their bridges see the flag) and the training loop.
-    stop.store(true, Ordering::SeqCst);
-    let _ = shutdown_tx.send(());
-    // Open calls finish (telemetry streams end within a bridge poll); idle connections are not
-    // waited for: some clients keep them open long after the server's GOAWAY.
-    let started = Instant::now();
-    let mut quiet_since: Option<Instant> = None;
-    let mut ticker = tokio::time::interval(Duration::from_millis(20));
-    loop {
-        tokio::select! {
-            result = &mut server => {
-                return match result {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(anyhow::Error::new(e).context("the gRPC server failed")),
-                    Err(e) => Err(anyhow::Error::new(e).context("the gRPC server task failed")),
-                };
-            }
-            _ = ticker.tick() => {
-                let open = inflight.load(Ordering::SeqCst);
-                if open > 0 {
-                    quiet_since = None;
-                } else if quiet_since.get_or_insert_with(Instant::now).elapsed() >= SETTLE {
-                    // No call open for a while: the last responses have been written.
-                    break;
-                }
-                if started.elapsed() >= SHUTDOWN_GRACE {
-                    eprintln!("kasmina serve: {open} call(s) still open after {SHUTDOWN_GRACE:?}; closing them");
-                    break;
-                }
-            }
-        }
-    }
-    server.abort();
-    Ok(())
+    served.await.context("the gRPC server task failed")?.context("the gRPC server failed")
 }
 
 /// Resolves on Ctrl-C or (on Unix) SIGTERM.
@@ -428,237 +381,4 @@ fn write_rollbacks(kasmina: &Kasmina, path: &Path) -> Result<usize> {
     text.push('\n');
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     Ok(payloads.len())
-}
-
-/// The `KasminaControl` service over a running session's `Kasmina`.
-#[derive(Debug)]
-struct ControlService {
-    kasmina: Kasmina,
-    receipt_wait: Duration,
-    /// Reads must carry `authorization: Bearer TOKEN` when set.
-    read_token: Option<Arc<str>>,
-    /// Telemetry streams open, and the most allowed.
-    streams: Arc<AtomicUsize>,
-    max_streams: usize,
-    stop: Arc<AtomicBool>,
-    /// Calls being answered and telemetry streams open (see [`InFlight`]).
-    inflight: Arc<AtomicUsize>,
-}
-
-/// Counts an open call for the shutdown, from creation to drop.
-#[derive(Debug)]
-struct InFlight(Arc<AtomicUsize>);
-
-impl InFlight {
-    fn new(count: &Arc<AtomicUsize>) -> Self {
-        count.fetch_add(1, Ordering::SeqCst);
-        Self(Arc::clone(count))
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl ControlService {
-    fn new(kasmina: Kasmina, plane: Plane, stop: &Arc<AtomicBool>, inflight: &Arc<AtomicUsize>) -> Self {
-        Self {
-            kasmina,
-            receipt_wait: plane.receipt_wait,
-            read_token: plane.read_token,
-            streams: Arc::new(AtomicUsize::new(0)),
-            max_streams: MAX_STREAMS,
-            stop: Arc::clone(stop),
-            inflight: Arc::clone(inflight),
-        }
-    }
-
-    /// A read is allowed: no token is configured, or the request carries it (compared in
-    /// constant time).
-    fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let Some(token) = &self.read_token else { return Ok(()) };
-        let given = request.metadata().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
-        let expected = format!("Bearer {token}");
-        if subtle::ConstantTimeEq::ct_eq(given.as_bytes(), expected.as_bytes()).into() {
-            Ok(())
-        } else {
-            Err(Status::unauthenticated("this read needs `authorization: Bearer <read token>`"))
-        }
-    }
-
-    /// Runs a call that takes the runtime's locks off the async workers (a lock may be held for
-    /// the length of a training step).
-    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Kasmina) -> T + Send + 'static) -> Result<T, Status> {
-        let _open = InFlight::new(&self.inflight);
-        let kasmina = self.kasmina.clone();
-        tokio::task::spawn_blocking(move || f(&kasmina))
-            .await
-            .map_err(|e| Status::internal(format!("request handler failed: {e}")))
-    }
-}
-
-/// Submits a signed command and waits up to `wait` for the receipt of the next safe point. A
-/// command still queued then is answered `queued` (accepted, not yet applied, decisions D14);
-/// its final receipt comes from `GetReceipt` and the `command_receipt` event.
-pub(crate) fn submit_and_wait(kasmina: &Kasmina, signed: &SignedCommand, wait: Duration) -> CommandReceipt {
-    match kasmina.submit_via(signed, CommandTransport::Grpc) {
-        Err(receipt) => receipt,
-        Ok(ticket) if wait.is_zero() => ticket.queued().clone(),
-        Ok(ticket) => ticket.wait(wait).unwrap_or_else(|| ticket.queued().clone()),
-    }
-}
-
-#[tonic::async_trait]
-impl KasminaControl for ControlService {
-    async fn submit_command(&self, request: Request<SignedCommand>) -> Result<Response<CommandReceipt>, Status> {
-        let signed = request.into_inner();
-        let wait = self.receipt_wait;
-        let receipt = self.blocking(move |k| submit_and_wait(k, &signed, wait)).await?;
-        Ok(Response::new(receipt))
-    }
-
-    async fn get_system_state(
-        &self,
-        request: Request<SystemStateRequest>,
-    ) -> Result<Response<SystemStatePacket>, Status> {
-        self.authorize(&request)?;
-        Ok(Response::new(self.blocking(Kasmina::system_state_packet).await?))
-    }
-
-    type StreamTelemetryStream = ReceiverStream<Result<TelemetryPacket, Status>>;
-
-    async fn stream_telemetry(
-        &self,
-        request: Request<TelemetryRequest>,
-    ) -> Result<Response<Self::StreamTelemetryStream>, Status> {
-        self.authorize(&request)?;
-        let min_level = match TelemetryLevel::try_from(request.get_ref().min_level) {
-            Ok(TelemetryLevel::Unspecified) => TelemetryLevel::Info,
-            Ok(level) => level,
-            Err(_) => {
-                return Err(Status::invalid_argument(format!("unknown min_level {}", request.get_ref().min_level)));
-            }
-        };
-        // A bounded number of streams, each a task (no OS thread): a flood of subscribers is
-        // refused, not served at any cost.
-        let slot = StreamSlot::take(&self.streams, self.max_streams)
-            .ok_or_else(|| Status::resource_exhausted(format!("at most {} telemetry streams", self.max_streams)))?;
-        let subscription = self.kasmina.telemetry().subscribe(min_level);
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let stop = Arc::clone(&self.stop);
-        let open = InFlight::new(&self.inflight);
-        tokio::spawn(async move {
-            bridge(&subscription, &tx, &stop).await;
-            // The stream ends once the sender is gone; only then is it closed for the shutdown.
-            drop(tx);
-            drop(open);
-            drop(slot);
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
-    }
-
-    async fn health(&self, request: Request<HealthRequest>) -> Result<Response<SystemHealth>, Status> {
-        self.authorize(&request)?;
-        Ok(Response::new(self.blocking(Kasmina::health).await?))
-    }
-
-    async fn get_receipt(&self, request: Request<ReceiptRequest>) -> Result<Response<CommandReceipt>, Status> {
-        self.authorize(&request)?;
-        let id = request.into_inner().command_id;
-        if id.is_empty() {
-            return Err(Status::invalid_argument("command_id is empty"));
-        }
-        let lookup = id.clone();
-        match self.blocking(move |k| k.receipt(&lookup)).await? {
-            Some(receipt) => Ok(Response::new(receipt)),
-            None => Err(Status::not_found(format!("no receipt for command `{id}` (unknown or expired)"))),
-        }
-    }
-}
-
-/// Moves packets from a subscription to a response stream until the client goes away, the
-/// server stops, or the client stops reading: a client whose stream buffer stays full lets its
-/// subscription fill up, the transport cuts it off (counted in
-/// `TelemetryStats::subscribers_evicted`), and the stream ends. A slow or vanished client never
-/// blocks training and never grows memory without bound.
-async fn bridge(subscription: &Subscription, tx: &mpsc::Sender<Result<TelemetryPacket, Status>>, stop: &AtomicBool) {
-    while !stop.load(Ordering::SeqCst) && !tx.is_closed() && !subscription.evicted() {
-        let Some(mut packet) = subscription.try_recv() else {
-            tokio::time::sleep(BRIDGE_IDLE).await;
-            continue;
-        };
-        loop {
-            match tx.try_send(Ok(packet)) {
-                Ok(()) => break,
-                Err(mpsc::error::TrySendError::Closed(_)) => return,
-                Err(mpsc::error::TrySendError::Full(back)) => {
-                    if stop.load(Ordering::SeqCst) || subscription.evicted() {
-                        return;
-                    }
-                    let Ok(p) = back else { return };
-                    packet = p;
-                    tokio::time::sleep(BRIDGE_IDLE).await;
-                }
-            }
-        }
-    }
-}
-
-/// The gRPC transport: dead peers are found and their connections closed, and one connection
-/// cannot monopolise the server.
-fn transport() -> tonic::transport::Server {
-    tonic::transport::Server::builder()
-        .tcp_keepalive(Some(Duration::from_secs(60)))
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .concurrency_limit_per_connection(32)
-}
-
-/// Accepted connections. A failed accept (no file descriptor left, too many open files) backs
-/// off before the next try instead of spinning on the error.
-fn accept_loop(
-    listener: tokio::net::TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    tokio_stream::wrappers::ReceiverStream::new({
-        // Bounded: while the server is busy, accepting waits (the kernel's backlog holds the rest).
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        tokio::spawn(async move {
-            let mut backoff = ACCEPT_BACKOFF;
-            loop {
-                match listener.accept().await {
-                    Ok((stream, _)) => {
-                        backoff = ACCEPT_BACKOFF;
-                        if tx.send(Ok(stream)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        eprintln!("kasmina serve: accept failed ({e}); retrying in {} ms", backoff.as_millis());
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(1));
-                    }
-                }
-            }
-        });
-        rx
-    })
-}
-
-/// One of the bounded telemetry-stream slots, released on drop.
-#[derive(Debug)]
-struct StreamSlot(Arc<AtomicUsize>);
-
-impl StreamSlot {
-    fn take(open: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
-        let taken = open.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1)).is_ok();
-        taken.then(|| Self(Arc::clone(open)))
-    }
-}
-
-impl Drop for StreamSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
 }

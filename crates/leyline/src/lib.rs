@@ -13,7 +13,8 @@
 //!   timestamps), so JSON written here is readable by any protobuf library and vice versa.
 //! - Maps are `BTreeMap`s, so encoding is deterministic (map entries sorted by key), and
 //!   [`encode_peer`] writes byte-for-byte what Esper's Python peer writes for the same content.
-//! - The `KasminaControl` gRPC stubs are behind the `client` and `server` features.
+//! - The `KasminaControl` gRPC stubs are behind the `client` and `server` features; their
+//!   [`codec`] answers a malformed request body with `INVALID_ARGUMENT`.
 //! - [`constants`] holds the values of the contract's budget messages, and the `impl` blocks in
 //!   this file add name helpers built on the generated enums.
 //!
@@ -27,6 +28,8 @@
 //! assert_eq!(SeedLifecycleStage::SeedStageTraining.short_name(), "TRAINING");
 //! ```
 
+#[cfg(any(feature = "client", feature = "server"))]
+pub mod codec;
 pub mod constants;
 mod names;
 mod peer;

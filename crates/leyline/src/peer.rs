@@ -1,12 +1,17 @@
 //! Peer-compatible encoding: the exact bytes Esper's Python peer (protobuf's upb) writes.
 //!
-//! prost and upb both write valid protobuf, and each decodes the other. They differ in one
-//! place: inside a map entry, upb always writes the key and the value, while prost leaves out
-//! a key or value equal to its default (`"alpha": 0.0` costs 5 more bytes in upb). Where the
-//! bytes themselves matter — golden vectors, signatures a peer recomputes over re-encoded bytes,
-//! size budgets compared with the peer's — use [`encode_peer`]: it encodes with prost, sorted
-//! map keys included, then restores the default keys and values of map entries at the wire
-//! level, driven by a schema table generated from `proto/` with the rest of the code.
+//! prost and upb both write valid protobuf, and each decodes the other. They differ in maps:
+//! inside a map entry, upb always writes the key and the value, while prost leaves out a key or
+//! value equal to its default (`"alpha": 0.0` costs 5 more bytes in upb); and upb's deterministic
+//! order of string keys is not `BTreeMap`'s: a key that is a prefix of another comes after it
+//! (`"alpha_target"` before `"alpha"`), while a `google.protobuf.Struct` (a `HashMap` in
+//! pbjson-types) has no fixed order at all in prost. Where the bytes themselves matter — golden
+//! vectors, signatures a peer recomputes over re-encoded bytes, size budgets compared with the
+//! peer's — use [`encode_peer`]: it encodes with prost, then rewrites every map at the wire
+//! level (default keys and values restored, entries in upb's order), driven by a schema table
+//! generated from `proto/` with the rest of the code.
+
+use std::cmp::Ordering;
 
 use prost::bytes::Buf;
 use prost::encoding::{WireType, decode_key, decode_varint, encode_key, encode_varint};
@@ -54,23 +59,30 @@ fn rewrite(mut buf: &[u8], message: &str, out: &mut Vec<u8>) -> Result<(), Malfo
         out.extend_from_slice(buf);
         return Ok(());
     };
+    // The entries of the map field being read (prost writes them together), with their sort
+    // key, written in upb's order when the field ends.
+    let mut entries: Vec<(Option<Vec<u8>>, Vec<u8>)> = Vec::new();
+    let mut map_tag = 0;
     while buf.has_remaining() {
         let start = buf;
         let (tag, wire_type) = decode_key(&mut buf)?;
+        if tag != map_tag {
+            write_entries(map_tag, &mut entries, out);
+        }
         let kind = schema.fields.iter().find(|f| f.number == tag).map(|f| &f.kind);
         match (wire_type, kind) {
-            (WireType::LengthDelimited, Some(kind)) => {
+            (WireType::LengthDelimited, Some(FieldKind::Map { key, value, value_message })) => {
+                let mut entry = Vec::new();
+                rewrite_entry(take_len(&mut buf)?, *key, *value, *value_message, &mut entry)?;
+                let sort_key = matches!(key, WireKind::Len).then(|| entry_key(&entry)).transpose()?;
+                entries.push((sort_key.map(<[u8]>::to_vec), entry));
+                map_tag = tag;
+            }
+            (WireType::LengthDelimited, Some(FieldKind::Message(name))) => {
                 let payload = take_len(&mut buf)?;
                 let mut inner = Vec::with_capacity(payload.len() + 8);
-                match kind {
-                    FieldKind::Map { key, value, value_message } => {
-                        rewrite_entry(payload, *key, *value, *value_message, &mut inner)?
-                    }
-                    FieldKind::Message(name) => rewrite(payload, name, &mut inner)?,
-                }
-                encode_key(tag, WireType::LengthDelimited, out);
-                encode_varint(inner.len() as u64, out);
-                out.extend_from_slice(&inner);
+                rewrite(payload, name, &mut inner)?;
+                write_len(tag, &inner, out);
             }
             _ => {
                 skip(wire_type, &mut buf)?;
@@ -78,7 +90,40 @@ fn rewrite(mut buf: &[u8], message: &str, out: &mut Vec<u8>) -> Result<(), Malfo
             }
         }
     }
+    write_entries(map_tag, &mut entries, out);
     Ok(())
+}
+
+/// Writes the collected entries of map field `tag` in upb's deterministic order (string keys
+/// by bytes, a key after the longer keys it is a prefix of; other keys as prost wrote them).
+fn write_entries(tag: u32, entries: &mut Vec<(Option<Vec<u8>>, Vec<u8>)>, out: &mut Vec<u8>) {
+    entries.sort_by(|(a, _), (b, _)| match (a, b) {
+        (Some(a), Some(b)) => upb_string_order(a, b),
+        _ => Ordering::Equal,
+    });
+    for (_, entry) in entries.drain(..) {
+        write_len(tag, &entry, out);
+    }
+}
+
+/// upb's order of string map keys: bytewise over the common prefix, then the longer first.
+fn upb_string_order(a: &[u8], b: &[u8]) -> Ordering {
+    let common = a.len().min(b.len());
+    a[..common].cmp(&b[..common]).then(b.len().cmp(&a.len()))
+}
+
+/// The key bytes of a rewritten map entry (its first field, a length-delimited key).
+fn entry_key(mut entry: &[u8]) -> Result<&[u8], Malformed> {
+    match decode_key(&mut entry)? {
+        (1, WireType::LengthDelimited) => take_len(&mut entry),
+        _ => Err(Malformed),
+    }
+}
+
+fn write_len(tag: u32, payload: &[u8], out: &mut Vec<u8>) {
+    encode_key(tag, WireType::LengthDelimited, out);
+    encode_varint(payload.len() as u64, out);
+    out.extend_from_slice(payload);
 }
 
 fn rewrite_entry(

@@ -1,7 +1,7 @@
 //! `kasmina serve` end to end: a real server process driven by the Rust tonic client.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -310,4 +310,74 @@ async fn reads_need_the_read_token_when_one_is_set() {
     let out = kasmina().args(["serve", "--listen", "0.0.0.0:0"]).env("ESPER_LEYLINE_SECRET", SECRET).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--read-token"), "{}", String::from_utf8_lossy(&out.stderr));
+    // A token is not enough off loopback: the wire needs TLS (or an explicit plaintext choice).
+    let out = kasmina()
+        .args(["serve", "--listen", "0.0.0.0:0", "--read-token", TOKEN])
+        .env("ESPER_LEYLINE_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs TLS"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn tls_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../kasmina-server/tests/fixtures").join(name)
+}
+
+/// A private copy of a fixture key (serve and send refuse nothing here, but the server refuses a
+/// key readable by others).
+fn private_copy(dir: &Path, name: &str) -> PathBuf {
+    let to = dir.join(name);
+    std::fs::copy(tls_fixture(name), &to).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    to
+}
+
+/// `serve` with mTLS required, and `send` over it: with the client certificate the command is
+/// applied; without it the connection is refused.
+#[test]
+fn serve_over_mtls_and_send_with_a_client_certificate() {
+    let keys = tempfile::tempdir().unwrap();
+    let server_key = private_copy(keys.path(), "server.key");
+    let mut server = Server::start(&[
+        "--tls-cert",
+        tls_fixture("server.pem").to_str().unwrap(),
+        "--tls-key",
+        server_key.to_str().unwrap(),
+        "--tls-client-ca",
+        tls_fixture("ca.pem").to_str().unwrap(),
+        "--require-client-cert",
+    ]);
+    let port = server.addr.rsplit(':').next().unwrap().to_owned();
+    let url = format!("https://localhost:{port}");
+    let send = |with_cert: bool, id: &str| {
+        let mut cmd = kasmina();
+        cmd.args(["send", "--server", &url, "--timeout-secs", "10", "--ca"])
+            .arg(tls_fixture("ca.pem"))
+            .args(["--type", "seed", "--op", "germinate", "--seed-id", "mtls-seed", "--blueprint", "BP001"])
+            .args(["--command-id", id]);
+        if with_cert {
+            cmd.arg("--client-cert").arg(tls_fixture("client.pem")).arg("--client-key").arg(tls_fixture("client.key"));
+        }
+        cmd.output().unwrap()
+    };
+    let ok = send(true, "mtls-send-1");
+    assert!(
+        ok.status.success(),
+        "stdout {} stderr {}",
+        String::from_utf8_lossy(&ok.stdout),
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).contains("\"accepted\": true"),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    let refused = send(false, "mtls-send-2");
+    assert!(!refused.status.success(), "no client certificate must be refused");
+    assert!(server.terminate().success(), "stderr:\n{}", server.stderr());
 }

@@ -1460,7 +1460,7 @@ pub mod kasmina_control_client {
                 .ready()
                 .await
                 .map_err(|e| tonic::Status::unknown(format!("Service was not ready: {}", e.into())))?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::LeylineCodec::default();
             let path = http::uri::PathAndQuery::from_static("/esper.leyline.v1.KasminaControl/SubmitCommand");
             let mut req = request.into_request();
             req.extensions_mut().insert(GrpcMethod::new("esper.leyline.v1.KasminaControl", "SubmitCommand"));
@@ -1475,7 +1475,7 @@ pub mod kasmina_control_client {
                 .ready()
                 .await
                 .map_err(|e| tonic::Status::unknown(format!("Service was not ready: {}", e.into())))?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::LeylineCodec::default();
             let path = http::uri::PathAndQuery::from_static("/esper.leyline.v1.KasminaControl/GetSystemState");
             let mut req = request.into_request();
             req.extensions_mut().insert(GrpcMethod::new("esper.leyline.v1.KasminaControl", "GetSystemState"));
@@ -1491,7 +1491,7 @@ pub mod kasmina_control_client {
                 .ready()
                 .await
                 .map_err(|e| tonic::Status::unknown(format!("Service was not ready: {}", e.into())))?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::LeylineCodec::default();
             let path = http::uri::PathAndQuery::from_static("/esper.leyline.v1.KasminaControl/StreamTelemetry");
             let mut req = request.into_request();
             req.extensions_mut().insert(GrpcMethod::new("esper.leyline.v1.KasminaControl", "StreamTelemetry"));
@@ -1506,7 +1506,7 @@ pub mod kasmina_control_client {
                 .ready()
                 .await
                 .map_err(|e| tonic::Status::unknown(format!("Service was not ready: {}", e.into())))?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::LeylineCodec::default();
             let path = http::uri::PathAndQuery::from_static("/esper.leyline.v1.KasminaControl/Health");
             let mut req = request.into_request();
             req.extensions_mut().insert(GrpcMethod::new("esper.leyline.v1.KasminaControl", "Health"));
@@ -1521,7 +1521,7 @@ pub mod kasmina_control_client {
                 .ready()
                 .await
                 .map_err(|e| tonic::Status::unknown(format!("Service was not ready: {}", e.into())))?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::LeylineCodec::default();
             let path = http::uri::PathAndQuery::from_static("/esper.leyline.v1.KasminaControl/GetReceipt");
             let mut req = request.into_request();
             req.extensions_mut().insert(GrpcMethod::new("esper.leyline.v1.KasminaControl", "GetReceipt"));
@@ -1656,7 +1656,7 @@ pub mod kasmina_control_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = SubmitCommandSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::LeylineCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(accept_compression_encodings, send_compression_encodings)
                             .apply_max_message_size_config(max_decoding_message_size, max_encoding_message_size);
@@ -1684,7 +1684,7 @@ pub mod kasmina_control_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = GetSystemStateSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::LeylineCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(accept_compression_encodings, send_compression_encodings)
                             .apply_max_message_size_config(max_decoding_message_size, max_encoding_message_size);
@@ -1713,7 +1713,7 @@ pub mod kasmina_control_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = StreamTelemetrySvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::LeylineCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(accept_compression_encodings, send_compression_encodings)
                             .apply_max_message_size_config(max_decoding_message_size, max_encoding_message_size);
@@ -1741,7 +1741,7 @@ pub mod kasmina_control_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = HealthSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::LeylineCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(accept_compression_encodings, send_compression_encodings)
                             .apply_max_message_size_config(max_decoding_message_size, max_encoding_message_size);
@@ -1769,7 +1769,7 @@ pub mod kasmina_control_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = GetReceiptSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::LeylineCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(accept_compression_encodings, send_compression_encodings)
                             .apply_max_message_size_config(max_decoding_message_size, max_encoding_message_size);
