@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::kd::{KD_TEMPERATURE, KD_WEIGHT, Teacher, kd_loss};
 use crate::memory::TeacherEntry;
 use crate::receipt::{Origin, Refusal, Verdict, receipt};
-use crate::report::{EpochOutcome, EpochReport, RuntimeStats, SeedSummary, StepOutcome, StepReport};
+use crate::report::{EpochOutcome, EpochReport, Gauges, RuntimeStats, SeedSummary, StepOutcome, StepReport};
 use crate::slot::{SeedSlot, SlotCell};
 use crate::state::{Inner, Outbox, Pending};
 
@@ -150,6 +150,21 @@ impl Kasmina {
     /// Counters over the runtime's life.
     pub fn stats(&self) -> RuntimeStats {
         self.inner.core.lock().stats
+    }
+
+    /// The size of every traffic-driven store (nonce ledger, command queue, caches, receipts,
+    /// telemetry queues) now; flat under steady load when nothing leaks.
+    pub fn gauges(&self) -> Gauges {
+        let memory = self.inner.memory.stats();
+        Gauges {
+            nonces_held: self.inner.verifier.ledger().len(),
+            commands_queued: self.inner.queue.lock().len(),
+            kernel_cache_entries: memory.kernel.size,
+            kernel_cache_bytes: memory.kernel.weighted_size_bytes,
+            descriptor_cache_entries: memory.blueprint.size,
+            receipts_held: memory.telemetry.size,
+            telemetry: self.inner.telemetry.stats(),
+        }
     }
 
     /// The rollback payload recorded when `seed_id` was last culled.

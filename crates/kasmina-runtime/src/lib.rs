@@ -103,7 +103,8 @@ pub use error::{Error, Result};
 pub use handle::{Kasmina, Ticket};
 pub use receipt::{OK, Origin, QUEUED, Refusal};
 pub use report::{
-    CounterfactualReport, EpochOutcome, EpochReport, FossilizedSeed, RuntimeStats, SeedSummary, StepOutcome, StepReport,
+    CounterfactualReport, EpochOutcome, EpochReport, FossilizedSeed, Gauges, RuntimeStats, SeedSummary, StepOutcome,
+    StepReport,
 };
 pub use seed::CullCause;
 pub use slot::SeedSlot;

@@ -146,6 +146,27 @@ pub struct CounterfactualReport {
     pub batches: u32,
 }
 
+/// The size of everything the runtime holds that grows with traffic, at one instant: what a
+/// soak or a dashboard watches to see that memory stays flat under load.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Gauges {
+    /// Nonces in the replay ledger (live, plus expired ones not yet evicted).
+    pub nonces_held: usize,
+    /// Verified commands waiting for the next safe point.
+    pub commands_queued: usize,
+    /// Entries and bytes of the kernel cache.
+    pub kernel_cache_entries: u64,
+    /// Bytes of the kernel cache.
+    pub kernel_cache_bytes: u64,
+    /// Entries of the blueprint-descriptor cache.
+    pub descriptor_cache_entries: u64,
+    /// Receipts held for `receipt(id)` (the telemetry buffer).
+    pub receipts_held: u64,
+    /// The telemetry pipeline's counters and queue depths.
+    pub telemetry: kasmina_telemetry::TelemetryStats,
+}
+
 /// Counters over the runtime's life.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RuntimeStats {

@@ -167,3 +167,59 @@ fn a_seed_that_turns_non_finite_leaves_the_host_bit_identical() {
     assert!(summary[0].stages.contains(&Stage::SeedStageCulled), "{:?}", summary[0].gates);
     assert_eq!(alone, with_broken, "the host never saw the broken seed");
 }
+
+/// The validation metric regresses in probation: the trainer's counterfactual evaluation now
+/// says the seed makes validation worse (its batches are better with the slot bypassed). G4
+/// refuses the seed, it is culled with a rollback payload and blended out, never fossilized, and
+/// the slot ends forwarding the host activation unchanged.
+#[test]
+fn a_validation_metric_that_regresses_in_probation_culls_the_seed_with_a_rollback_payload() {
+    let mut rig = Rig::new(config());
+    rig.train(60);
+    let cmd = rig.seed_op(SeedOperation::SeedOpGerminate, "s1", builtin::RESIDUAL_MLP);
+    assert!(rig.submit_and_step(&cmd).accepted);
+    assert!(rig.step_until(Stage::SeedStageProbationary, 400), "{:?}", rig.kasmina.seed_summaries()[0].gates);
+
+    let mut stages = Vec::new();
+    for _ in 0..60 {
+        rig.step();
+        stages.push(rig.stage());
+        if rig.step.is_multiple_of(10) {
+            // First call: the model as is; second: the slot bypassed (decisions D16). As is is
+            // worse on every batch, by a margin with some spread.
+            let calls = std::cell::Cell::new(0_u32);
+            rig.kasmina
+                .evaluate_counterfactual(|| {
+                    let call = calls.get();
+                    calls.set(call + 1);
+                    let worse = if call == 0 { 0.2 } else { 0.0 };
+                    Ok((0..8).map(|i| 0.5 + 0.01 * i as f32 + worse).collect())
+                })
+                .unwrap();
+            let (val_loss, val_acc) = rig.validate();
+            rig.kasmina.on_epoch(kasmina_runtime::EpochReport { epoch: rig.epoch, val_loss, val_acc }).unwrap();
+            rig.epoch += 1;
+        }
+        if rig.stage() != Stage::SeedStageProbationary {
+            break;
+        }
+    }
+    assert!(
+        matches!(rig.stage(), Stage::SeedStageCulled | Stage::SeedStageEmbargoed),
+        "a regressing seed is culled: {:?} {:?}",
+        rig.stage(),
+        rig.kasmina.seed_summaries()[0].gates
+    );
+    assert!(!stages.contains(&Stage::SeedStageFossilized), "never fossilized");
+    let refusal = rig.kasmina.seed_summaries()[0].gates.iter().rev().find(|g| !g.passed).cloned();
+    assert!(
+        refusal.as_ref().is_some_and(|g| g.gate() == leyline::SeedLifecycleGate::SeedGateG4SystemImpact),
+        "G4 refused it: {refusal:?}"
+    );
+    assert!(rig.kasmina.rollback_payload("s1").is_some(), "rollback payload recorded");
+    assert!(!rig.events("gate_failure").is_empty());
+    // Blended out, then the slot forwards the host activation unchanged.
+    assert!(rig.step_until(Stage::SeedStageEmbargoed, 200));
+    let h = candle_core::Tensor::ones((2, crate::harness::WIDTH), candle_core::DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(rig.slot.forward(&h).unwrap().to_vec2::<f32>().unwrap(), h.to_vec2::<f32>().unwrap());
+}
