@@ -219,6 +219,7 @@ fn run_one(args: &DemoArgs, mode: Mode, bar: &ProgressBar) -> Result<Run> {
         width: usize::from(args.width),
         static_seed,
         standardize: !args.raw,
+        verifier: None,
     })?;
     let plan = vec![
         Planned { seed_id: "seed-adapter".into(), slot: SLOT_A.into(), blueprint: args.adapter.clone(), retries: 1 },

@@ -13,6 +13,7 @@ mod demo;
 mod plot;
 mod serve;
 mod session;
+mod soak;
 
 use clap::{Parser, Subcommand};
 
@@ -34,6 +35,10 @@ enum Command {
     Sign(cmd::SignArgs),
     /// Build, sign and send an AdaptationCommand to a running `kasmina serve`.
     Send(cmd::SendArgs),
+    /// Soak the control plane under mixed signed, replayed, stale and forged commands while
+    /// training runs (`cargo xtask soak`).
+    #[command(hide = true)]
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,6 +48,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Sign(args) => cmd::sign(args),
         Command::Send(args) => cmd::send(args),
+        Command::Soak(args) => soak::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

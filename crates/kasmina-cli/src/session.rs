@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 use candle_nn::{Linear, VarBuilder, VarMap, linear, loss::cross_entropy};
-use kasmina_runtime::reexports::security::KeyRing;
+use kasmina_runtime::reexports::security::{KeyRing, VerifierConfig};
 use kasmina_runtime::reexports::telemetry::Telemetry;
 use kasmina_runtime::{
     EpochReport, FossilizedSeed, Kasmina, KasminaConfig, SeedKernel, SeedSlot, StepReport, blueprint::builtin,
@@ -243,6 +243,8 @@ pub(crate) struct SessionOptions {
     pub(crate) static_seed: Option<(String, String)>,
     /// Standardise the features (mean 0, variance 1 from the training split).
     pub(crate) standardize: bool,
+    /// The command verifier's limits (default: the library's).
+    pub(crate) verifier: Option<VerifierConfig>,
 }
 
 /// What one training step did.
@@ -291,14 +293,17 @@ impl Session {
         }
         let mut model = Model::new(data.features, data.classes, opts.width, opts.seed, &opts.device)?;
         let library = builtin::write_library(&opts.blueprint_dir, &[data.features, opts.width], opts.seed)?;
-        let kasmina = Kasmina::builder()
+        let mut builder = Kasmina::builder()
             .device(opts.device.clone())
             .config(opts.config)
             .signing_keys(opts.keys)
             .blueprints(library)
             .telemetry(opts.telemetry)
-            .host_varmap(&model.varmap)
-            .build()?;
+            .host_varmap(&model.varmap);
+        if let Some(verifier) = opts.verifier {
+            builder = builder.verifier_config(verifier);
+        }
+        let kasmina = builder.build()?;
         let mut host_vars = model.varmap.all_vars();
         if let Some((slot, blueprint)) = &opts.static_seed {
             let width = if slot == SLOT_A { data.features } else { opts.width };
