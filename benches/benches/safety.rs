@@ -57,6 +57,7 @@ fn lifecycle(c: &mut Criterion) {
                 blueprint: Some(&blueprint),
                 parameters: &parameters,
                 seed_already_live: false,
+                shape_probe: None,
             }
             .into(),
         ),

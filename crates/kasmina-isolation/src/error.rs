@@ -31,6 +31,16 @@ pub enum Error {
         /// The shape received.
         actual: Vec<usize>,
     },
+    /// An activation whose shape does not fit the slot's declared layout and width.
+    #[error("activation of shape {actual:?} does not fit a {layout} slot of width {width}")]
+    LayoutMismatch {
+        /// The slot's layout (`dense`, `sequence`, `image`).
+        layout: &'static str,
+        /// The slot's width (features last, or channels on axis 1 for images).
+        width: usize,
+        /// The shape received.
+        actual: Vec<usize>,
+    },
     /// A blend factor that is not a finite number.
     #[error("alpha must be a finite number, got {alpha}")]
     InvalidAlpha {

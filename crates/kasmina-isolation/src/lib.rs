@@ -76,12 +76,14 @@
 mod alpha;
 mod error;
 mod forward;
+mod layout;
 mod monitor;
 mod schedule;
 
 pub use alpha::{AlphaController, AlphaCurve};
 pub use error::{Error, Result};
 pub use forward::{SeedBranch, SlotForward, SlotMode, blend, seed_input, seed_output, slot_forward, straight_through};
+pub use layout::Layout;
 pub use monitor::{
     IsolationMonitor, IsolationReport, IsolationVerdict, MonitorConfig, MonitorCounters, Probe, SkipReason,
     ViolationReason,

@@ -105,6 +105,12 @@ gate_reasons! {
     /// G0: a parameter lies outside its `allowed_parameters` bounds (attributes `parameter`,
     /// `value`, `min`, `max`).
     ParameterOutOfBounds => PARAMETER_OUT_OF_BOUNDS = "parameter_out_of_bounds";
+    /// G0: run once on a probe input of the slot's layout, the kernel failed or returned a delta
+    /// of another shape (attributes `expected`, `actual`); nothing is attached.
+    ShapeMismatch => SHAPE_MISMATCH = "shape_mismatch";
+    /// G0: run once on a probe input of the slot's layout, the kernel returned a NaN or infinite
+    /// delta; nothing is attached.
+    ProbeNotFinite => PROBE_NOT_FINITE = "probe_not_finite";
     /// G1 (GERMINATED → TRAINING): no kernel is attached to the seed.
     KernelNotAttached => KERNEL_NOT_ATTACHED = "kernel_not_attached";
     /// G1 (GERMINATED → TRAINING): the seed's parameters are not registered.
@@ -254,6 +260,37 @@ pub struct SanityEvidence<'a> {
     pub parameters: &'a BTreeMap<String, f32>,
     /// Whether a seed with this id is already live elsewhere.
     pub seed_already_live: bool,
+    /// Runs the kernel once on a probe input of the slot's layout; called only when every other
+    /// G0 check passed (so a doomed germination fetches nothing). `None`, or a probe that returns
+    /// `None` (no kernel could be built: gate G1 then reports it), checks only the request.
+    pub shape_probe: Option<LazyProbe<'a>>,
+}
+
+/// What running a kernel once on a probe input of its slot's layout showed (G0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShapeProbe {
+    /// The delta had the input's shape, dtype and device, and every value was finite.
+    Matched,
+    /// The kernel failed on the input, or its delta had another shape (`actual` `None` when it
+    /// failed).
+    Mismatch {
+        /// The probe input's shape.
+        expected: Vec<usize>,
+        /// The delta's shape, if the kernel returned one.
+        actual: Option<Vec<usize>>,
+    },
+    /// The delta had the right shape but a NaN or infinite value.
+    NotFinite,
+}
+
+/// The G0 probe, run on demand (see [`SanityEvidence::shape_probe`]).
+#[derive(Clone, Copy)]
+pub struct LazyProbe<'a>(pub &'a dyn Fn() -> Option<ShapeProbe>);
+
+impl std::fmt::Debug for LazyProbe<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LazyProbe(..)")
+    }
 }
 
 /// G1 evidence for GERMINATED → TRAINING.
@@ -608,7 +645,8 @@ fn at_least(value: f64, floor: f64) -> bool {
 }
 
 /// G0 Sanity: seed id valid and not live, blueprint present and known, every parameter finite,
-/// allowed and inside its bounds.
+/// allowed and inside its bounds, and — last, only when all of that passed — the kernel's delta on
+/// a probe input of the slot's layout has the input's shape and is finite.
 pub fn evaluate_g0_sanity(ctx: &GateContext<'_>, e: &SanityEvidence<'_>) -> GateEvent {
     g0_sanity(ctx, e).0
 }
@@ -654,7 +692,15 @@ fn g0_sanity(ctx: &GateContext<'_>, e: &SanityEvidence<'_>) -> Verdict {
                 return Err(ParameterOutOfBounds);
             }
         }
-        Ok(())
+        match e.shape_probe.and_then(|probe| (probe.0)()) {
+            None | Some(ShapeProbe::Matched) => Ok(()),
+            Some(ShapeProbe::NotFinite) => Err(ProbeNotFinite),
+            Some(ShapeProbe::Mismatch { expected, actual }) => {
+                run.attr("expected", format!("{expected:?}"));
+                run.attr("actual", actual.map_or_else(|| "kernel failed".to_owned(), |a| format!("{a:?}")));
+                Err(ShapeMismatch)
+            }
+        }
     })();
     run.finish(ctx, outcome)
 }

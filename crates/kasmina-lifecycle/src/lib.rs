@@ -36,7 +36,7 @@
 //! // DORMANT -> GERMINATED is guarded by G0.
 //! let blueprint = BlueprintDescriptor { blueprint_id: "BP001".into(), ..Default::default() };
 //! let params = BTreeMap::new();
-//! let g0 = SanityEvidence { blueprint_id: "BP001", blueprint: Some(&blueprint), parameters: &params, seed_already_live: false };
+//! let g0 = SanityEvidence { blueprint_id: "BP001", blueprint: Some(&blueprint), parameters: &params, seed_already_live: false, shape_probe: None };
 //! let outcome = seed.guarded_transition(Stage::SeedStageGerminated, &g0.into()).unwrap();
 //! assert!(outcome.gate_event.unwrap().passed);
 //!

@@ -1,14 +1,18 @@
-//! Germination (decisions D3, D10): G0, then a kernel of the seed's own — fetched through the
-//! cache and the `kernel_fetch` breaker, timed against its budget, falling back when it must —
-//! with registered parameters, an optimiser and an armed isolation monitor.
+//! Germination (decisions D3, D10): G0 — whose last check fetches the kernel (through the cache
+//! and the `kernel_fetch` breaker, timed against its budget, falling back when it must) and runs
+//! it once on a probe input of the slot's layout — then the seed's own kernel with registered
+//! parameters, an optimiser and an armed isolation monitor.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use candle_core::Var;
+use candle_core::{Device, Tensor, Var};
 use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
-use kasmina_isolation::{AlphaController, IsolationMonitor, MonitorConfig};
-use kasmina_lifecycle::gates::{GateContext, GateReason, GerminatedEvidence, SanityEvidence, evaluate_g1_germinated};
+use kasmina_isolation::{AlphaController, IsolationMonitor, Layout, MonitorConfig};
+use kasmina_lifecycle::gates::{
+    GateContext, GateReason, GerminatedEvidence, LazyProbe, SanityEvidence, ShapeProbe, evaluate_g1_germinated,
+};
 use kasmina_lifecycle::{GateEvidence, LifecycleConfig, SeedLifecycle};
 use kasmina_telemetry::names;
 use leyline::{SeedLifecycleStage as Stage, TelemetryLevel};
@@ -18,7 +22,7 @@ use crate::breakers::BreakerName;
 use crate::memory::Memory;
 use crate::receipt::Refusal;
 use crate::seed::{Attached, CullCause, Effects, Health, History, Live, Phase, Seed, StageState};
-use crate::slot::SlotCell;
+use crate::slot::{SlotCell, all_finite};
 use crate::state::{Inner, Outbox};
 
 /// A germination request, parsed.
@@ -37,6 +41,15 @@ struct AttachFailure {
     blueprint_id: String,
 }
 
+/// The kernel G0's probe fetched and built: what the attach then uses.
+struct Prepared {
+    fetched: Fetched,
+    /// The seed's own instance; `None` when the artefact could not be instantiated.
+    kernel: Option<SeedKernel>,
+    /// Events of the fetch (cache, breaker, fallback).
+    events: Outbox,
+}
+
 /// A fetched artefact and how it came.
 struct Fetched {
     artifact: Arc<KernelArtifact>,
@@ -53,16 +66,30 @@ impl Inner {
         let config = LifecycleConfig { embargo: self.config.embargo, ..LifecycleConfig::default() };
         let mut lifecycle =
             SeedLifecycle::new(&req.seed_id, self.clock.clone(), config).with_wall_clock(self.wall.clone());
+        let prepared: RefCell<Option<Prepared>> = RefCell::new(None);
+        let probe = || {
+            let prep = self.prepare(&req.seed_id, &req.blueprint_id, cell);
+            let verdict = prep.kernel.as_ref().map(|k| shape_probe(k, cell.layout, cell.width, &self.device));
+            *prepared.borrow_mut() = Some(prep);
+            verdict
+        };
         let evidence = SanityEvidence {
             blueprint_id: &req.blueprint_id,
             blueprint: descriptor.as_ref(),
             parameters: &req.parameters,
             seed_already_live: already_live,
+            shape_probe: Some(LazyProbe(&probe)),
         };
-        let g0 = match lifecycle.guarded_transition(Stage::SeedStageGerminated, &GateEvidence::Sanity(evidence)) {
+        let g0 = lifecycle.guarded_transition(Stage::SeedStageGerminated, &GateEvidence::Sanity(evidence));
+        let prepared = prepared.into_inner();
+        if let Some(p) = &prepared {
+            out.events.extend(p.events.events.iter().cloned());
+        }
+        let g0 = match g0 {
             Ok(outcome) => outcome.gate_event,
             Err(kasmina_lifecycle::Error::GateFailed { reason, event, .. }) => {
-                // G0 at DORMANT: the seed never existed; nothing to cull, nothing changes.
+                // G0 at DORMANT: the seed never existed; nothing to cull, nothing attached,
+                // nothing changes.
                 out.events.push(crate::events::gate_event(&event));
                 return Err(Refusal::Gate(reason));
             }
@@ -86,7 +113,8 @@ impl Inner {
         }
         let cx = self.cx(&cell.name, &req.seed_id);
         seed.emit_stage(&cell.name, &mut fx);
-        match self.attach(&seed.id, &req.blueprint_id, cell.width, &req.parameters, out) {
+        let prepared = prepared.unwrap_or_else(|| self.prepare(&req.seed_id, &req.blueprint_id, cell));
+        match self.attach(&seed.id, prepared, cell.width, &req.parameters, out) {
             Ok(live) => {
                 seed.history.kernel_blueprint_id = live.attached.blueprint_id.clone();
                 seed.history.fallback_used = live.attached.fallback_used;
@@ -112,17 +140,25 @@ impl Inner {
         Ok(stage)
     }
 
-    /// Fetches a kernel and attaches it: own instance, registered parameters, its own
-    /// optimiser, an armed isolation monitor.
+    /// Fetches the kernel for `cell` and builds the seed's own instance of it.
+    fn prepare(&self, seed_id: &str, blueprint_id: &str, cell: &SlotCell) -> Prepared {
+        let mut events = Outbox::default();
+        let fetched = self.fetch(seed_id, blueprint_id, cell.width, &mut events);
+        let kernel = SeedKernel::instantiate(&fetched.artifact, &self.device).ok();
+        Prepared { fetched, kernel, events }
+    }
+
+    /// Attaches a prepared kernel: registered parameters, its own optimiser, an armed isolation
+    /// monitor.
     fn attach(
         &self,
         seed_id: &str,
-        blueprint_id: &str,
+        prepared: Prepared,
         width: usize,
         params: &BTreeMap<String, f32>,
         out: &mut Outbox,
     ) -> Result<Box<Live>, AttachFailure> {
-        let fetched = self.fetch(seed_id, blueprint_id, width, out);
+        let Prepared { fetched, kernel, .. } = prepared;
         let fail = |attached: bool, registered: bool, conflict: bool| AttachFailure {
             evidence: GerminatedEvidence {
                 kernel_attached: attached,
@@ -133,8 +169,7 @@ impl Inner {
             },
             blueprint_id: fetched.artifact.blueprint_id.clone(),
         };
-        let kernel = SeedKernel::instantiate(&fetched.artifact, &self.device).map_err(|_| fail(false, false, false))?;
-        let kernel = Arc::new(kernel);
+        let kernel = Arc::new(kernel.ok_or_else(|| fail(false, false, false))?);
         let vars = kernel.vars();
         let registered = self.register(seed_id, &vars, out).map_err(|()| fail(true, false, true))?;
         self.memory.lease(seed_id, Memory::key(&fetched.artifact.blueprint_id, width));
@@ -267,5 +302,30 @@ impl Inner {
         ]));
         self.memory.insert_kernel(width, artifact.clone());
         artifact
+    }
+}
+
+/// G0's shape probe: the kernel's delta on a fixed input of the slot's layout (deterministic
+/// values, so probing consumes no random numbers) must have the input's shape, dtype and device,
+/// and be finite.
+fn shape_probe(kernel: &SeedKernel, layout: Layout, width: usize, device: &Device) -> ShapeProbe {
+    let shape = layout.probe_shape(width);
+    let n: usize = shape.iter().product();
+    let values: Vec<f32> = (0..n).map(|i| (i as f32 * 0.618_034).sin()).collect();
+    let Ok(input) = Tensor::from_vec(values, shape.as_slice(), device) else {
+        return ShapeProbe::Mismatch { expected: shape, actual: None };
+    };
+    match kernel.delta(&input) {
+        Err(_) => ShapeProbe::Mismatch { expected: shape, actual: None },
+        Ok(delta) if delta.dims() != shape.as_slice() || delta.dtype() != input.dtype() => {
+            ShapeProbe::Mismatch { expected: shape, actual: Some(delta.dims().to_vec()) }
+        }
+        Ok(delta) if !delta.device().same_device(device) => {
+            ShapeProbe::Mismatch { expected: shape, actual: Some(delta.dims().to_vec()) }
+        }
+        Ok(delta) => match all_finite(&delta) {
+            Ok(true) => ShapeProbe::Matched,
+            _ => ShapeProbe::NotFinite,
+        },
     }
 }

@@ -15,6 +15,7 @@ use leyline::{
     SystemHealth, SystemStatePacket, TelemetryLevel, wkt::Struct,
 };
 
+use crate::Layout;
 use crate::blueprint::BlueprintRuntime;
 use crate::config::KasminaConfig;
 use crate::error::{Error, Result};
@@ -83,8 +84,17 @@ pub struct Kasmina {
 }
 
 impl Kasmina {
-    /// Creates a seed slot of activation width `width` (a name may be used once).
+    /// Creates a dense seed slot (activations `[batch, width]`; a name may be used once).
     pub fn slot(&self, name: &str, width: usize) -> Result<SeedSlot> {
+        self.slot_with_layout(name, width, Layout::Dense)
+    }
+
+    /// Creates a seed slot for activations of `layout`: `width` is the feature size of a dense
+    /// (`[batch, width]`) or sequence (`[batch, time, width]`) activation, the channel count of
+    /// an image one (`[batch, width, height, width_px]`). Every forward is checked against it,
+    /// and a kernel must produce a delta of the same shape on a probe input before gate G0 lets
+    /// it in.
+    pub fn slot_with_layout(&self, name: &str, width: usize, layout: Layout) -> Result<SeedSlot> {
         if name.trim().is_empty() {
             return Err(Error::InvalidConfig { field: "slot", reason: "a slot needs a name".into() });
         }
@@ -97,6 +107,7 @@ impl Kasmina {
         }
         let cell = Arc::new(SlotCell {
             name: name.to_owned(),
+            layout,
             width,
             depth: slots.len() as u32 + 1,
             seed: Default::default(),
@@ -351,8 +362,14 @@ impl Kasmina {
             attrs.push(("command_id".to_owned(), command_id.to_owned()));
         }
         self.inner.core.lock().stats.commands_rejected += 1;
-        // A replayed command's receipt stays the one of its first, accepted delivery.
-        if rejection.reason() != "nonce_replayed" {
+        // A replayed command's receipt stays the one of its first, accepted delivery — also when
+        // the replay comes after the freshness window (`stale_command`): a refused delivery never
+        // replaces the receipt of one that passed the verifier.
+        let verified_before =
+            self.inner.memory.receipt(command_id).is_some_and(|earlier| {
+                earlier.provenance.is_some_and(|p| p.form() != leyline::CommandForm::Unspecified)
+            });
+        if rejection.reason() != "nonce_replayed" && !verified_before {
             self.inner.memory.record_receipt(&r);
         }
         let (publish, suppressed) = self.inner.rejections.lock().admit(self.inner.clock.now());

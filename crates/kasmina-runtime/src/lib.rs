@@ -101,6 +101,7 @@ pub use builder::KasminaBuilder;
 pub use config::{KasminaConfig, TrainingMode};
 pub use error::{Error, Result};
 pub use handle::{Kasmina, Ticket};
+pub use kasmina_isolation::Layout;
 pub use receipt::{OK, Origin, QUEUED, Refusal};
 pub use report::{
     CounterfactualReport, EpochOutcome, EpochReport, FossilizedSeed, Gauges, RuntimeStats, SeedSummary, StepOutcome,

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{DType, Device, Module, Tensor};
-use kasmina_isolation::{SeedBranch, SlotMode, seed_input, slot_forward};
+use kasmina_isolation::{Layout, SeedBranch, SlotMode, seed_input, slot_forward};
 use leyline::SeedLifecycleStage as Stage;
 use parking_lot::Mutex;
 
 use crate::blueprint::SeedKernel;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::seed::{Interface, Route, Seed};
 
 /// What forwards observed since the last safe point.
@@ -40,10 +40,11 @@ pub(crate) struct ForwardState {
     pub(crate) seen: Observation,
 }
 
-/// One slot: name, width, depth, its seed and its forward state.
+/// One slot: name, layout, width, depth, its seed and its forward state.
 #[derive(Debug)]
 pub(crate) struct SlotCell {
     pub(crate) name: String,
+    pub(crate) layout: Layout,
     pub(crate) width: usize,
     pub(crate) depth: u32,
     pub(crate) seed: Mutex<Option<Seed>>,
@@ -70,14 +71,7 @@ impl SlotCell {
 
     /// The slot's forward, recording what it saw unless `record` is false.
     fn forward(&self, host: &Tensor, record: bool) -> Result<Tensor> {
-        let dims = host.dims();
-        if dims.last().copied() != Some(self.width) {
-            return Err(Error::Isolation(kasmina_isolation::Error::ShapeMismatch {
-                what: "slot input",
-                expected: vec![self.width],
-                actual: dims.to_vec(),
-            }));
-        }
+        self.layout.check(host.dims(), self.width)?;
         let (route, shadow, bypass) = {
             let mut st = self.fwd.lock();
             if record && matches!(st.route, Route::Paused) {
@@ -130,7 +124,7 @@ impl SlotCell {
 
     /// Whether a probe activation comes out of the slot unchanged (G5 asks the slot itself).
     pub(crate) fn forwards_unchanged(&self, device: &Device) -> Result<bool> {
-        let probe = Tensor::randn(0f32, 1.0, (2, self.width), device)?;
+        let probe = Tensor::randn(0f32, 1.0, self.layout.probe_shape(self.width), device)?;
         let out = self.forward(&probe, false)?;
         if out.dims() != probe.dims() {
             return Ok(false);
@@ -164,7 +158,9 @@ impl SlotCell {
 /// A seed slot inside the host model (a cheap handle; clone it freely).
 ///
 /// Call [`forward`](Self::forward) where the slot sits in the model's forward pass, with the host
-/// activation of shape `[batch, width]`. What comes out depends on the stage of the seed in the
+/// activation in the slot's [`Layout`]: `[batch, width]` (dense), `[batch, time, width]`
+/// (sequence) or `[batch, width, height, width_px]` (image, channels on axis 1); any other shape
+/// is a typed error. What comes out depends on the stage of the seed in the
 /// slot (decisions D4): the host activation unchanged (no seed, DORMANT, GERMINATED, the failure
 /// path, TERMINATED, paused), the straight-through form in TRAINING (equal to the host activation
 /// in value), the alpha blend in BLENDING, the seed's output in SHADOWING, PROBATIONARY and
@@ -182,9 +178,14 @@ impl SeedSlot {
         &self.cell.name
     }
 
-    /// The activation width the slot expects.
+    /// The activation width the slot expects (features, or channels for an image slot).
     pub fn width(&self) -> usize {
         self.cell.width
+    }
+
+    /// The activation layout the slot expects.
+    pub fn layout(&self) -> Layout {
+        self.cell.layout
     }
 
     /// The stage of the seed in the slot (DORMANT when empty).
@@ -197,7 +198,7 @@ impl SeedSlot {
         self.cell.seed.lock().as_ref().map(|s| s.id.clone())
     }
 
-    /// The slot's forward pass for the host activation `host` (`[batch, width]`).
+    /// The slot's forward pass for the host activation `host` (in the slot's layout).
     pub fn forward(&self, host: &Tensor) -> Result<Tensor> {
         let record = !self.cell.evaluating.load(Ordering::SeqCst) || self.cell.fwd.lock().shadow;
         self.cell.forward(host, record)

@@ -52,6 +52,7 @@ impl G0 {
             blueprint: self.blueprint.as_ref(),
             parameters: &self.parameters,
             seed_already_live: self.seed_already_live,
+            shape_probe: None,
         }
     }
 }

@@ -527,6 +527,8 @@ fn reasons_are_distinct_snake_case() {
         PARAMETER_NOT_FINITE,
         PARAMETER_NOT_ALLOWED,
         PARAMETER_OUT_OF_BOUNDS,
+        SHAPE_MISMATCH,
+        PROBE_NOT_FINITE,
         KERNEL_NOT_ATTACHED,
         PARAMETERS_NOT_REGISTERED,
         REGISTRATION_CONFLICT,
@@ -636,4 +638,43 @@ fn g4_refuses_a_significant_but_negligible_contribution() {
     let event = evaluate_g4_system_impact(&ctx, &e);
     assert_eq!(event.reason, COUNTERFACTUAL_NOT_POSITIVE);
     assert_eq!(event.attributes["min_mean"], "0.01");
+}
+
+/// G0's shape probe runs last, only when everything else passed, and its verdict decides.
+#[test]
+fn g0_runs_the_shape_probe_last_and_refuses_a_mismatch_or_a_non_finite_delta() {
+    let ctx = fixtures::ctx(SEED, Stage::SeedStageDormant, Stage::SeedStageGerminated);
+    let g0 = G0::passing();
+    let calls = std::cell::Cell::new(0);
+    let verdicts = [
+        (ShapeProbe::Matched, ""),
+        (ShapeProbe::NotFinite, PROBE_NOT_FINITE),
+        (ShapeProbe::Mismatch { expected: vec![2, 16], actual: Some(vec![2, 8]) }, SHAPE_MISMATCH),
+        (ShapeProbe::Mismatch { expected: vec![2, 16, 3, 5], actual: None }, SHAPE_MISMATCH),
+    ];
+    for (verdict, reason) in verdicts {
+        let probe = || {
+            calls.set(calls.get() + 1);
+            Some(verdict.clone())
+        };
+        let evidence = SanityEvidence { shape_probe: Some(LazyProbe(&probe)), ..g0.evidence() };
+        let event = evaluate_g0_sanity(&ctx, &evidence);
+        let event = check(event, Gate::SeedGateG0Sanity, Stage::SeedStageDormant, Stage::SeedStageGerminated, reason);
+        if let ShapeProbe::Mismatch { expected, actual } = verdict {
+            assert_eq!(event.attributes["expected"], format!("{expected:?}"));
+            let actual = actual.map_or_else(|| "kernel failed".to_owned(), |a| format!("{a:?}"));
+            assert_eq!(event.attributes["actual"], actual);
+        }
+    }
+    assert_eq!(calls.get(), 4);
+    // A request G0 refuses anyway never runs the probe (nothing is fetched for it).
+    let mut unknown = G0::passing();
+    unknown.blueprint = None;
+    let probe = || {
+        calls.set(calls.get() + 1);
+        Some(ShapeProbe::Matched)
+    };
+    let evidence = SanityEvidence { shape_probe: Some(LazyProbe(&probe)), ..unknown.evidence() };
+    assert_eq!(evaluate_g0_sanity(&ctx, &evidence).reason, BLUEPRINT_UNKNOWN);
+    assert_eq!(calls.get(), 4, "the probe did not run");
 }

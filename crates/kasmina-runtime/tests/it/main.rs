@@ -9,6 +9,7 @@ mod faults;
 mod happy;
 mod harness;
 mod kd;
+mod layouts;
 mod receipts;
 mod runbook;
 mod sequences;
