@@ -3,13 +3,16 @@
 //! `cargo xtask proto [--check]` regenerates (or checks) the committed Leyline code,
 //! `cargo xtask layering` checks the crate dependency graph against the allowed edges,
 //! `cargo xtask bench [--strict] [--save-baseline]` runs the criterion benches and writes
-//! `target/bench-results/summary.json`, and `cargo xtask ci` runs the CI sequence locally.
+//! `target/bench-results/summary.json`, `cargo xtask fuzz [--seconds N]` runs every cargo-fuzz
+//! target of `fuzz/` for a while, and `cargo xtask ci` runs the CI sequence locally.
 //!
 //! Paths come from `CARGO_MANIFEST_DIR`, never from the working directory.
 
 mod bench;
+mod fuzz;
 mod layering;
 mod proto;
+mod soak;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,6 +27,12 @@ commands:
   layering                          check the crate graph against the allowed dependency edges
   bench [--strict] [--save-baseline] [--filter RE]
                                     run the criterion benches, write target/bench-results/summary.json
+  fuzz [--seconds N] [--target NAME]... [--jobs N]
+                                    build the fuzz targets (nightly; installs cargo-fuzz), run each
+                                    N seconds (default 60), report inputs/s, fail on a crash
+  soak [--commands N] [--steps M] [--debug]
+                                    the control plane under mixed signed/replayed/stale/forged
+                                    commands while training runs (default 1 000 000 / 100 000)
   ci                                run the CI sequence (fmt, clippy, tests, proto --check, layering)
 ";
 
@@ -53,6 +62,8 @@ fn run() -> Result<()> {
             layering::run(&workspace_root())
         }
         "bench" => bench::run(&workspace_root(), rest),
+        "fuzz" => fuzz::run(&workspace_root(), rest),
+        "soak" => soak::run(&workspace_root(), rest),
         "ci" => {
             parse_flags(rest, &[])?;
             ci(&workspace_root())

@@ -36,6 +36,12 @@
 //! breaker.allow().unwrap();
 //! assert_eq!(breaker.record_success().unwrap().state, State::CircuitStateClosed);
 //! ```
+//!
+//! The breaker's atomics and lock are model-checked with loom (`tests/loom.rs`: one probe at a
+//! time, one trip per threshold, counters consistent with the state):
+//! `RUSTFLAGS="--cfg loom" cargo test -p kasmina-safety --test loom --release`. A success is not
+//! tied to the permit that produced it: a call admitted while CLOSED that succeeds after the
+//! breaker opened and half-opened counts as the probe's success.
 
 pub mod breaker;
 mod error;

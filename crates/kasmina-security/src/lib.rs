@@ -47,14 +47,17 @@
 //! ```
 //!
 //! # Fuzzing
-//! `fuzz/` at the repository root (outside the workspace) holds the cargo-fuzz target
-//! `verify_envelope`, which feeds arbitrary bytes to [`CommandVerifier::verify_envelope_bytes`],
-//! [`CommandVerifier::verify_legacy_bytes`] and a correctly signed envelope around them:
+//! `fuzz/` at the repository root (outside the workspace) holds cargo-fuzz targets for this
+//! crate: `verify_envelope` feeds arbitrary bytes to [`CommandVerifier::verify_envelope_bytes`]
+//! and a correctly signed envelope around them, `verify_legacy` to
+//! [`CommandVerifier::verify_legacy_bytes`] and a legacy signature around them (its verdict
+//! compared with a reference model). `cargo xtask fuzz [--seconds N]` runs every target of the
+//! repository (see `fuzz/README.md`).
+//!
+//! The nonce ledger and its atomics are model-checked with loom (`tests/loom.rs`):
 //!
 //! ```text
-//! cargo install cargo-fuzz
-//! cd fuzz && cargo +nightly fuzz run verify_envelope -- -max_total_time=60
-//! # or, on stable: RUSTC_BOOTSTRAP=1 cargo fuzz run verify_envelope -- -max_total_time=60
+//! RUSTFLAGS="--cfg loom" cargo test -p kasmina-security --test loom --release
 //! ```
 
 mod error;

@@ -11,8 +11,11 @@
 //! - Every message also implements `serde::Serialize`/`Deserialize` in protobuf's canonical JSON
 //!   mapping (lowerCamelCase names, enum values by name, 64-bit integers as strings, RFC 3339
 //!   timestamps), so JSON written here is readable by any protobuf library and vice versa.
-//! - Maps are `BTreeMap`s, so encoding is deterministic (map entries sorted by key), and
-//!   [`encode_peer`] writes byte-for-byte what Esper's Python peer writes for the same content.
+//! - Leyline's own maps are `BTreeMap`s (entries sorted by key), but `google.protobuf.Struct`
+//!   (pbjson-types) holds a `HashMap`, so `encode` is deterministic only for messages without a
+//!   `Struct`. [`encode_peer`] is deterministic for every message and writes byte-for-byte what
+//!   Esper's Python peer (upb, `deterministic=True`) writes: each map in upb's key order, where a
+//!   key comes after every longer key it is a prefix of.
 //! - The `KasminaControl` gRPC stubs are behind the `client` and `server` features; their
 //!   [`codec`] answers a malformed request body with `INVALID_ARGUMENT`.
 //! - [`constants`] holds the values of the contract's budget messages, and the `impl` blocks in

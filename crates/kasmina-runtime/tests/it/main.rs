@@ -11,6 +11,7 @@ mod harness;
 mod kd;
 mod layouts;
 mod receipts;
+mod replay_receipt;
 mod runbook;
 mod sequences;
 mod slots;

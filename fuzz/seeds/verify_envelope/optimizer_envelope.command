@@ -1,0 +1,3 @@
+p-opt2€÷ÄÕ:tamiyoZ
+adamw	
+lrRI9
