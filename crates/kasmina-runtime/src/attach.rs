@@ -143,7 +143,7 @@ impl Inner {
     /// Fetches the kernel for `cell` and builds the seed's own instance of it.
     fn prepare(&self, seed_id: &str, blueprint_id: &str, cell: &SlotCell) -> Prepared {
         let mut events = Outbox::default();
-        let fetched = self.fetch(seed_id, blueprint_id, cell.width, &mut events);
+        let fetched = self.fetch(seed_id, blueprint_id, cell.width, cell.layout, &mut events);
         let kernel = SeedKernel::instantiate(&fetched.artifact, &self.device).ok();
         Prepared { fetched, kernel, events }
     }
@@ -235,7 +235,7 @@ impl Inner {
     /// The kernel fetch of D10: cache by (blueprint, width), breaker-protected, timed against
     /// the budget; falls back to the configured blueprint, then to identity. A fallback is never
     /// cached under the requested key.
-    fn fetch(&self, seed_id: &str, requested: &str, width: usize, out: &mut Outbox) -> Fetched {
+    fn fetch(&self, seed_id: &str, requested: &str, width: usize, layout: Layout, out: &mut Outbox) -> Fetched {
         if let Some(hit) = self.memory.kernel(requested, width) {
             return Fetched { artifact: hit, fallback_used: false, latency_ms: 0.0 };
         }
@@ -272,15 +272,17 @@ impl Inner {
         } else {
             "breaker_denied"
         };
-        let artifact = self.fallback(seed_id, requested, width, reason, out);
+        let artifact = self.fallback(seed_id, requested, (width, layout), reason, out);
         Fetched { artifact, fallback_used: true, latency_ms }
     }
 
+    /// The configured fallback blueprint, else the identity, skipping one whose kernel does not
+    /// serve the slot's layout (a dense fallback for an image slot would only fail G0's probe).
     fn fallback(
         &self,
         seed_id: &str,
         requested: &str,
-        width: usize,
+        (width, layout): (usize, Layout),
         reason: &str,
         out: &mut Outbox,
     ) -> Arc<KernelArtifact> {
@@ -290,7 +292,7 @@ impl Inner {
                 .memory
                 .kernel(fallback, width)
                 .or_else(|| self.blueprints.fetch(fallback, width, &self.device).ok().map(Arc::new))?;
-            Some((fallback, artifact))
+            artifact.kind.family().serves(layout).then_some((fallback, artifact))
         });
         let (fallback, artifact) =
             found.unwrap_or_else(|| (builtin::IDENTITY, Arc::new(KernelArtifact::identity(builtin::IDENTITY, width))));

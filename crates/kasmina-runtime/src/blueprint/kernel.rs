@@ -4,13 +4,74 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use candle_core::{DType, Device, Tensor, Var};
+use kasmina_isolation::Layout;
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::spec::Spec;
+use super::{dense, image, sequence};
 use crate::error::{Error, Result};
 
-/// The architecture of a kernel, read from its artefact's metadata (`kasmina.kernel`).
+/// The activation layout a kernel serves (artefact metadata `kasmina.family`). The names are
+/// those of the slot layouts: `dense` `[batch, width]`, `sequence` `[batch, time, width]`
+/// (features last), `image` `[batch, width, height, width_px]` (channels on axis 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Family {
+    /// Any layout: the identity kernel, whose delta is `zeros_like(x)`.
+    Any,
+    /// Features on the last axis of an input of any rank ≥ 2: serves dense and sequence slots.
+    Dense,
+    /// `[batch, time, width]` only (attention mixes positions).
+    Sequence,
+    /// `[batch, width, height, width_px]` only.
+    Image,
+}
+
+impl Family {
+    /// Every family.
+    pub const ALL: [Family; 4] = [Family::Any, Family::Dense, Family::Sequence, Family::Image];
+
+    /// The metadata name of the family.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Any => "any",
+            Self::Dense => "dense",
+            Self::Sequence => "sequence",
+            Self::Image => "image",
+        }
+    }
+
+    /// Parses a metadata name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.as_str() == s)
+    }
+
+    /// Whether a kernel of this family can run on a slot whose activation has `layout`.
+    pub fn serves(self, layout: Layout) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Dense => matches!(layout, Layout::Dense | Layout::Sequence),
+            Self::Sequence => layout == Layout::Sequence,
+            Self::Image => layout == Layout::Image,
+        }
+    }
+
+    /// The axis holding the width for an input of `rank`, or `None` when the family does not
+    /// read inputs of that rank.
+    fn feature_axis(self, rank: usize) -> Option<usize> {
+        match self {
+            Self::Any => None,
+            Self::Dense => (rank >= 2).then(|| rank - 1),
+            Self::Sequence => (rank == 3).then_some(2),
+            Self::Image => (rank == 4).then_some(1),
+        }
+    }
+}
+
+/// The architecture of a kernel, read from its artefact's metadata (`kasmina.kernel`). Every
+/// kernel's last layer starts at zero, so a fresh seed's delta is exactly zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KernelKind {
@@ -25,12 +86,47 @@ pub enum KernelKind {
     /// `x W + b + σ·ε` with fresh Gaussian noise `ε` (σ = [`NOISE_STD`]) at every call, from a
     /// seeded generator: a delta that hurts and that training cannot learn away (BP901).
     Noisy,
+    /// Image: 3×3 conv → group norm → ReLU → 1×1 conv, the last starting at zero (BP100).
+    ConvResidual,
+    /// Image: depthwise 3×3 conv → ReLU → pointwise 1×1 conv starting at zero (BP101).
+    DepthwiseSeparable,
+    /// Image: squeeze-and-excitation gate `x ⊙ tanh(fc2(relu(fc1(pool(x)))))`, `fc2` starting
+    /// at zero (BP102).
+    SqueezeExcite,
+    /// Image: 1×1 conv to a low rank and back, the second starting at zero (BP103).
+    ConvLowRank,
+    /// Sequence: layer norm → MLP with GELU, output layer starting at zero (BP200).
+    PrenormMlp,
+    /// Sequence: `(x A) B` over the last axis with `B` starting at zero (BP201).
+    SequenceLowRank,
+    /// Sequence: pre-norm causal multi-head self-attention, out projection starting at zero;
+    /// the head count is artefact metadata `kasmina.heads` (BP202).
+    CausalAttention,
 }
 
 /// Standard deviation of the noise a [`KernelKind::Noisy`] kernel adds.
 pub const NOISE_STD: f64 = 1.0;
 
+/// Causal masks a sequence kernel keeps, one per sequence length (oldest evicted first).
+const MASK_CACHE_LEN: usize = 8;
+
 impl KernelKind {
+    /// Every kind.
+    pub const ALL: [KernelKind; 12] = [
+        Self::Identity,
+        Self::ResidualMlp,
+        Self::LowRank,
+        Self::ZeroLinear,
+        Self::Noisy,
+        Self::ConvResidual,
+        Self::DepthwiseSeparable,
+        Self::SqueezeExcite,
+        Self::ConvLowRank,
+        Self::PrenormMlp,
+        Self::SequenceLowRank,
+        Self::CausalAttention,
+    ];
+
     /// The metadata name of the kind.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -39,23 +135,63 @@ impl KernelKind {
             Self::LowRank => "low_rank",
             Self::ZeroLinear => "zero_linear",
             Self::Noisy => "noisy",
+            Self::ConvResidual => "conv_residual",
+            Self::DepthwiseSeparable => "depthwise_separable",
+            Self::SqueezeExcite => "squeeze_excite",
+            Self::ConvLowRank => "conv_low_rank",
+            Self::PrenormMlp => "prenorm_mlp",
+            Self::SequenceLowRank => "sequence_low_rank",
+            Self::CausalAttention => "causal_attention",
         }
     }
 
     /// Parses a metadata name.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Identity, Self::ResidualMlp, Self::LowRank, Self::ZeroLinear, Self::Noisy]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The activation layout the kind serves.
+    pub fn family(self) -> Family {
+        match self {
+            Self::Identity => Family::Any,
+            Self::ResidualMlp | Self::LowRank | Self::ZeroLinear | Self::Noisy => Family::Dense,
+            Self::ConvResidual | Self::DepthwiseSeparable | Self::SqueezeExcite | Self::ConvLowRank => Family::Image,
+            Self::PrenormMlp | Self::SequenceLowRank | Self::CausalAttention => Family::Sequence,
+        }
     }
 
     /// The tensors an artefact of this kind must hold.
-    pub(crate) fn tensor_names(self) -> &'static [&'static str] {
+    pub(crate) fn tensor_names(self) -> Vec<&'static str> {
+        self.specs(1, 1).into_iter().map(|s| s.name).collect()
+    }
+
+    /// Where the kind's free inner size (hidden units or rank) is read from an artefact: tensor
+    /// and axis. Kinds whose every size follows from the width have none.
+    fn inner_source(self) -> Option<(&'static str, usize)> {
         match self {
-            Self::Identity => &[],
-            Self::ResidualMlp => &["down.weight", "down.bias", "up.weight", "up.bias"],
-            Self::LowRank => &["a", "b"],
-            Self::ZeroLinear | Self::Noisy => &["weight", "bias"],
+            Self::ResidualMlp => Some(("down.weight", 0)),
+            Self::LowRank | Self::SequenceLowRank => Some(("a", 1)),
+            Self::SqueezeExcite | Self::PrenormMlp => Some(("fc1.weight", 0)),
+            Self::ConvLowRank => Some(("a", 0)),
+            _ => None,
+        }
+    }
+
+    /// The tensors of a kernel of `width` with `inner` hidden units or rank (ignored by the
+    /// kinds without one), in the order the built-ins draw them.
+    pub(super) fn specs(self, width: usize, inner: usize) -> Vec<Spec> {
+        let (w, r) = (width, inner);
+        match self {
+            Self::Identity => Vec::new(),
+            Self::ResidualMlp => dense::residual_mlp_specs(w, r),
+            Self::LowRank | Self::SequenceLowRank => dense::low_rank_specs(w, r),
+            Self::ZeroLinear | Self::Noisy => dense::linear_specs(w),
+            Self::ConvResidual => image::conv_residual_specs(w),
+            Self::DepthwiseSeparable => image::depthwise_separable_specs(w),
+            Self::SqueezeExcite => image::squeeze_excite_specs(w, r),
+            Self::ConvLowRank => image::conv_low_rank_specs(w, r),
+            Self::PrenormMlp => sequence::prenorm_mlp_specs(w, r),
+            Self::CausalAttention => sequence::causal_attention_specs(w),
         }
     }
 }
@@ -66,7 +202,8 @@ impl KernelKind {
 pub struct KernelArtifact {
     /// The blueprint this artefact belongs to.
     pub blueprint_id: String,
-    /// The activation width the kernel reads and writes.
+    /// The activation width the kernel reads and writes: the last axis of a dense or sequence
+    /// activation, the channel axis (1) of an image activation.
     pub width: usize,
     /// Its architecture.
     pub kind: KernelKind,
@@ -75,6 +212,9 @@ pub struct KernelArtifact {
     /// For deliberately broken kernels (BP900): the number of optimiser steps after which the
     /// kernel's output turns non-finite.
     pub poison_after_steps: Option<u64>,
+    /// Attention heads of a [`KernelKind::CausalAttention`] kernel (metadata `kasmina.heads`;
+    /// they must divide the width); `None` for every other kind.
+    pub heads: Option<usize>,
     /// Live variables served by an in-process runtime, used as they are instead of copied (the
     /// prototype's way of handing out modules). The registry then refuses a seed whose variables
     /// belong to the host or to another seed; artefacts from files never set this.
@@ -90,6 +230,7 @@ impl KernelArtifact {
             kind: KernelKind::Identity,
             tensors: BTreeMap::new(),
             poison_after_steps: None,
+            heads: None,
             live_vars: None,
         }
     }
@@ -99,44 +240,57 @@ impl KernelArtifact {
         self.tensors.values().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum()
     }
 
-    /// Checks the tensors against the kind and the width.
+    fn invalid(&self, reason: String) -> Error {
+        Error::InvalidArtifact { blueprint_id: self.blueprint_id.clone(), reason }
+    }
+
+    /// Checks the tensors (names, dtype f32, shapes) and the head count against the kind and
+    /// the width.
     pub fn validate(&self) -> Result<()> {
-        for name in self.kind.tensor_names() {
-            let t = self.tensors.get(*name).ok_or_else(|| Error::InvalidArtifact {
-                blueprint_id: self.blueprint_id.clone(),
-                reason: format!("tensor `{name}` missing for a {} kernel", self.kind.as_str()),
-            })?;
+        if self.width == 0 && self.kind != KernelKind::Identity {
+            return Err(self.invalid(format!("width 0 for a {} kernel", self.kind.as_str())));
+        }
+        let inner = self.inner_size()?;
+        for spec in self.kind.specs(self.width, inner) {
+            let name = spec.name;
+            let t = self
+                .tensors
+                .get(name)
+                .ok_or_else(|| self.invalid(format!("tensor `{name}` missing for a {} kernel", self.kind.as_str())))?;
             if t.dtype() != DType::F32 {
-                return Err(Error::InvalidArtifact {
-                    blueprint_id: self.blueprint_id.clone(),
-                    reason: format!("tensor `{name}` is {:?}, expected f32", t.dtype()),
-                });
+                return Err(self.invalid(format!("tensor `{name}` is {:?}, expected f32", t.dtype())));
+            }
+            if t.dims() != spec.shape.as_slice() {
+                return Err(self.invalid(format!(
+                    "tensor shapes do not fit a {} kernel of width {}: `{name}` is {:?}, expected {:?}",
+                    self.kind.as_str(),
+                    self.width,
+                    t.dims(),
+                    spec.shape
+                )));
             }
         }
-        let w = self.width;
-        let dims = |n: &str| self.tensors.get(n).map(|t| t.dims().to_vec()).unwrap_or_default();
-        let ok = match self.kind {
-            KernelKind::Identity => true,
-            KernelKind::ResidualMlp => {
-                let h = dims("down.weight").first().copied().unwrap_or(0);
-                dims("down.weight") == [h, w]
-                    && dims("down.bias") == [h]
-                    && dims("up.weight") == [w, h]
-                    && dims("up.bias") == [w]
+        self.validate_heads()
+    }
+
+    /// The hidden units or rank of a kind that has them, read from its tensors (0 when the
+    /// tensor is missing, which the shape check then reports).
+    fn inner_size(&self) -> Result<usize> {
+        let Some((name, axis)) = self.kind.inner_source() else { return Ok(0) };
+        match self.tensors.get(name).and_then(|t| t.dims().get(axis).copied()) {
+            Some(0) => Err(self.invalid(format!("`{name}` of a {} kernel has size 0", self.kind.as_str()))),
+            n => Ok(n.unwrap_or(0)),
+        }
+    }
+
+    fn validate_heads(&self) -> Result<()> {
+        match (self.kind, self.heads) {
+            (KernelKind::CausalAttention, Some(h)) if h > 0 && self.width.is_multiple_of(h) => Ok(()),
+            (KernelKind::CausalAttention, h) => {
+                Err(self.invalid(format!("heads {h:?} do not divide the width {}", self.width)))
             }
-            KernelKind::LowRank => {
-                let r = dims("a").get(1).copied().unwrap_or(0);
-                dims("a") == [w, r] && dims("b") == [r, w]
-            }
-            KernelKind::ZeroLinear | KernelKind::Noisy => dims("weight") == [w, w] && dims("bias") == [w],
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::InvalidArtifact {
-                blueprint_id: self.blueprint_id.clone(),
-                reason: format!("tensor shapes do not fit a {} kernel of width {w}", self.kind.as_str()),
-            })
+            (_, None) => Ok(()),
+            (kind, Some(h)) => Err(self.invalid(format!("heads {h} given for a {} kernel", kind.as_str()))),
         }
     }
 }
@@ -149,7 +303,11 @@ pub struct SeedKernel {
     width: usize,
     vars: Vec<(String, Var)>,
     poison_after_steps: Option<u64>,
+    /// Attention heads (0 for kinds without attention).
+    heads: usize,
     steps: AtomicU64,
+    /// Causal masks by sequence length, built once per length ([`MASK_CACHE_LEN`] kept).
+    masks: Mutex<Vec<Tensor>>,
     /// The noise generator of a [`KernelKind::Noisy`] kernel (seeded from the width, so runs
     /// repeat).
     noise: Option<Mutex<StdRng>>,
@@ -176,7 +334,9 @@ impl SeedKernel {
             width: artifact.width,
             vars,
             poison_after_steps: artifact.poison_after_steps,
+            heads: artifact.heads.unwrap_or(0),
             steps: AtomicU64::new(0),
+            masks: Mutex::new(Vec::new()),
             noise: (artifact.kind == KernelKind::Noisy)
                 .then(|| Mutex::new(StdRng::seed_from_u64(0x9015_E000 ^ artifact.width as u64))),
         })
@@ -225,27 +385,75 @@ impl SeedKernel {
             .ok_or_else(|| candle_core::Error::Msg(format!("kernel `{}`: tensor `{name}` missing", self.blueprint_id)))
     }
 
-    /// The kernel's delta for an input of shape `[batch, width]`; the seed's output is
-    /// `x + delta(x)` (seeds are residual, decisions D4; the residual add is
-    /// `kasmina_isolation::seed_output`).
+    /// The kernel's delta for an input of its family's layout ([`KernelKind::family`]): the
+    /// width on the last axis for dense (any rank ≥ 2) and sequence (`[batch, time, width]`)
+    /// kernels, on axis 1 for image kernels (`[batch, width, height, width_px]`); the identity
+    /// takes any shape. The delta has the input's shape; the seed's output is `x + delta(x)`
+    /// (seeds are residual, decisions D4; the residual add is `kasmina_isolation::seed_output`).
+    /// An input of another layout is a [`candle_core::Error::UnexpectedShape`].
     pub fn delta(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.check_input(x)?;
+        let p = |name: &str| self.var(name).map(|v| v.as_tensor().clone());
         let delta = match self.kind {
             KernelKind::Identity => x.zeros_like()?,
-            KernelKind::ResidualMlp => {
-                let h = x.matmul(&self.var("down.weight")?.t()?)?.broadcast_add(self.var("down.bias")?)?.relu()?;
-                h.matmul(&self.var("up.weight")?.t()?)?.broadcast_add(self.var("up.bias")?)?
-            }
-            KernelKind::LowRank => x.matmul(self.var("a")?)?.matmul(self.var("b")?)?,
-            KernelKind::ZeroLinear => x.matmul(self.var("weight")?)?.broadcast_add(self.var("bias")?)?,
-            KernelKind::Noisy => {
-                let linear = x.matmul(self.var("weight")?)?.broadcast_add(self.var("bias")?)?;
-                (linear + self.noise_like(x)?)?
-            }
+            KernelKind::ResidualMlp => dense::residual_mlp(x, &p)?,
+            KernelKind::LowRank | KernelKind::SequenceLowRank => dense::low_rank(x, &p)?,
+            KernelKind::ZeroLinear => dense::linear(x, &p)?,
+            KernelKind::Noisy => (dense::linear(x, &p)? + self.noise_like(x)?)?,
+            KernelKind::ConvResidual => image::conv_residual(x, &p)?,
+            KernelKind::DepthwiseSeparable => image::depthwise_separable(x, &p)?,
+            KernelKind::SqueezeExcite => image::squeeze_excite(x, &p)?,
+            KernelKind::ConvLowRank => image::conv_low_rank(x, &p)?,
+            KernelKind::PrenormMlp => sequence::prenorm_mlp(x, &p)?,
+            KernelKind::CausalAttention => sequence::causal_attention(x, &p, self.heads, &self.causal_mask(x)?)?,
         };
         match self.poison_after_steps {
             Some(n) if self.steps.load(Ordering::Relaxed) >= n => delta + f64::NAN,
             _ => Ok(delta),
         }
+    }
+
+    /// Refuses an input that is not of the kernel's layout and width.
+    fn check_input(&self, x: &Tensor) -> candle_core::Result<()> {
+        let family = self.kind.family();
+        if family == Family::Any {
+            return Ok(());
+        }
+        let dims = x.dims();
+        let axis = family.feature_axis(dims.len());
+        if axis.is_some_and(|a| dims.get(a) == Some(&self.width)) {
+            return Ok(());
+        }
+        // The shape this kernel would take, keeping the input's other sizes where it has them.
+        let rank = match family {
+            Family::Sequence => 3,
+            Family::Image => 4,
+            _ => dims.len().max(2),
+        };
+        let axis = family.feature_axis(rank).unwrap_or(rank - 1);
+        let expected: Vec<usize> =
+            (0..rank).map(|i| if i == axis { self.width } else { dims.get(i).copied().unwrap_or(1) }).collect();
+        Err(candle_core::Error::UnexpectedShape {
+            msg: format!("kernel `{}` ({} layout, width {})", self.blueprint_id, family.as_str(), self.width),
+            expected: expected.into(),
+            got: x.shape().clone(),
+        })
+    }
+
+    /// The causal mask for `x`'s sequence length, built once per length, dtype and device.
+    fn causal_mask(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let t = x.dim(1)?;
+        let mut masks = self.masks.lock();
+        let fits = |m: &Tensor| m.dims() == [t, t] && m.dtype() == x.dtype() && m.device().same_device(x.device());
+        if let Some(m) = masks.iter().find(|m| fits(m)) {
+            return Ok(m.clone());
+        }
+        let mask = sequence::causal_mask(t, x.dtype(), x.device())?;
+        if masks.len() >= MASK_CACHE_LEN {
+            masks.remove(0);
+        }
+        masks.push(mask.clone());
+        Ok(mask)
     }
 }
 
@@ -275,5 +483,37 @@ impl SeedKernel {
 impl candle_core::Module for SeedKernel {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         self.delta(xs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_parse_their_names_and_declare_distinct_tensors() {
+        for kind in KernelKind::ALL {
+            assert_eq!(KernelKind::parse(kind.as_str()), Some(kind));
+            let names = kind.tensor_names();
+            let mut unique = names.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            assert_eq!(unique.len(), names.len(), "{kind:?}");
+            assert_eq!(kind.inner_source().is_some(), kind.specs(8, 3) != kind.specs(8, 5), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn families_serve_their_layouts() {
+        use Layout::{Dense, Image, Sequence};
+        assert!(Family::Any.serves(Image) && Family::Any.serves(Dense) && Family::Any.serves(Sequence));
+        assert!(Family::Dense.serves(Dense) && Family::Dense.serves(Sequence) && !Family::Dense.serves(Image));
+        assert!(
+            Family::Sequence.serves(Sequence) && !Family::Sequence.serves(Dense) && !Family::Sequence.serves(Image)
+        );
+        assert!(Family::Image.serves(Image) && !Family::Image.serves(Dense) && !Family::Image.serves(Sequence));
+        for f in Family::ALL {
+            assert_eq!(Family::parse(f.as_str()), Some(f));
+        }
     }
 }

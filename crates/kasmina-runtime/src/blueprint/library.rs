@@ -12,6 +12,10 @@ use super::{BlueprintRuntime, KernelArtifact, KernelKind};
 pub(crate) const META_KERNEL: &str = "kasmina.kernel";
 /// Metadata key of the activation width.
 pub(crate) const META_WIDTH: &str = "kasmina.width";
+/// Metadata key of the activation layout the kernel serves ([`Family`](super::Family)).
+pub(crate) const META_FAMILY: &str = "kasmina.family";
+/// Metadata key of an attention kernel's head count.
+pub(crate) const META_HEADS: &str = "kasmina.heads";
 /// Metadata key of a broken kernel's step budget.
 pub(crate) const META_POISON: &str = "kasmina.poison_after_steps";
 
@@ -53,7 +57,9 @@ pub enum FetchError {
 
 /// A directory of blueprints: `<ID>.json` (a `BlueprintDescriptor` in protobuf's canonical JSON
 /// mapping) and `<ID>.w<WIDTH>.safetensors` (the kernel for one activation width; metadata
-/// `kasmina.kernel` names its architecture).
+/// `kasmina.kernel` names its architecture, `kasmina.width` its width, `kasmina.family` the
+/// layout it serves — checked against the kind when present —, `kasmina.heads` an attention
+/// kernel's head count and `kasmina.poison_after_steps` a broken kernel's budget).
 #[derive(Debug, Clone)]
 pub struct BlueprintLibrary {
     dir: PathBuf,
@@ -100,24 +106,29 @@ impl BlueprintLibrary {
         let meta: HashMap<String, String> = meta.metadata().clone().unwrap_or_default();
         let kind_name = meta.get(META_KERNEL).ok_or_else(|| invalid(format!("metadata `{META_KERNEL}` missing")))?;
         let kind = KernelKind::parse(kind_name).ok_or_else(|| invalid(format!("unknown kernel kind `{kind_name}`")))?;
-        let width = meta
-            .get(META_WIDTH)
-            .and_then(|w| w.parse::<usize>().ok())
-            .ok_or_else(|| invalid(format!("metadata `{META_WIDTH}` missing or not a number")))?;
-        let poison_after_steps = match meta.get(META_POISON) {
-            Some(v) => Some(v.parse::<u64>().map_err(|_| invalid(format!("bad `{META_POISON}`: {v}")))?),
-            None => None,
+        if let Some(family) = meta.get(META_FAMILY).filter(|f| f.as_str() != kind.family().as_str()) {
+            return Err(invalid(format!(
+                "`{META_FAMILY}` is `{family}` but a {} kernel is {}",
+                kind_name,
+                kind.family().as_str()
+            )));
+        }
+        let number = |key: &str| -> Result<Option<u64>, FetchError> {
+            meta.get(key).map(|v| v.parse::<u64>().map_err(|_| invalid(format!("bad `{key}`: {v}")))).transpose()
         };
+        let width = number(META_WIDTH)?.ok_or_else(|| invalid(format!("metadata `{META_WIDTH}` missing")))?;
+        let heads = number(META_HEADS)?;
         let tensors: BTreeMap<String, Tensor> = candle_core::safetensors::load_buffer(bytes, device)
             .map_err(|e| invalid(e.to_string()))?
             .into_iter()
             .collect();
         let artifact = KernelArtifact {
             blueprint_id: blueprint_id.to_owned(),
-            width,
+            width: usize::try_from(width).map_err(|_| invalid(format!("width {width} too large")))?,
             kind,
             tensors,
-            poison_after_steps,
+            poison_after_steps: number(META_POISON)?,
+            heads: heads.map(|h| usize::try_from(h).unwrap_or(usize::MAX)),
             live_vars: None,
         };
         artifact.validate().map_err(|e| invalid(e.to_string()))?;
@@ -129,15 +140,43 @@ impl BlueprintLibrary {
         let mut meta = HashMap::new();
         meta.insert(META_KERNEL.to_owned(), artifact.kind.as_str().to_owned());
         meta.insert(META_WIDTH.to_owned(), artifact.width.to_string());
+        meta.insert(META_FAMILY.to_owned(), artifact.kind.family().as_str().to_owned());
+        if let Some(h) = artifact.heads {
+            meta.insert(META_HEADS.to_owned(), h.to_string());
+        }
         if let Some(n) = artifact.poison_after_steps {
             meta.insert(META_POISON.to_owned(), n.to_string());
         }
         let tensors: Vec<(&str, &Tensor)> = artifact.tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
-        safetensors::serialize(tensors, Some(meta)).map_err(|e| crate::Error::InvalidArtifact {
-            blueprint_id: artifact.blueprint_id.clone(),
-            reason: e.to_string(),
-        })
+        let invalid =
+            |reason: String| crate::Error::InvalidArtifact { blueprint_id: artifact.blueprint_id.clone(), reason };
+        let bytes = safetensors::serialize(tensors, Some(meta)).map_err(|e| invalid(e.to_string()))?;
+        canonical_header(&bytes).map_err(invalid)
     }
+}
+
+/// Rewrites a safetensors file's JSON header with its keys sorted. `safetensors` writes the
+/// metadata from a `HashMap` in a random order, so the same artefact would serialise to
+/// different bytes; sorted, an artefact written twice is byte-identical. Tensor offsets are
+/// explicit in the header, so reordering its entries leaves the data untouched.
+fn canonical_header(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let (len, rest) = bytes.split_first_chunk::<8>().ok_or("safetensors file shorter than its header length")?;
+    let len = usize::try_from(u64::from_le_bytes(*len)).map_err(|e| e.to_string())?;
+    let (header, data) = rest.split_at_checked(len).ok_or("safetensors header longer than the file")?;
+    let mut entries: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(header).map_err(|e| format!("safetensors header: {e}"))?;
+    if let Some(meta) = entries.get_mut("__metadata__") {
+        let sorted: BTreeMap<String, String> = serde_json::from_value(meta.take()).map_err(|e| e.to_string())?;
+        *meta = serde_json::to_value(sorted).map_err(|e| e.to_string())?;
+    }
+    let mut header = serde_json::to_vec(&entries).map_err(|e| e.to_string())?;
+    // Padded with spaces to a multiple of 8, as `safetensors` does, so the data stays aligned.
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + header.len() + data.len());
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(data);
+    Ok(out)
 }
 
 impl BlueprintRuntime for BlueprintLibrary {
@@ -169,5 +208,26 @@ impl BlueprintRuntime for BlueprintLibrary {
             });
         }
         Ok(artifact)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::blueprint::builtin;
+
+    #[test]
+    fn an_artefact_serialises_to_the_same_bytes_every_time() {
+        let art = builtin::artifact(builtin::CAUSAL_ATTENTION, 8, 3, &Device::Cpu).unwrap();
+        let first = BlueprintLibrary::serialize_artifact(&art).unwrap();
+        for _ in 0..8 {
+            assert_eq!(BlueprintLibrary::serialize_artifact(&art).unwrap(), first);
+        }
+        assert_eq!(u64::from_le_bytes(first[..8].try_into().unwrap()) % 8, 0);
+        let back = BlueprintLibrary::parse_artifact(builtin::CAUSAL_ATTENTION, &first, &Device::Cpu).unwrap();
+        assert_eq!((back.kind, back.width, back.heads), (art.kind, 8, Some(4)));
+        assert!(canonical_header(&first[..4]).is_err());
     }
 }

@@ -3,14 +3,20 @@
 //! A [`BlueprintRuntime`] answers "what is blueprint X" and "give me its kernel for width W".
 //! The embedded default is [`BlueprintLibrary`], a directory of descriptor files (protobuf
 //! canonical JSON) and safetensors artefacts; Esper's Urza plays the same role remotely.
-//! [`builtin`] writes the fixed built-in set (`BP000`, `BP001`, `BP002`, `BP003`, `BP900`) to
-//! such a directory, so demos and tests need no download.
+//! [`builtin`] writes the fixed built-in set to such a directory, so demos and tests need no
+//! download: dense kernels (`BP000`–`BP004`, `BP900`, `BP901`; they also serve sequence slots),
+//! image kernels (`BP100`–`BP103`) and sequence kernels (`BP200`–`BP202`); [`Family`] says which
+//! activation layout a kernel serves.
 
 pub mod builtin;
+mod dense;
+mod image;
 mod kernel;
 mod library;
+mod sequence;
+mod spec;
 
-pub use kernel::{KernelArtifact, KernelKind, NOISE_STD, SeedKernel};
+pub use kernel::{Family, KernelArtifact, KernelKind, NOISE_STD, SeedKernel};
 pub use library::{BlueprintLibrary, FetchError};
 
 use candle_core::Device;

@@ -159,3 +159,58 @@ fn a_kernel_of_the_slot_layout_passes_g0_and_the_identity_serves_every_layout() 
     let (reason, _) = germinate_into(library(), Layout::Dense, builtin::RESIDUAL_MLP);
     assert_eq!(reason, "ok");
 }
+
+/// Each family's kernels pass G0 in the layouts they serve and are refused in the others.
+#[test]
+fn g0_admits_each_family_exactly_in_the_layouts_it_serves() {
+    let cases = [
+        (builtin::CONV_RESIDUAL, Layout::Image, "ok"),
+        (builtin::SQUEEZE_EXCITE, Layout::Image, "ok"),
+        (builtin::CONV_RESIDUAL, Layout::Dense, "shape_mismatch"),
+        (builtin::CONV_LOW_RANK, Layout::Sequence, "shape_mismatch"),
+        (builtin::CAUSAL_ATTENTION, Layout::Sequence, "ok"),
+        (builtin::PRENORM_MLP, Layout::Sequence, "ok"),
+        (builtin::CAUSAL_ATTENTION, Layout::Dense, "shape_mismatch"),
+        (builtin::SEQUENCE_LOW_RANK, Layout::Image, "shape_mismatch"),
+        (builtin::RESIDUAL_MLP, Layout::Sequence, "ok"),
+        (builtin::LOW_RANK, Layout::Image, "shape_mismatch"),
+    ];
+    for (blueprint, layout, expected) in cases {
+        let (reason, k) = germinate_into(library(), layout, blueprint);
+        assert_eq!(reason, expected, "{blueprint} in a {layout} slot");
+        let stage = k.get_slot("s").unwrap().stage();
+        let want = if expected == "ok" { Stage::SeedStageGerminated } else { Stage::SeedStageDormant };
+        assert_eq!(stage, want, "{blueprint} in a {layout} slot");
+    }
+}
+
+/// A source whose fetches of one blueprint fail.
+#[derive(Debug)]
+struct Failing(BlueprintLibrary);
+
+impl BlueprintRuntime for Failing {
+    fn descriptor(&self, id: &str) -> Option<BlueprintDescriptor> {
+        self.0.descriptor(id)
+    }
+    fn descriptors(&self) -> Vec<BlueprintDescriptor> {
+        self.0.descriptors()
+    }
+    fn fetch(&self, id: &str, width: usize, device: &Device) -> Result<KernelArtifact, FetchError> {
+        if id == builtin::CONV_RESIDUAL {
+            return Err(FetchError::Other("injected".into()));
+        }
+        self.0.fetch(id, width, device)
+    }
+}
+
+/// The fallback serves the slot's layout: for an image slot the dense default (`BP001`) is
+/// skipped and the identity serves.
+#[test]
+fn a_failed_fetch_for_an_image_slot_falls_back_to_a_kernel_of_its_layout() {
+    let (reason, k) = germinate_into(Failing(library()), Layout::Image, builtin::CONV_RESIDUAL);
+    assert_eq!(reason, "ok");
+    let summary = &k.seed_summaries()[0];
+    assert_eq!(k.get_slot("s").unwrap().stage(), Stage::SeedStageGerminated, "{summary:?}");
+    assert_eq!(summary.blueprint_id, builtin::CONV_RESIDUAL);
+    assert_eq!(summary.kernel_blueprint_id, builtin::IDENTITY, "the identity served, not the dense BP001");
+}

@@ -5,6 +5,7 @@
 mod commands;
 mod concurrency;
 mod failure;
+mod families;
 mod faults;
 mod happy;
 mod harness;
