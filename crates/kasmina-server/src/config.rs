@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use zeroize::Zeroizing;
 
 use crate::ServerError;
 
@@ -94,9 +95,10 @@ impl ServerConfig {
     }
 }
 
-/// A read token of at least [`MIN_READ_TOKEN_LEN`] characters; never printed.
+/// A read token of at least [`MIN_READ_TOKEN_LEN`] characters; never printed, wiped from memory
+/// when the last clone is dropped.
 #[derive(Clone)]
-pub struct ReadToken(Arc<str>);
+pub struct ReadToken(Arc<Zeroizing<String>>);
 
 impl ReadToken {
     /// Checks the length.
@@ -104,7 +106,7 @@ impl ReadToken {
         if token.len() < MIN_READ_TOKEN_LEN {
             return Err(ServerError::WeakReadToken { len: token.len(), min: MIN_READ_TOKEN_LEN });
         }
-        Ok(Self(Arc::from(token)))
+        Ok(Self(Arc::new(Zeroizing::new(token.to_owned()))))
     }
 
     /// Whether `header` is `Bearer TOKEN`, compared in constant time.
@@ -121,11 +123,12 @@ impl std::fmt::Debug for ReadToken {
 }
 
 /// TLS material, in PEM: the server's certificate chain and key, and optionally the CA whose
-/// client certificates are accepted.
+/// client certificates are accepted. The private key's bytes are wiped when the settings are
+/// dropped (rustls keeps its own parsed copy for as long as the server runs).
 #[derive(Clone)]
 pub struct TlsSettings {
     cert_pem: Vec<u8>,
-    key_pem: Vec<u8>,
+    key_pem: Zeroizing<Vec<u8>>,
     client_ca: Option<Vec<u8>>,
     require_client_cert: bool,
 }
@@ -135,12 +138,22 @@ impl TlsSettings {
     /// be readable by group or others (unix).
     pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Self, ServerError> {
         check_private(key)?;
-        Ok(Self { cert_pem: read(cert)?, key_pem: read(key)?, client_ca: None, require_client_cert: false })
+        Ok(Self {
+            cert_pem: read(cert)?,
+            key_pem: Zeroizing::new(read(key)?),
+            client_ca: None,
+            require_client_cert: false,
+        })
     }
 
     /// The same, from PEM bytes already in memory.
     pub fn from_pem(cert_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>) -> Self {
-        Self { cert_pem: cert_pem.into(), key_pem: key_pem.into(), client_ca: None, require_client_cert: false }
+        Self {
+            cert_pem: cert_pem.into(),
+            key_pem: Zeroizing::new(key_pem.into()),
+            client_ca: None,
+            require_client_cert: false,
+        }
     }
 
     /// Accepts client certificates issued by the CA in this PEM file. A client that presents one
@@ -169,7 +182,7 @@ impl TlsSettings {
 
     pub(crate) fn server_config(&self, handshake_timeout: Duration) -> ServerTlsConfig {
         let mut tls = ServerTlsConfig::new()
-            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
+            .identity(Identity::from_pem(&self.cert_pem, self.key_pem.as_slice()))
             .timeout(handshake_timeout);
         if let Some(ca) = &self.client_ca {
             tls = tls.client_ca_root(Certificate::from_pem(ca)).client_auth_optional(!self.require_client_cert);

@@ -83,6 +83,7 @@ impl ControlPlane {
             tls: self.config.tls.is_some(),
             timeout: self.config.handshake_timeout,
             max_pending: self.config.max_pending_handshakes,
+            accept_failures: self.service.accept_failure_counter(),
         };
         let incoming = listen::incoming(listener, gate);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -4,6 +4,7 @@
 //! failed `accept` (no file descriptor left) backs off instead of spinning.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -19,12 +20,13 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// How long to wait before peeking again at a preface that has arrived only in part.
 const PARTIAL_PREFACE_WAIT: Duration = Duration::from_millis(5);
 
-/// How a connection must start.
-#[derive(Debug, Clone, Copy)]
+/// How a connection must start, and where failed accepts are counted.
+#[derive(Debug, Clone)]
 pub(crate) struct Gate {
     pub(crate) tls: bool,
     pub(crate) timeout: Duration,
     pub(crate) max_pending: usize,
+    pub(crate) accept_failures: Arc<AtomicU64>,
 }
 
 /// The connections that started speaking, for tonic's `serve_with_incoming`.
@@ -44,6 +46,7 @@ async fn accept_loop(listener: TcpListener, gate: Gate, tx: mpsc::Sender<std::io
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
+                    gate.accept_failures.fetch_add(1, Ordering::Relaxed);
                     eprintln!("kasmina-server: accept failed ({e}); retrying in {} ms", backoff.as_millis());
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -54,7 +57,7 @@ async fn accept_loop(listener: TcpListener, gate: Gate, tx: mpsc::Sender<std::io
         backoff = ACCEPT_BACKOFF;
         // Too many silent sockets already: this one is closed at once (dropped).
         let Ok(permit) = Arc::clone(&pending).try_acquire_owned() else { continue };
-        let tx = tx.clone();
+        let (tx, gate) = (tx.clone(), gate.clone());
         tokio::spawn(async move {
             let started = tokio::time::timeout(gate.timeout, starts_speaking(&stream, gate.tls)).await;
             drop(permit);
@@ -98,7 +101,7 @@ mod tests {
     }
 
     fn gate(tls: bool) -> Gate {
-        Gate { tls, timeout: Duration::from_millis(200), max_pending: 4 }
+        Gate { tls, timeout: Duration::from_millis(200), max_pending: 4, accept_failures: Arc::default() }
     }
 
     #[tokio::test]
@@ -148,7 +151,8 @@ mod tests {
     #[tokio::test]
     async fn silent_sockets_beyond_the_bound_are_closed_at_once() {
         let (l, addr) = listener().await;
-        let _rx = incoming(l, Gate { tls: false, timeout: Duration::from_secs(60), max_pending: 2 });
+        let gate = Gate { max_pending: 2, timeout: Duration::from_secs(60), ..gate(false) };
+        let _rx = incoming(l, gate);
         let mut held = Vec::new();
         for _ in 0..2 {
             held.push(TcpStream::connect(addr).await.expect("connect"));

@@ -1,7 +1,7 @@
 //! The `KasminaControl` service over a running `Kasmina`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use kasmina_runtime::Kasmina;
@@ -42,6 +42,8 @@ pub struct ControlService {
     stop: Arc<AtomicBool>,
     /// Calls being answered and telemetry streams open.
     inflight: Arc<AtomicUsize>,
+    /// `accept` calls that failed (no file descriptor left, ...).
+    accept_failures: Arc<AtomicU64>,
 }
 
 impl ControlService {
@@ -57,6 +59,7 @@ impl ControlService {
             streams: Arc::new(AtomicUsize::new(0)),
             stop: Arc::new(AtomicBool::new(false)),
             inflight: Arc::new(AtomicUsize::new(0)),
+            accept_failures: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -78,6 +81,16 @@ impl ControlService {
     /// Telemetry streams open.
     pub fn open_streams(&self) -> usize {
         self.streams.load(Ordering::SeqCst)
+    }
+
+    /// `accept` calls that failed since the plane started (each is followed by a pause of 50 ms
+    /// doubling to 1 s, so a process out of file descriptors does not spin).
+    pub fn accept_failures(&self) -> u64 {
+        self.accept_failures.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn accept_failure_counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.accept_failures)
     }
 
     /// Ends every telemetry stream within a bridge poll (used by the shutdown).
