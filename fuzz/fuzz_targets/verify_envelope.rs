@@ -36,7 +36,8 @@ fuzz_target!(|data: &[u8]| {
         Ok(verified) => {
             let decoded = leyline::AdaptationCommand::decode(data).expect("accepted bytes decode");
             // Compared by encoding: a float field may hold a NaN, which `==` never finds equal.
-            assert_eq!(verified.command().encode_to_vec(), decoded.encode_to_vec());
+            // Peer encodings: canonical even for a `Struct` payload (a HashMap in prost).
+            assert_eq!(leyline::encode_peer(verified.command()), leyline::encode_peer(&decoded));
             assert_eq!(verifier.verify_signed(&signed).unwrap_err().reason(), "nonce_replayed");
         }
         Err(rejection) => assert_ne!(rejection.reason(), "invalid_signature"),

@@ -131,10 +131,11 @@ fn expected_reason(command: &AdaptationCommand) -> &'static str {
     }
 }
 
-/// The same command: equal encodings (prost encodes deterministically; a float field may hold a
-/// NaN, which `==` never finds equal to itself).
+/// The same command: equal peer encodings. Not `==` (a float field may hold a NaN, never equal
+/// to itself), and not prost's `encode_to_vec` (a `google.protobuf.Struct` payload is a
+/// `HashMap`, whose entries prost writes in any order): `encode_peer` is canonical.
 fn assert_same(a: &AdaptationCommand, b: &AdaptationCommand) {
-    assert_eq!(a.encode_to_vec(), b.encode_to_vec(), "{a:?} != {b:?}");
+    assert_eq!(leyline::encode_peer(a), leyline::encode_peer(b), "{a:?} != {b:?}");
 }
 
 fn reason(outcome: &Result<VerifiedCommand, Rejection>) -> &'static str {
