@@ -41,6 +41,8 @@ pub(crate) struct Controller {
     pub(crate) sent: Vec<Sent>,
     pending: Vec<(kasmina_runtime::Ticket, usize)>,
     probation_steps: u64,
+    /// Germinate at the end of this epoch at the latest, plateau or not.
+    germinate_by: Option<u32>,
 }
 
 impl Controller {
@@ -54,7 +56,15 @@ impl Controller {
             sent: Vec::new(),
             pending: Vec::new(),
             probation_steps,
+            germinate_by: None,
         }
+    }
+
+    /// Germinates at the end of `epoch` at the latest, even without a plateau (`None`: only on
+    /// a plateau).
+    pub(crate) fn germinate_by(mut self, epoch: Option<u32>) -> Self {
+        self.germinate_by = epoch;
+        self
     }
 
     /// Plateau: at least 4 epochs seen and the best validation loss of the last 2 epochs is no
@@ -133,7 +143,8 @@ impl Controller {
     ) -> anyhow::Result<()> {
         self.collect();
         self.history.push(val_loss);
-        if self.germinated_at.is_none() && self.plateaued() {
+        let due = self.germinate_by.is_some_and(|by| epoch >= by);
+        if self.germinated_at.is_none() && (self.plateaued() || due) {
             self.germinated_at = Some((epoch, val_acc));
             for p in self.plan.clone() {
                 let cmd = self.command(SeedOperation::SeedOpGerminate, &p.seed_id, &p.slot, &p.blueprint);

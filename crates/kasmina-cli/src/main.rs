@@ -1,7 +1,8 @@
 //! `kasmina`: the command-line front end of the Kasmina runtime.
 //!
 //! Layer L3 (a binary above `kasmina-runtime`). Subcommands:
-//! - `demo`: a host network trains on a task it can only partly solve; a built-in controller
+//! - `demo`: a host network (an MLP, a CNN on handwritten digits or a byte-level transformer on
+//!   a novel: `--task`) trains on a task it can only partly solve; a built-in controller
 //!   (playing Tamiyo) sends signed commands; one seed is fossilized and improves accuracy, a
 //!   deliberately broken one walks the failure path; writes telemetry, states and a plot.
 //! - `serve`: the same training, serving the `KasminaControl` gRPC service.
@@ -9,7 +10,9 @@
 
 mod cmd;
 mod controller;
+mod data;
 mod demo;
+mod hosts;
 mod plot;
 mod serve;
 mod session;

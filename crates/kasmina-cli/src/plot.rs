@@ -42,6 +42,9 @@ fn stage_color(stage: Stage) -> RGBColor {
     }
 }
 
+/// Draws the loss curves with the stage bands and gate marks (top) and one lane of stages per
+/// seed (bottom) to a PNG at `path`. `y_max` caps the loss axis (a text model's first losses,
+/// near ln 256, would flatten everything after them); by default it fits every point.
 pub(crate) fn render(
     path: &Path,
     title: &str,
@@ -49,15 +52,38 @@ pub(crate) fn render(
     bands: &[Band],
     gates: &[GateMark],
     steps: u64,
+    y_max: Option<f64>,
 ) -> Result<()> {
-    let err = |e: &dyn std::fmt::Display| anyhow!("{e}");
     let root = BitMapBackend::new(path, (1200, 760)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let (top, bottom) = root.split_vertically(560);
-    let max_loss =
-        series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).filter(|v| v.is_finite()).fold(0.0f64, f64::max);
+    let max_loss = y_max.unwrap_or_else(|| {
+        series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).filter(|v| v.is_finite()).fold(0.0f64, f64::max)
+    });
     let x_end = steps.max(1) as f64;
-    let mut chart = ChartBuilder::on(&top)
+    draw_losses(&top, title, series, bands, gates, x_end, max_loss)?;
+    draw_lanes(&bottom, bands, x_end)?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+fn err(e: &dyn std::fmt::Display) -> anyhow::Error {
+    anyhow!("{e}")
+}
+
+type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+/// The loss chart: the first seed's stage bands behind the curves, gate marks above them.
+fn draw_losses(
+    area: &Area<'_>,
+    title: &str,
+    series: &[Series<'_>],
+    bands: &[Band],
+    gates: &[GateMark],
+    x_end: f64,
+    max_loss: f64,
+) -> Result<()> {
+    let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 24))
         .margin(12)
         .x_label_area_size(36)
@@ -89,9 +115,11 @@ pub(crate) fn render(
     for (i, s) in series.iter().enumerate() {
         let color = palette[i % palette.len()];
         let width = if i == 0 { 1 } else { 3 };
+        // Points above the axis are clamped to its top (only with a cap).
+        let top = max_loss * 1.08;
         chart
             .draw_series(LineSeries::new(
-                s.points.iter().copied().filter(|p| p.1.is_finite()),
+                s.points.iter().copied().filter(|p| p.1.is_finite()).map(|(x, y)| (x, y.min(top))),
                 color.stroke_width(width),
             ))
             .map_err(|e| err(&e))?
@@ -119,10 +147,13 @@ pub(crate) fn render(
         .border_style(BLACK)
         .draw()
         .map_err(|e| err(&e))?;
+    Ok(())
+}
 
-    // One lane per seed with its stages, labelled.
+/// One lane per seed with its stages, labelled.
+fn draw_lanes(area: &Area<'_>, bands: &[Band], x_end: f64) -> Result<()> {
     let lanes = bands.len().max(1);
-    let mut lane_chart = ChartBuilder::on(&bottom)
+    let mut lane_chart = ChartBuilder::on(area)
         .margin(12)
         .x_label_area_size(30)
         .y_label_area_size(56)
@@ -163,6 +194,5 @@ pub(crate) fn render(
             )))
             .map_err(|e| err(&e))?;
     }
-    root.present().map_err(|e| err(&e))?;
     Ok(())
 }

@@ -136,7 +136,10 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
     let blueprint_dir = std::env::temp_dir().join(format!("kasmina-serve-{}", std::process::id()));
     let options = SessionOptions {
         device,
+        task: crate::hosts::Task::Mlp,
         data: args.data.clone(),
+        data_dir: None,
+        limit: None,
         seed: args.seed,
         batch: usize::try_from(args.batch).unwrap_or(usize::MAX),
         host_lr: 1e-2,

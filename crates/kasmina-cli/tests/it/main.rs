@@ -1,7 +1,8 @@
-//! Integration tests of the `kasmina` binary: `serve` driven by the Rust tonic client, and the
-//! `sign` / `send` commands.
+//! Integration tests of the `kasmina` binary: `demo` on the committed datasets, `serve` driven
+//! by the Rust tonic client, and the `sign` / `send` commands.
 #![allow(clippy::unwrap_used)] // Tests may unwrap (helpers included).
 
+mod demo;
 mod serve;
 mod sign;
 
