@@ -25,7 +25,7 @@ use kasmina_runtime::reexports::telemetry::{JsonLinesSink, NullSink, Telemetry, 
 use kasmina_runtime::{Kasmina, KasminaConfig};
 use kasmina_server::{ControlPlane, ReadToken, ServerConfig, TlsSettings};
 
-use crate::session::{Session, SessionOptions, device};
+use crate::session::{Session, SessionOptions, Stopped, device};
 
 /// Arguments of `serve`.
 #[derive(Debug, clap::Args)]
@@ -96,18 +96,6 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     allow_plaintext: bool,
 }
-
-/// Raised from the per-step callback to stop an epoch at a step boundary.
-#[derive(Debug)]
-struct Stopped;
-
-impl std::fmt::Display for Stopped {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("training stopped")
-    }
-}
-
-impl std::error::Error for Stopped {}
 
 pub(crate) fn run(args: ServeArgs) -> Result<()> {
     let keys = load_keys(args.key_file.as_deref())?;
@@ -264,14 +252,7 @@ fn train(
     ready: &std::sync::mpsc::SyncSender<Result<Kasmina>>,
     stop: &AtomicBool,
 ) -> Result<()> {
-    let mut session = match Session::new(options) {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return Ok(());
-        }
-    };
-    let _ = ready.send(Ok(session.kasmina.clone()));
+    let Some(mut session) = Session::start(options, ready) else { return Ok(()) };
     let mut last_log = Instant::now();
     let mut last_stages = String::new();
     while !stop.load(Ordering::SeqCst) {

@@ -26,6 +26,18 @@ const TEXT_WINDOWS_PER_EPOCH: usize = 1024;
 /// Fixed validation windows of the text task, spread evenly over the held-out chapters.
 const TEXT_VAL_WINDOWS: usize = 512;
 
+/// Raised from the per-step callback to stop an epoch at a step boundary.
+#[derive(Debug)]
+pub(crate) struct Stopped;
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("training stopped")
+    }
+}
+
+impl std::error::Error for Stopped {}
+
 /// How to build a session.
 #[derive(Debug)]
 pub(crate) struct SessionOptions {
@@ -97,6 +109,21 @@ pub(crate) struct Session {
 impl Session {
     /// Loads the data, builds the host and Kasmina, attaches the slots (grown run) or the static
     /// seed (static run).
+    /// For a training thread: builds the session and hands its `Kasmina` (or the build error)
+    /// to the thread waiting on `ready`; `None` when the build failed.
+    pub(crate) fn start(options: SessionOptions, ready: &std::sync::mpsc::SyncSender<Result<Kasmina>>) -> Option<Self> {
+        match Self::new(options) {
+            Ok(session) => {
+                let _ = ready.send(Ok(session.kasmina.clone()));
+                Some(session)
+            }
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                None
+            }
+        }
+    }
+
     pub(crate) fn new(opts: SessionOptions) -> Result<Self> {
         let data = load_data(&opts)?;
         let mut model = Model::new(opts.task, &data, opts.width, opts.seed, &opts.device)?;

@@ -32,7 +32,7 @@ use leyline::{
 use parking_lot::Mutex;
 use tonic::transport::Channel;
 
-use crate::session::{Session, SessionOptions};
+use crate::session::{Session, SessionOptions, Stopped};
 
 const SECRET: &str = "kasmina-soak-secret-0123";
 /// Refusals of the envelope: a valid command must never get one of these.
@@ -208,22 +208,17 @@ fn train(
         standardize: true,
         verifier: Some(verifier),
     };
-    let mut session = match Session::new(options) {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return Ok(());
-        }
-    };
-    let _ = ready.send(Ok(session.kasmina.clone()));
+    let Some(mut session) = Session::start(options, ready) else { return Ok(()) };
     while !stop.load(Ordering::SeqCst) {
-        session
-            .epoch(|_, _| {
-                steps_done.fetch_add(1, Ordering::SeqCst);
-                if stop.load(Ordering::SeqCst) { Err(anyhow::anyhow!("stopped")) } else { Ok(()) }
-            })
-            .map(|_| ())
-            .or_else(|e| if stop.load(Ordering::SeqCst) { Ok(()) } else { Err(e) })?;
+        let epoch = session.epoch(|_, _| {
+            steps_done.fetch_add(1, Ordering::SeqCst);
+            if stop.load(Ordering::SeqCst) { Err(anyhow::Error::new(Stopped)) } else { Ok(()) }
+        });
+        match epoch {
+            Ok(_) => {}
+            Err(e) if e.is::<Stopped>() => break,
+            Err(e) => return Err(e.context("soak training failed")),
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
