@@ -3,8 +3,9 @@
 
 usage: python3 scripts/demo_figures.py [--bin target/release/kasmina] [--seeds 1-10] [demo flags ...]
 
-For each seed: host only / grown / static final validation accuracy and loss, the helpful and the
-broken seed's final stage, and the no-shock check: around every stage transition, the train
+For each seed: host only / grown / static final validation accuracy and loss (and bits per byte
+for `--task transformer`), the helpful and the broken seed's final stage, the demo's wall time
+(all three runs, `wall_seconds`), and the no-shock check: around every stage transition, the train
 loss's 20-step moving average over the 50 steps after it never exceeds 1.5x its 50-step average
 before it. Extra flags (e.g. `--data iris.csv`, `--adapter BP901`) go to every demo run.
 """
@@ -55,11 +56,17 @@ def main():
             helpful = next((s for k, s in seeds_by.items() if k.startswith("seed-adapter") and s["final_stage"] == "SEED_STAGE_FOSSILIZED"),
                            next((s for k, s in seeds_by.items() if k.startswith("seed-adapter")), None))
             broken = seeds_by.get("seed-broken")
-            rows.append((seed, r, helpful, broken, worst, checked))
-    fmt = lambda run: "-" if run is None else f"{run['final_val_acc'] * 100:5.1f}% {run['final_val_loss']:.4f}"
-    print(f"{'seed':>4}  {'host only':>16}  {'grown':>16}  {'static':>16}  {'adapter':<34} {'broken':<34} no-shock")
+            rows.append((seed, r, helpful, broken, worst, checked, d.get("wall_seconds")))
+    def fmt(run):
+        if run is None:
+            return "-"
+        bpb = f" {run['final_val_bpb']:.3f}" if "final_val_bpb" in run else ""
+        return f"{run['final_val_acc'] * 100:5.1f}% {run['final_val_loss']:.4f}{bpb}"
+    col = 22 if any("final_val_bpb" in r[1]["grown"] for r in rows) else 16
+    print(f"{'seed':>4}  {'host only':>{col}}  {'grown':>{col}}  {'static':>{col}}  {'adapter':<34} {'broken':<34} "
+          f"no-shock   wall")
     lifts, fossilized, culled, shocks = [], 0, 0, 0
-    for seed, r, helpful, broken, worst, checked in rows:
+    for seed, r, helpful, broken, worst, checked, wall in rows:
         h_stage = helpful and f"{helpful['final_stage'][11:]} {helpful.get('cull_reason') or ''}".strip()
         b_stage = broken and f"{broken['final_stage'][11:]} {broken.get('cull_reason') or ''}".strip()
         if helpful and helpful["final_stage"] == "SEED_STAGE_FOSSILIZED":
@@ -68,8 +75,9 @@ def main():
         if broken and "SEED_STAGE_CULLED" in broken["stages"]:
             culled += 1
         shocks += worst > 1.5
-        print(f"{seed:>4}  {fmt(r['host_only']):>16}  {fmt(r['grown']):>16}  {fmt(r.get('static')):>16}  "
-              f"{h_stage or '-':<34} {b_stage or '-':<34} {worst:.2f} ({checked})")
+        wall = "-" if wall is None else f"{wall:.1f} s"
+        print(f"{seed:>4}  {fmt(r['host_only']):>{col}}  {fmt(r['grown']):>{col}}  {fmt(r.get('static')):>{col}}  "
+              f"{h_stage or '-':<34} {b_stage or '-':<34} {worst:.2f} ({checked}) {wall:>8}")
     print()
     print(f"adapter fossilized in {fossilized}/{len(rows)}; broken seed culled in {culled}/{len(rows)}; "
           f"runs with a shock (ratio > 1.5): {shocks}")

@@ -63,118 +63,7 @@ const WIDTH: usize = 1024;
 const ALPHA: f64 = 0.5;
 const SLOT: &str = "hidden";
 
-/// Criterion's filter (its first positional argument), if any.
-fn filter() -> Option<String> {
-    const VALUED: &[&str] = &[
-        "--warm-up-time",
-        "--measurement-time",
-        "--sample-size",
-        "--save-baseline",
-        "--baseline",
-        "--baseline-lenient",
-        "--load-baseline",
-        "--output-format",
-        "--plotting-backend",
-        "--profile-time",
-        "--noise-threshold",
-        "--confidence-level",
-        "--significance-level",
-        "--nresamples",
-        "--color",
-        "--format",
-    ];
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < args.len() {
-        let a = &args[i];
-        if VALUED.contains(&a.as_str()) {
-            i += 2;
-            continue;
-        }
-        if !a.starts_with('-') {
-            return Some(a.clone());
-        }
-        i += 1;
-    }
-    None
-}
-
-/// Whether the figures measured outside criterion under `ids` are wanted: no filter, a filter that
-/// one of them contains (`cpu/runtime`, `cpu/runtime/step`, `w512`), or a regex we cannot judge.
-fn wanted(ids: &[String]) -> bool {
-    match filter() {
-        None => true,
-        Some(f) if f.chars().any(|c| "^$.*+?()[]{}|\\".contains(c)) => true,
-        Some(f) => ids.iter().any(|id| id.contains(f.as_str())),
-    }
-}
-
-fn quick() -> bool {
-    std::env::var("KASMINA_BENCH_QUICK").is_ok_and(|v| v == "1")
-}
-
-/// Figures measured outside criterion, written to `target/bench-results/extra/<file>.json`
-/// (`cargo xtask bench` merges them into its summary and compares them with the baseline).
-mod extras {
-    use std::path::PathBuf;
-
-    pub(crate) struct Stats {
-        pub(crate) name: String,
-        pub(crate) samples_ns: Vec<f64>,
-    }
-
-    pub(crate) fn pct(sorted: &[f64], q: f64) -> f64 {
-        let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-        sorted[rank - 1]
-    }
-
-    impl Stats {
-        pub(crate) fn json(&self) -> String {
-            let mut v = self.samples_ns.clone();
-            v.sort_by(f64::total_cmp);
-            let mean = v.iter().sum::<f64>() / v.len() as f64;
-            format!(
-                "{{\"name\":\"{}\",\"median_ns\":{:.1},\"p95_ns\":{:.1},\"p05_ns\":{:.1},\"mean_ns\":{:.1},\"max_ns\":{:.1},\"samples\":{}}}",
-                self.name,
-                pct(&v, 0.5),
-                pct(&v, 0.95),
-                pct(&v, 0.05),
-                mean,
-                v[v.len() - 1],
-                v.len()
-            )
-        }
-
-        pub(crate) fn line(&self) -> String {
-            let mut v = self.samples_ns.clone();
-            v.sort_by(f64::total_cmp);
-            let mean = v.iter().sum::<f64>() / v.len() as f64;
-            let f = |ns: f64| if ns >= 1e6 { format!("{:.3} ms", ns / 1e6) } else { format!("{:.3} µs", ns / 1e3) };
-            format!(
-                "{:<48} median {:>11}  p05 {:>11}  p95 {:>11}  avg {:>11}  max {:>11}  (n={})",
-                self.name,
-                f(pct(&v, 0.5)),
-                f(pct(&v, 0.05)),
-                f(pct(&v, 0.95)),
-                f(mean),
-                f(v[v.len() - 1]),
-                v.len()
-            )
-        }
-    }
-
-    /// Prints every figure and writes them (best effort: a read-only target only loses the file).
-    pub(crate) fn report(file: &str, stats: &[Stats]) {
-        for s in stats {
-            eprintln!("{}", s.line());
-        }
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-results/extra");
-        let body = format!("[{}]\n", stats.iter().map(Stats::json).collect::<Vec<_>>().join(",\n"));
-        if std::fs::create_dir_all(&dir).is_ok() {
-            let _ = std::fs::write(dir.join(format!("{file}.json")), body);
-        }
-    }
-}
+use kasmina_benches::extras::{self, median, quick, wanted};
 
 // ------------------------------------------------------------------------------ kernel load
 
@@ -526,11 +415,6 @@ fn training_step_at(c: &mut Criterion, at: Placement) {
         diff.push(k - p);
     }
     rig.check_blending().expect("the seed stayed in BLENDING");
-    let median = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        extras::pct(&v, 0.5)
-    };
     let (mp, mk, md) = (median(&plain), median(&with_k), median(&diff));
     eprintln!(
         "{} (slot width {}) interleaved: Kasmina overhead {:+.2} % (difference of medians), {:+.2} % (median of paired \

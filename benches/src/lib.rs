@@ -4,5 +4,6 @@
 //! prototype was measured on (`shared/perf/python-prototype.md`), so figures compare like with
 //! like. Run the benches with `cargo xtask bench`.
 
+pub mod extras;
 pub mod fixtures;
 pub mod threads;

@@ -2,8 +2,9 @@
 //!
 //! L0, the wire contract `leyline` and the wall clock `kasmina-clock`, depends on no workspace
 //! crate (not even on each other). L1, the seven domain crates, depend only on L0 crates (never
-//! on each other). L2 `kasmina-runtime` composes L0 and L1. L3 (binaries and the benches) may use
-//! everything below. `xtask` depends on no workspace crate and no crate depends on it. Candle may
+//! on each other). L2 `kasmina-runtime` composes L0 and L1. L3, libraries above the runtime (the
+//! control plane `kasmina-server`, the reference hosts `kasmina-hosts`), use L0–L2 and not each
+//! other. L4 (the binaries and the benches) may use everything below. `xtask` depends on no workspace crate and no crate depends on it. Candle may
 //! be used only where tensors are the subject.
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ pub(crate) const LAYERS: &[(&str, u8)] = &[
     ("kasmina-telemetry", 1),
     ("kasmina-runtime", 2),
     ("kasmina-server", 3),
+    ("kasmina-hosts", 3),
     ("kasmina-cli", 4),
     ("kasmina-benches", 4),
     ("xtask", 255),
@@ -32,7 +34,7 @@ pub(crate) const LAYERS: &[(&str, u8)] = &[
 
 /// Workspace crates allowed to depend on candle (directly).
 pub(crate) const CANDLE_ALLOWED: &[&str] =
-    &["kasmina-isolation", "kasmina-registry", "kasmina-runtime", "kasmina-cli", "kasmina-benches"];
+    &["kasmina-isolation", "kasmina-registry", "kasmina-runtime", "kasmina-hosts", "kasmina-cli", "kasmina-benches"];
 
 /// External crates that only the crates in [`CANDLE_ALLOWED`] may use.
 const CANDLE_CRATES: &[&str] = &["candle-core", "candle-nn"];
@@ -76,7 +78,7 @@ fn layer_name(l: u8) -> &'static str {
         0 => "L0 foundation (wire contract, wall clock)",
         1 => "L1 domain",
         2 => "L2 runtime",
-        3 => "L3 services above the runtime",
+        3 => "L3 libraries above the runtime",
         4 => "L4 binaries/benches",
         _ => "tooling",
     }
@@ -94,7 +96,7 @@ pub(crate) fn violations(packages: &[Package]) -> Vec<String> {
         for (dep, kind) in &p.deps {
             if names.contains(&dep.as_str()) {
                 // Dev-dependencies of a domain crate on another domain crate would still couple
-                // them; only the benches crate (L3) may span crates.
+                // them; only L4 (binaries, benches) may span crates freely.
                 if let Err(e) = edge_allowed(&p.name, dep) {
                     out.push(format!("{e} ({kind} dependency)"));
                 }
@@ -162,7 +164,8 @@ mod tests {
             pkg("kasmina-isolation", &["leyline", "candle-core"]),
             pkg("kasmina-runtime", &["leyline", "kasmina-safety", "kasmina-memory", "candle-core"]),
             pkg("kasmina-server", &["kasmina-runtime", "leyline", "tonic"]),
-            pkg("kasmina-cli", &["kasmina-server", "kasmina-runtime", "leyline"]),
+            pkg("kasmina-hosts", &["kasmina-runtime", "candle-core"]),
+            pkg("kasmina-cli", &["kasmina-server", "kasmina-hosts", "kasmina-runtime", "leyline"]),
             pkg("xtask", &["anyhow"]),
         ]
     }
@@ -214,6 +217,9 @@ mod tests {
             ("kasmina-runtime", "kasmina-cli"),
             ("kasmina-runtime", "kasmina-server"),
             ("kasmina-server", "kasmina-cli"),
+            ("kasmina-server", "kasmina-hosts"),
+            ("kasmina-hosts", "kasmina-server"),
+            ("kasmina-hosts", "kasmina-cli"),
             ("kasmina-cli", "xtask"),
             ("xtask", "leyline"),
         ] {

@@ -201,7 +201,7 @@ pub(crate) const TEXT_FILE: &str = "text/pride_and_prejudice.txt";
 const DIGITS_ROWS: usize = 1797;
 const DIGITS_TRAIN: usize = 1438;
 /// Pixels of one digit (8×8).
-pub(crate) const DIGITS_PIXELS: usize = 64;
+pub(crate) const DIGITS_PIXELS: usize = kasmina_hosts::cnn::PIXELS;
 /// Bytes of the text, the first [`TEXT_TRAIN`] of them for training (chapters 1–55).
 const TEXT_BYTES: usize = 684_768;
 const TEXT_TRAIN: usize = 616_809;
@@ -312,6 +312,14 @@ pub(crate) enum Data {
 }
 
 impl Data {
+    /// The shape a host needs to be built for this data.
+    pub(crate) fn input(&self) -> kasmina_hosts::Input {
+        match self {
+            Self::Table(d) => kasmina_hosts::Input::Features { features: d.features, classes: d.classes },
+            Self::Text(t) => kasmina_hosts::Input::Tokens { context: t.context, vocab: VOCAB },
+        }
+    }
+
     /// A human-readable description.
     pub(crate) fn name(&self) -> &str {
         match self {

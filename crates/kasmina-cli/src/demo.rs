@@ -2,7 +2,7 @@
 //! comparison: the same host alone, grown by Kasmina, and with the grown seed's capacity present
 //! from step 0 ("static"), each trained the same number of steps on the same data.
 //!
-//! `--task` picks the host and its data ([`crate::hosts`]): `mlp` (dense slots, the built-in
+//! `--task` picks the host and its data ([`kasmina_hosts`]): `mlp` (dense slots, the built-in
 //! synthetic task), `cnn` (image slots, the 8×8 handwritten digits) or `transformer` (sequence
 //! slots, next byte of *Pride and Prejudice*, reported in bits per byte too). Tamiyo's plan is the
 //! same for all three: a helpful seed and a deliberately broken one of the slots' family.
@@ -21,9 +21,9 @@ use serde_json::{Value, json};
 
 use crate::controller::{Controller, Planned};
 use crate::data::Data;
-use crate::hosts::Task;
 use crate::plot::{self, Band, GateMark, Series};
 use crate::session::{Session, SessionOptions, device};
+use kasmina_hosts::Task;
 
 /// Arguments of `kasmina demo`.
 #[derive(Debug, clap::Args)]
@@ -31,7 +31,7 @@ pub(crate) struct DemoArgs {
     /// The host and its data: `mlp` (a 4-unit MLP on a built-in synthetic task, or `--data`),
     /// `cnn` (a narrow CNN on the 8×8 handwritten digits) or `transformer` (a small causal
     /// byte-level transformer on *Pride and Prejudice*).
-    #[arg(long, value_enum, default_value_t = Task::Mlp)]
+    #[arg(long, default_value_t = Task::Mlp)]
     task: Task,
     /// Device to train on (`cuda` needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]

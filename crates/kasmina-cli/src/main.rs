@@ -12,7 +12,6 @@ mod cmd;
 mod controller;
 mod data;
 mod demo;
-mod hosts;
 mod plot;
 mod serve;
 mod session;

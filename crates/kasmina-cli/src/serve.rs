@@ -124,7 +124,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
     let blueprint_dir = std::env::temp_dir().join(format!("kasmina-serve-{}", std::process::id()));
     let options = SessionOptions {
         device,
-        task: crate::hosts::Task::Mlp,
+        task: kasmina_hosts::Task::Mlp,
         data: args.data.clone(),
         data_dir: None,
         limit: None,

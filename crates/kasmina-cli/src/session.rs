@@ -17,7 +17,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::data::{DIGITS_FILE, Data, Dataset, TEXT_FILE, Text, locate};
-use crate::hosts::{CONTEXT, Model, Task};
+use kasmina_hosts::{CONTEXT, Model, Task};
 
 /// Width of `serve`'s host (the slot width remote clients size their seeds for).
 pub(crate) const SERVE_WIDTH: usize = 128;
@@ -126,7 +126,7 @@ impl Session {
 
     pub(crate) fn new(opts: SessionOptions) -> Result<Self> {
         let data = load_data(&opts)?;
-        let mut model = Model::new(opts.task, &data, opts.width, opts.seed, &opts.device)?;
+        let mut model = Model::new(opts.task, data.input(), opts.width, opts.seed, &opts.device)?;
         let specs = model.slots();
         let mut widths: Vec<usize> = specs.iter().map(|s| s.width).collect();
         widths.dedup();
@@ -151,8 +151,7 @@ impl Session {
             host_vars.extend(kernel.vars());
             model.set_static(slot, kernel);
         } else if !opts.host_only {
-            let slots = specs.iter().map(|s| kasmina.slot_with_layout(s.name, s.width, s.layout));
-            model.attach(slots.collect::<Result<_, _>>()?);
+            model.attach_to(&kasmina)?;
         }
         let params = ParamsAdamW { lr: opts.host_lr, weight_decay: 0.0, ..ParamsAdamW::default() };
         let opt = AdamW::new(host_vars, params)?;

@@ -191,7 +191,7 @@ fn train(
     let dir = std::env::temp_dir().join(format!("kasmina-soak-{}", std::process::id()));
     let options = SessionOptions {
         device: candle_core::Device::Cpu,
-        task: crate::hosts::Task::Mlp,
+        task: kasmina_hosts::Task::Mlp,
         data: None,
         data_dir: None,
         limit: None,

@@ -4,21 +4,23 @@
 //! the pooled features are its 2C channels, so a seed that adds a convolution where a slot sits
 //! adds both receptive field and non-linearity.
 
-use anyhow::Result;
+use crate::Result;
 use candle_core::{Module, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder, VarMap, conv2d, linear};
 use kasmina_runtime::Layout;
 
-use super::{Init, SlotSpec, Taps};
+use crate::{Init, SlotSpec, Taps};
 
 /// Default channels of the first convolution (the second has twice as many).
-pub(crate) const WIDTH: usize = 4;
+pub const WIDTH: usize = 4;
 /// The slot after the first convolution (width C, 8×8).
-pub(crate) const SLOT_CONV1: &str = "conv1";
+pub const SLOT_CONV1: &str = "conv1";
 /// The slot after the second convolution (width 2C, 4×4).
-pub(crate) const SLOT_CONV2: &str = "conv2";
+pub const SLOT_CONV2: &str = "conv2";
 /// Side of the input image.
 const SIDE: usize = 8;
+/// Features of an input row: the 8×8 image, row-major.
+pub const PIXELS: usize = SIDE * SIDE;
 
 /// The network (its slots are routed by the caller's [`Taps`]).
 pub(crate) struct Cnn {

@@ -2,20 +2,20 @@
 //! `width` units wide. With the default width it is simply too small for the built-in task; a
 //! seed can add the capacity it lacks.
 
-use anyhow::Result;
+use crate::Result;
 use candle_core::{Module, Tensor};
 use candle_nn::{Linear, VarBuilder, VarMap, linear};
 use kasmina_runtime::Layout;
 
-use super::{Init, SlotSpec, Taps};
+use crate::{Init, SlotSpec, Taps};
 
 /// Default width of the host's hidden layers (and of its second slot): small on purpose, so
 /// that the host is too small for the built-in task and a seed has capacity to add.
-pub(crate) const HIDDEN: u16 = 4;
+pub const HIDDEN: u16 = 4;
 /// The slot on the host's input (width = the number of features).
-pub(crate) const SLOT_A: &str = "input";
+pub const SLOT_A: &str = "input";
 /// The slot after the second hidden layer (width = the host's width).
-pub(crate) const SLOT_B: &str = "hidden2";
+pub const SLOT_B: &str = "hidden2";
 
 /// The network (its slots are routed by the caller's [`Taps`]).
 pub(crate) struct Mlp {

@@ -7,23 +7,23 @@
 //! one-block transformer. (A host with the MLP sublayer, where a seed could only add a second MLP
 //! or attention layer, gained too little for gate G4 to keep it: docs/growth.md.)
 
-use anyhow::Result;
+use crate::Result;
 use candle_core::{D, Module, Tensor};
 use candle_nn::{Linear, VarBuilder, VarMap, linear};
 use kasmina_runtime::Layout;
 
-use super::{Init, SlotSpec, Taps};
+use crate::{Init, SlotSpec, Taps};
 
 /// Default model dimension.
-pub(crate) const WIDTH: usize = 32;
+pub const WIDTH: usize = 32;
 /// Default context (bytes per window).
-pub(crate) const CONTEXT: usize = 32;
+pub const CONTEXT: usize = 32;
 /// Attention heads (the width must be a multiple).
 const HEADS: usize = 4;
 /// The slot on the residual stream entering the block.
-pub(crate) const SLOT_EMBED: &str = "embed";
+pub const SLOT_EMBED: &str = "embed";
 /// The slot on the residual stream after the block.
-pub(crate) const SLOT_BLOCK: &str = "block1";
+pub const SLOT_BLOCK: &str = "block1";
 /// What masked attention scores are set to (large and finite: no `inf − inf` anywhere).
 const MASKED: f32 = -1e9;
 
@@ -110,10 +110,10 @@ impl Transformer {
         width: usize,
         seed: u64,
     ) -> Result<Self> {
-        anyhow::ensure!(
-            width.is_multiple_of(HEADS) && width > 0,
-            "the transformer's width must be a multiple of {HEADS}"
-        );
+        if width == 0 || !width.is_multiple_of(HEADS) {
+            let reason = format!("the width must be a positive multiple of {HEADS} (the heads)");
+            return Err(crate::HostError::Width { task: crate::Task::Transformer, width, reason });
+        }
         let embed = vb.get((vocab, width), "embed")?;
         let pos = vb.get((context, width), "pos")?;
         let block = Block::new(vb.pp("block1"), width)?;
