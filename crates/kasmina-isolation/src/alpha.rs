@@ -122,6 +122,49 @@ enum Ramp {
     Out { from: f64, steps: u64, done: u64 },
 }
 
+/// Where an [`AlphaController`] is on its ramp, as a checkpoint keeps it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SavedRamp {
+    /// Ramping in from `from` (at step `start`) to the target (at step `end`).
+    In {
+        /// Alpha where this ramp started.
+        from: f64,
+        /// Step where it started.
+        start: u64,
+        /// Step where it reaches the target.
+        end: u64,
+    },
+    /// Blending out from `from` to 0 over `steps`, `done` of them taken.
+    Out {
+        /// Alpha where the blend-out started.
+        from: f64,
+        /// Its length.
+        steps: u64,
+        /// Steps taken.
+        done: u64,
+    },
+}
+
+/// An [`AlphaController`] as a checkpoint keeps it (every field; alpha is stored, not
+/// recomputed, so a resumed blend carries on from the same bits).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SavedAlpha {
+    /// The ramp-in curve.
+    pub curve: AlphaCurve,
+    /// Ramp-in length.
+    pub steps: u64,
+    /// Target alpha.
+    pub target: f64,
+    /// Steps advanced.
+    pub step: u64,
+    /// Current alpha.
+    pub alpha: f64,
+    /// Held by a command.
+    pub held: bool,
+    /// The ramp it is on.
+    pub ramp: SavedRamp,
+}
+
 /// The blend factor of a seed slot: ramps in from 0 to its target over BLENDING along an
 /// [`AlphaCurve`], and back out to 0 after a cull (decisions D4, revised).
 ///
@@ -194,6 +237,41 @@ impl AlphaController {
             held: false,
             ramp: Ramp::In { from: 0.0, start: 0, end: steps },
         })
+    }
+
+    /// The controller as a checkpoint keeps it.
+    pub fn saved(&self) -> SavedAlpha {
+        let ramp = match self.ramp {
+            Ramp::In { from, start, end } => SavedRamp::In { from, start, end },
+            Ramp::Out { from, steps, done } => SavedRamp::Out { from, steps, done },
+        };
+        SavedAlpha {
+            curve: self.curve,
+            steps: self.steps,
+            target: self.target,
+            step: self.step,
+            alpha: self.alpha,
+            held: self.held,
+            ramp,
+        }
+    }
+
+    /// A controller taken back from [`saved`](Self::saved), checked as [`new`](Self::new) and
+    /// [`set_target`](Self::set_target) check theirs, and alpha within `[0, 1]`.
+    pub fn restored(saved: SavedAlpha) -> Result<Self> {
+        let mut c = Self::new(saved.curve, saved.steps)?;
+        c.set_target(saved.target)?;
+        if !(0.0..=1.0).contains(&saved.alpha) {
+            return Err(Error::InvalidTarget { target: saved.alpha });
+        }
+        c.step = saved.step;
+        c.alpha = saved.alpha;
+        c.held = saved.held;
+        c.ramp = match saved.ramp {
+            SavedRamp::In { from, start, end } => Ramp::In { from, start, end },
+            SavedRamp::Out { from, steps, done } => Ramp::Out { from, steps, done },
+        };
+        Ok(c)
     }
 
     /// The same controller with target `target` in `(0, 1]` (a partial blend holds there);
@@ -347,6 +425,36 @@ mod tests {
 
     fn logistic(x: f64) -> f64 {
         1.0 / (1.0 + (-x).exp())
+    }
+
+    #[test]
+    fn a_restored_controller_carries_on_to_the_same_bits() {
+        for curve in [AlphaCurve::Linear, AlphaCurve::Cosine, AlphaCurve::Sigmoid { temperature: 6.0 }] {
+            let mut a = AlphaController::new(curve, 17).unwrap().with_target(0.8).unwrap();
+            for _ in 0..5 {
+                a.advance();
+            }
+            a.set_target(0.6).unwrap();
+            a.advance();
+            let mut b = AlphaController::restored(a.saved()).unwrap();
+            assert_eq!(b.saved(), a.saved());
+            a.blend_out(4).unwrap();
+            b.blend_out(4).unwrap();
+            for _ in 0..20 {
+                assert_eq!(a.advance().to_bits(), b.advance().to_bits());
+            }
+            let c = AlphaController::restored(b.saved()).unwrap();
+            assert!(c.is_out() && c.is_blending_out() == b.is_blending_out());
+        }
+        let good = AlphaController::new(AlphaCurve::Linear, 4).unwrap().saved();
+        for bad in [
+            SavedAlpha { steps: 0, ..good },
+            SavedAlpha { target: 1.5, ..good },
+            SavedAlpha { alpha: f64::NAN, ..good },
+            SavedAlpha { curve: AlphaCurve::Sigmoid { temperature: -1.0 }, ..good },
+        ] {
+            assert!(AlphaController::restored(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -80,7 +80,7 @@ mod layout;
 mod monitor;
 mod schedule;
 
-pub use alpha::{AlphaController, AlphaCurve};
+pub use alpha::{AlphaController, AlphaCurve, SavedAlpha, SavedRamp};
 pub use error::{Error, Result};
 pub use forward::{SeedBranch, SlotForward, SlotMode, blend, seed_input, seed_output, slot_forward, straight_through};
 pub use layout::Layout;

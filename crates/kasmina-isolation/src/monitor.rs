@@ -341,6 +341,11 @@ impl IsolationMonitor {
         self.counters
     }
 
+    /// Sets the counters (a monitor rebuilt from a checkpoint carries on counting).
+    pub fn restore_counters(&mut self, counters: MonitorCounters) {
+        self.counters = counters;
+    }
+
     /// Zeroes the counters (the slot was reset, gate G5).
     pub fn reset_counters(&mut self) {
         self.counters = MonitorCounters::default();

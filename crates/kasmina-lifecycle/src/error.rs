@@ -75,6 +75,14 @@ pub enum Error {
         /// Time left until the embargo ends.
         remaining: Duration,
     },
+    /// A saved lifecycle (a checkpoint's) that no lifecycle could have reached.
+    #[error("saved lifecycle of seed {seed_id} is inconsistent: {reason}")]
+    InvalidSaved {
+        /// The seed.
+        seed_id: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

@@ -91,7 +91,7 @@ pub use gates::{GateEvidence, GateReason};
 // The workspace's one wall clock, from `kasmina-clock`, re-exported so these paths keep working.
 pub use kasmina_clock::{FixedWallClock, FnWallClock, SystemWallClock, WallClock};
 pub use seed::{
-    DEFAULT_EMBARGO, DEFAULT_HISTORY_CAPACITY, EmbargoEvent, LifecycleConfig, SeedLifecycle, TransitionOutcome,
-    TransitionRecord,
+    DEFAULT_EMBARGO, DEFAULT_HISTORY_CAPACITY, EmbargoEvent, LifecycleConfig, SavedLifecycle, SavedTransition,
+    SeedLifecycle, TransitionOutcome, TransitionRecord,
 };
 pub use table::{MoveKind, gate_for, is_legal, legal_targets};

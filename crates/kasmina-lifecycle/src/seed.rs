@@ -49,6 +49,41 @@ pub struct TransitionRecord {
     pub gate: Option<Gate>,
 }
 
+/// One move of a [`SavedLifecycle`]: when is how long before the save it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedTransition {
+    /// The stage left.
+    pub from: Stage,
+    /// The stage entered.
+    pub to: Stage,
+    /// How long before the save.
+    pub ago: Duration,
+    /// The gate that passed for it, `None` for an ungated move.
+    pub gate: Option<Gate>,
+}
+
+/// A [`SeedLifecycle`] as a checkpoint keeps it (decisions D13): durations instead of instants,
+/// so another process, on another clock, resumes it with the time that was left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedLifecycle {
+    /// The seed.
+    pub seed_id: String,
+    /// Its stage.
+    pub stage: Stage,
+    /// The remembered moves, oldest first.
+    pub history: Vec<SavedTransition>,
+    /// Moves made in all.
+    pub transitions: u64,
+    /// Time spent in the current stage.
+    pub in_stage: Duration,
+    /// EMBARGOED: how long the embargo had lasted.
+    pub embargo_elapsed: Option<Duration>,
+    /// EMBARGOED: how long it had left.
+    pub embargo_remaining: Option<Duration>,
+    /// Why the seed was culled, from the cull until it is DORMANT again.
+    pub cull_reason: Option<String>,
+}
+
 /// What a successful move did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TransitionOutcome {
@@ -201,6 +236,79 @@ impl SeedLifecycle {
     /// Why the seed was culled, from the cull until it is DORMANT again.
     pub fn cull_reason(&self) -> Option<&str> {
         self.cull_reason.as_deref()
+    }
+
+    /// The lifecycle as a checkpoint keeps it, at the lifecycle clock's now.
+    pub fn saved(&self) -> SavedLifecycle {
+        let now = self.clock.now();
+        SavedLifecycle {
+            seed_id: self.seed_id.clone(),
+            stage: self.stage,
+            history: self
+                .history
+                .iter()
+                .map(|r| SavedTransition {
+                    from: r.from,
+                    to: r.to,
+                    ago: now.saturating_duration_since(r.at),
+                    gate: r.gate,
+                })
+                .collect(),
+            transitions: self.transitions,
+            in_stage: now.saturating_duration_since(self.entered_at),
+            embargo_elapsed: self.embargo_started.map(|t| now.saturating_duration_since(t)),
+            embargo_remaining: self.embargo_remaining(now),
+            cull_reason: self.cull_reason.clone(),
+        }
+    }
+
+    /// A lifecycle taken back from [`saved`](Self::saved), on `clock` (its instants are the
+    /// saved durations before or after `clock`'s now).
+    ///
+    /// # Errors
+    /// [`Error::InvalidSaved`] for a state no lifecycle could reach: UNKNOWN, a move not in the
+    /// table, a history that does not end in the stage, more history than the capacity, embargo
+    /// times outside EMBARGOED or missing in it.
+    pub fn restored(saved: SavedLifecycle, clock: Clock, config: LifecycleConfig) -> Result<Self> {
+        let invalid = |reason: String| Error::InvalidSaved { seed_id: saved.seed_id.clone(), reason };
+        if saved.stage == Stage::SeedStageUnknown {
+            return Err(invalid("stage UNKNOWN".into()));
+        }
+        if let Some(t) =
+            saved.history.iter().find(|t| !table::is_legal(t.from, t.to) && t.from != Stage::SeedStageUnknown)
+        {
+            return Err(invalid(format!("move {} -> {} is not in the table", t.from.short_name(), t.to.short_name())));
+        }
+        if saved.history.last().is_some_and(|t| t.to != saved.stage) {
+            return Err(invalid("the history does not end in the stage".into()));
+        }
+        if saved.history.len() > config.history_capacity {
+            return Err(invalid(format!("{} moves in a history of {}", saved.history.len(), config.history_capacity)));
+        }
+        let embargoed = saved.stage == Stage::SeedStageEmbargoed;
+        if embargoed != saved.embargo_remaining.is_some() || embargoed != saved.embargo_elapsed.is_some() {
+            return Err(invalid("embargo times must be present exactly while EMBARGOED".into()));
+        }
+        let now = clock.now();
+        let before = |d: Duration| now.checked_sub(d).unwrap_or(now);
+        let history = saved
+            .history
+            .iter()
+            .map(|t| TransitionRecord { from: t.from, to: t.to, at: before(t.ago), gate: t.gate })
+            .collect();
+        Ok(Self {
+            seed_id: saved.seed_id,
+            stage: saved.stage,
+            entered_at: before(saved.in_stage),
+            embargo_started: saved.embargo_elapsed.map(before),
+            embargo_until: saved.embargo_remaining.map(|d| now.checked_add(d).unwrap_or(now)),
+            cull_reason: saved.cull_reason,
+            transitions: saved.transitions,
+            history,
+            clock,
+            wall: None,
+            config,
+        })
     }
 
     /// Whether `to` is a legal next stage from the current one.

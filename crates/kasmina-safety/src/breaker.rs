@@ -222,6 +222,26 @@ struct Inner {
     opened_total: u64,
 }
 
+/// A [`CircuitBreaker`] as a checkpoint keeps it: durations, never instants, so that another
+/// process (another clock) can take it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SavedBreaker {
+    /// Its state.
+    pub state: State,
+    /// Consecutive failures counted.
+    pub failures: u32,
+    /// Successes counted in HALF_OPEN.
+    pub successes: u32,
+    /// OPEN: how long until a probe is allowed.
+    pub open_remaining: Option<Duration>,
+    /// HALF_OPEN: how long its probe had been in flight.
+    pub probe_age: Option<Duration>,
+    /// Times it opened.
+    pub opened_total: u64,
+    /// Calls it denied.
+    pub denied_total: u64,
+}
+
 /// A circuit breaker shared between threads (`Send + Sync`; wrap it in an `Arc`).
 #[derive(Debug)]
 pub struct CircuitBreaker {
@@ -446,6 +466,45 @@ impl CircuitBreaker {
             denied_total: self.denied_total.load(Ordering::Relaxed),
             config: self.config,
         }
+    }
+
+    /// The breaker as a checkpoint keeps it: counts, and time left or spent instead of
+    /// instants.
+    pub fn saved(&self) -> SavedBreaker {
+        let now = self.clock.now();
+        let inner = self.inner.lock();
+        SavedBreaker {
+            state: inner.state,
+            failures: inner.failures,
+            successes: inner.successes,
+            open_remaining: inner.open_until.map(|t| t.saturating_duration_since(now)),
+            probe_age: inner.probe_started.map(|t| now.saturating_duration_since(t)),
+            opened_total: inner.opened_total,
+            denied_total: self.denied_total.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Takes a [`saved`](Self::saved) breaker back (no event: this is a restart, not a
+    /// transition). An OPEN breaker stays open for the time it had left.
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedState`] for UNKNOWN; nothing changes.
+    pub fn restore(&self, saved: &SavedBreaker) -> Result<()> {
+        if saved.state == State::CircuitStateUnknown {
+            return Err(Error::UnsupportedState { state: saved.state });
+        }
+        let now = self.clock.now();
+        let mut inner = self.inner.lock();
+        inner.state = saved.state;
+        inner.failures = saved.failures;
+        inner.successes = saved.successes;
+        inner.open_until = saved.open_remaining.map(|d| now.checked_add(d).unwrap_or(now));
+        inner.probe_started = saved.probe_age.map(|d| now.checked_sub(d).unwrap_or(now));
+        inner.opened_total = saved.opened_total;
+        self.denied_total.store(saved.denied_total, Ordering::Relaxed);
+        self.failures.store(saved.failures, Ordering::Release);
+        self.state.store(saved.state as u8, Ordering::Release);
+        Ok(())
     }
 
     fn trip(&self, inner: &mut Inner, reason: Cow<'static, str>, now: Instant) -> BreakerEvent {

@@ -51,7 +51,8 @@ pub mod timer;
 
 pub use breaker::{
     BreakerConfig, BreakerEvent, BreakerEventKind, BreakerSnapshot, CircuitBreaker, Denied, Permit, PermitKind,
+    SavedBreaker,
 };
 pub use error::{Error, Result};
-pub use pause::{PausePasses, PauseQuota, PauseQuotaConfig, QuotaDecision, QuotaGrant, QuotaReset};
+pub use pause::{PausePasses, PauseQuota, PauseQuotaConfig, QuotaDecision, QuotaGrant, QuotaReset, SavedQuota};
 pub use timer::{Deadline, DeadlineViolation, MonotonicTimer, Stopwatch};

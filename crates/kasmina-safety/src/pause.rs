@@ -9,6 +9,15 @@ use crate::{Error, Result};
 
 /// Identity passes one pause gets by default.
 pub const DEFAULT_PASSES_PER_PAUSE: u32 = 1000;
+/// A [`PauseQuota`] as a checkpoint keeps it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SavedQuota {
+    /// Passes used in the current window.
+    pub used: u32,
+    /// How far into its reset interval the current window is.
+    pub window_elapsed: Duration,
+}
+
 /// The server-wide pool of identity passes per window (`SYSTEM_LIMITS.max_pause_quota`).
 pub const DEFAULT_SERVER_QUOTA: u32 = leyline::constants::SYSTEM_LIMITS.max_pause_quota;
 /// How often the server-wide pool refills.
@@ -161,6 +170,24 @@ impl PauseQuota {
         (self.config.server_quota.saturating_sub(w.used), reset)
     }
 
+    /// The pool as a checkpoint keeps it: passes used in the current window and how far into
+    /// its reset interval the window is (a duration, not an instant).
+    pub fn saved(&self) -> SavedQuota {
+        let now = self.clock.now();
+        let mut w = self.window.lock();
+        self.roll(&mut w, now);
+        SavedQuota { used: w.used, window_elapsed: now.saturating_duration_since(w.start) }
+    }
+
+    /// Takes a [`saved`](Self::saved) pool back: the window resumes where it was (an elapsed
+    /// time past the interval starts a fresh window at the next use).
+    pub fn restore(&self, saved: &SavedQuota) {
+        let now = self.clock.now();
+        let mut w = self.window.lock();
+        w.start = now.checked_sub(saved.window_elapsed).unwrap_or(now);
+        w.used = saved.used;
+    }
+
     fn roll(&self, w: &mut Window, now: Instant) -> Option<QuotaReset> {
         let elapsed = now.saturating_duration_since(w.start);
         if elapsed < self.config.reset_interval {
@@ -189,6 +216,13 @@ impl PausePasses {
     /// A pause that started at `started` with `granted` passes.
     pub fn new(granted: u32, started: Instant) -> Self {
         Self { granted, used: 0, started }
+    }
+
+    /// A pause resumed from a checkpoint: `granted` passes of which `used` are spent (at most
+    /// `granted`), that had lasted `elapsed` when it was saved; `now` is the resuming clock's.
+    pub fn resumed(granted: u32, used: u32, elapsed: Duration, now: Instant) -> Self {
+        let started = now.checked_sub(elapsed).unwrap_or(now);
+        Self { granted, used: used.min(granted), started }
     }
 
     /// Takes one identity pass and returns how many are left.

@@ -28,6 +28,28 @@ pub enum Registration {
     },
 }
 
+/// One live nonce of a [`NonceLedger::snapshot`]: the nonce and how long it had left to live.
+/// Time left, not an instant: a ledger restored in another process (after a restart) keeps
+/// the nonce for exactly the time that was left when the snapshot was taken.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LiveNonce {
+    /// The nonce (a command id).
+    pub nonce: String,
+    /// How long it stays live from the snapshot on (above zero, at most the TTL).
+    pub remaining: Duration,
+}
+
+/// Outcome of [`NonceLedger::restore`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// Nonces recorded.
+    pub restored: usize,
+    /// Nonces already live in this ledger (they keep their own expiry).
+    pub already_live: usize,
+    /// Nonces left out because the ledger was full of live nonces.
+    pub dropped_full: usize,
+}
+
 /// Nonces (command ids) seen within the last TTL, safe to share between threads.
 ///
 /// A concurrent map from nonce to expiry instant, plus a FIFO of `(expiry, nonce)` in registration
@@ -146,6 +168,44 @@ impl NonceLedger {
         removed
     }
 
+    /// Every live nonce and the time it has left, soonest to expire first (for a checkpoint:
+    /// a restart must not reopen a replay window). Costs O(entries), under the expiry queue's
+    /// lock; registrations wait for it.
+    pub fn snapshot(&self) -> Vec<LiveNonce> {
+        let queue = self.expiry_queue.lock();
+        let now = self.clock.now();
+        queue
+            .iter()
+            .filter(|(expiry, key)| *expiry > now && self.entries.expiry(key) == Some(*expiry))
+            .map(|(expiry, key)| LiveNonce { nonce: key.to_string(), remaining: expiry.duration_since(now) })
+            .collect()
+    }
+
+    /// Records the nonces of a [`snapshot`](Self::snapshot), each live for the time it had left
+    /// (capped at the TTL; entries with nothing left are skipped). A nonce already live keeps
+    /// its own expiry. Meant for a fresh ledger at start-up; into a busy one it
+    /// is still correct, but eviction of the restored entries may lag (they can sit behind
+    /// later expiries in the queue). A full ledger drops what does not fit, and says how many.
+    pub fn restore(&self, nonces: impl IntoIterator<Item = LiveNonce>) -> Restored {
+        let now = self.clock.now();
+        let mut incoming: Vec<LiveNonce> = nonces.into_iter().filter(|n| !n.remaining.is_zero()).collect();
+        incoming.sort_by_key(|n| n.remaining);
+        let mut out = Restored::default();
+        let mut queue = self.expiry_queue.lock();
+        for n in incoming {
+            let expiry = now.checked_add(n.remaining.min(self.ttl)).unwrap_or(now);
+            match self.entries.insert_unless_live(&n.nonce, now, expiry, || self.reserve_slot()) {
+                Insert::Stored(key) => {
+                    queue.push_back((expiry, key));
+                    out.restored += 1;
+                }
+                Insert::Live => out.already_live += 1,
+                Insert::NoRoom => out.dropped_full += 1,
+            }
+        }
+        out
+    }
+
     #[cfg(test)]
     fn queue_len(&self) -> usize {
         self.expiry_queue.lock().len()
@@ -169,6 +229,61 @@ mod tests {
     fn ledger(ttl_s: u64, capacity: usize) -> (NonceLedger, Arc<quanta::Mock>) {
         let (clock, mock) = Clock::mock();
         (NonceLedger::new(Duration::from_secs(ttl_s), capacity, clock), mock)
+    }
+
+    #[test]
+    fn a_snapshot_restored_in_a_new_ledger_keeps_each_nonce_for_the_time_it_had_left() {
+        let (before, mock) = ledger(300, 10);
+        assert_eq!(before.try_register("old"), Registration::Registered);
+        mock.increment(Duration::from_secs(200));
+        assert_eq!(before.try_register("new"), Registration::Registered);
+        assert_eq!(before.try_register("gone"), Registration::Registered);
+        mock.increment(Duration::from_secs(50));
+        let snap = before.snapshot();
+        assert_eq!(
+            snap.iter().map(|n| (n.nonce.as_str(), n.remaining.as_secs())).collect::<Vec<_>>(),
+            [("old", 50), ("new", 250), ("gone", 250)]
+        );
+        // A restart: another ledger on another clock.
+        let (after, mock2) = ledger(300, 10);
+        let snap: Vec<LiveNonce> = snap.into_iter().filter(|n| n.nonce != "gone").collect();
+        assert_eq!(after.restore(snap), Restored { restored: 2, already_live: 0, dropped_full: 0 });
+        assert_eq!(after.try_register("old"), Registration::Replayed);
+        assert_eq!(after.try_register("new"), Registration::Replayed);
+        assert_eq!(after.try_register("gone"), Registration::Registered);
+        mock2.increment(Duration::from_secs(50));
+        assert_eq!(after.try_register("old"), Registration::Registered, "its 50 s are over");
+        assert_eq!(after.try_register("new"), Registration::Replayed);
+        mock2.increment(Duration::from_secs(200));
+        assert_eq!(after.try_register("new"), Registration::Registered);
+    }
+
+    #[test]
+    fn restore_skips_spent_entries_caps_at_the_ttl_and_reports_what_did_not_fit() {
+        let (l, mock) = ledger(10, 2);
+        assert_eq!(l.try_register("live"), Registration::Registered);
+        let out = l.restore([
+            LiveNonce { nonce: "live".into(), remaining: Duration::from_secs(5) },
+            LiveNonce { nonce: "spent".into(), remaining: Duration::ZERO },
+            LiveNonce { nonce: "long".into(), remaining: Duration::from_secs(3600) },
+            LiveNonce { nonce: "extra".into(), remaining: Duration::from_secs(4) },
+        ]);
+        assert_eq!(out, Restored { restored: 1, already_live: 1, dropped_full: 1 });
+        assert!(!l.is_live("spent"));
+        assert!(l.is_live("extra") && !l.is_live("long"), "the shorter one fitted first");
+        mock.increment(Duration::from_secs(4));
+        assert!(!l.is_live("extra"));
+        assert!(l.snapshot().iter().all(|n| n.remaining <= Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn a_renewed_nonce_appears_once_in_a_snapshot() {
+        let (l, mock) = ledger(10, 4);
+        assert_eq!(l.try_register("a"), Registration::Registered);
+        mock.increment(Duration::from_secs(10));
+        assert_eq!(l.try_register("a"), Registration::Registered);
+        let snap = l.snapshot();
+        assert_eq!(snap, [LiveNonce { nonce: "a".into(), remaining: Duration::from_secs(10) }]);
     }
 
     #[test]

@@ -77,7 +77,7 @@ pub use keys::{
     DEFAULT_KEY_ID, KEY_FILE_ENV, KEY_ID_ANNOTATION, KEYS_ENV, KeyRing, MAX_KEY_ID_LEN, MIN_SECRET_LEN, SECRET_ENV,
     SIGNATURE_ANNOTATION, SIGNATURE_LEN, SigningKey, sign, sign_command, sign_legacy,
 };
-pub use ledger::{NonceLedger, Registration};
+pub use ledger::{LiveNonce, NonceLedger, Registration, Restored};
 pub use printable::{is_bidi_control, printable};
 pub use rejection::{Rejection, UnavailableCause};
 pub use verifier::{CommandVerifier, ENVELOPE_OVERHEAD_BYTES, VerifiedCommand, VerifierConfig};

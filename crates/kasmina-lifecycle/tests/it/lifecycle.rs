@@ -401,3 +401,56 @@ fn history_is_bounded() {
     assert_eq!(none.last_transition(), None);
     assert_eq!(none.stage(), Stage::SeedStageTraining);
 }
+
+#[test]
+fn a_saved_embargo_resumes_on_another_clock_with_the_time_it_had_left() {
+    let config = LifecycleConfig { embargo: Duration::from_secs(30), ..Default::default() };
+    let (mut s, mock) = seed(config.clone());
+    walk_to(&mut s, Stage::SeedStageBlending);
+    s.cull(reasons::LOSS_VARIANCE_TOO_HIGH, s.clock().now()).unwrap();
+    mock.increment(Duration::from_secs(12));
+    let saved = s.saved();
+    assert_eq!(saved.stage, Stage::SeedStageEmbargoed);
+    assert_eq!(
+        (saved.embargo_elapsed, saved.embargo_remaining),
+        (Some(Duration::from_secs(12)), Some(Duration::from_secs(18)))
+    );
+    assert_eq!(saved.history.last().map(|t| (t.to, t.ago)), Some((Stage::SeedStageEmbargoed, Duration::from_secs(12))));
+
+    // Another process: a clock far ahead of the first.
+    let (clock, mock2) = Clock::mock();
+    mock2.increment(Duration::from_secs(3_600));
+    let mut r = SeedLifecycle::restored(saved.clone(), clock, config).unwrap();
+    assert_eq!(r.saved(), saved, "what was restored saves the same");
+    assert_eq!((r.stage(), r.cull_reason(), r.transition_count()), (s.stage(), s.cull_reason(), s.transition_count()));
+    mock2.increment(Duration::from_secs(17));
+    assert_eq!(r.poll(r.clock().now()), None, "one second of the embargo is left");
+    mock2.increment(Duration::from_secs(1));
+    let Some(EmbargoEvent::End { embargoed_for, .. }) = r.poll(r.clock().now()) else { panic!("embargo did not end") };
+    assert_eq!(embargoed_for, Duration::from_secs(30));
+    assert_eq!(r.stage(), Stage::SeedStageResetting);
+}
+
+#[test]
+fn a_saved_lifecycle_no_lifecycle_could_reach_is_refused() {
+    let (mut s, _) = seed(LifecycleConfig::default());
+    walk_to(&mut s, Stage::SeedStageTraining);
+    let good = s.saved();
+    let restore = |saved| SeedLifecycle::restored(saved, Clock::mock().0, LifecycleConfig::default());
+    assert!(restore(good.clone()).is_ok());
+    let mut unknown = good.clone();
+    unknown.stage = Stage::SeedStageUnknown;
+    let mut skipped = good.clone();
+    skipped.history[2].to = Stage::SeedStageFossilized;
+    let mut elsewhere = good.clone();
+    elsewhere.stage = Stage::SeedStageBlending;
+    let mut embargo = good.clone();
+    embargo.embargo_remaining = Some(Duration::from_secs(1));
+    for (bad, what) in
+        [(unknown, "UNKNOWN"), (skipped, "not in the table"), (elsewhere, "does not end"), (embargo, "embargo")]
+    {
+        let err = restore(bad).unwrap_err();
+        assert!(matches!(&err, Error::InvalidSaved { seed_id, .. } if seed_id == SEED), "{err:?}");
+        assert!(err.to_string().contains(what), "{err}");
+    }
+}

@@ -3,4 +3,5 @@
 
 mod breaker;
 mod pause;
+mod saved;
 mod timer;
