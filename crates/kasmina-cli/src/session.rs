@@ -7,11 +7,11 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::loss::cross_entropy;
-use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
+use candle_nn::optim::{Optimizer, ParamsAdamW};
 use kasmina_runtime::reexports::security::{KeyRing, VerifierConfig};
 use kasmina_runtime::reexports::telemetry::Telemetry;
 use kasmina_runtime::{
-    EpochReport, FossilizedSeed, Kasmina, KasminaConfig, SeedKernel, StepReport, blueprint::builtin,
+    AdamW, EpochReport, FossilizedSeed, Kasmina, KasminaConfig, SeedKernel, StepReport, blueprint::builtin,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;

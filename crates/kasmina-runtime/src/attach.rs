@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use candle_core::{Device, Tensor, Var};
-use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
+use candle_nn::optim::{Optimizer, ParamsAdamW};
 use kasmina_isolation::{AlphaController, IsolationMonitor, Layout, MonitorConfig};
 use kasmina_lifecycle::gates::{
     GateContext, GateReason, GerminatedEvidence, LazyProbe, SanityEvidence, ShapeProbe, evaluate_g1_germinated,
@@ -20,6 +20,7 @@ use leyline::{SeedLifecycleStage as Stage, TelemetryLevel};
 use crate::blueprint::{KernelArtifact, SeedKernel, builtin};
 use crate::breakers::BreakerName;
 use crate::memory::Memory;
+use crate::optim::AdamW;
 use crate::receipt::Refusal;
 use crate::seed::{Attached, CullCause, Effects, Health, History, Live, Phase, Seed, StageState};
 use crate::slot::{SlotCell, all_finite};

@@ -87,6 +87,7 @@ mod export;
 mod handle;
 pub mod kd;
 mod memory;
+mod optim;
 mod perform;
 mod publish;
 mod receipt;
@@ -102,6 +103,7 @@ pub use config::{KasminaConfig, TrainingMode};
 pub use error::{Error, Result};
 pub use handle::{Kasmina, Ticket};
 pub use kasmina_isolation::Layout;
+pub use optim::{AdamW, AdamWState};
 pub use receipt::{OK, Origin, QUEUED, Refusal};
 pub use report::{
     CounterfactualReport, EpochOutcome, EpochReport, FossilizedSeed, Gauges, RuntimeStats, SeedSummary, StepOutcome,

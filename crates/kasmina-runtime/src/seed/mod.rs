@@ -23,7 +23,9 @@ mod request;
 use std::sync::Arc;
 
 use candle_core::Var;
-use candle_nn::optim::{AdamW, Optimizer};
+use candle_nn::optim::Optimizer;
+
+use crate::optim::AdamW;
 use kasmina_isolation::{AlphaController, IsolationMonitor, SlotMode};
 use kasmina_lifecycle::SeedLifecycle;
 use kasmina_lifecycle::gates::{Counterfactual, GateReason, PauseResumeCheck};
