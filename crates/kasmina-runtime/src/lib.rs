@@ -77,6 +77,7 @@ mod attach;
 pub mod blueprint;
 pub mod breakers;
 mod builder;
+mod checkpoint;
 mod clock;
 mod command;
 mod config;
@@ -99,6 +100,9 @@ mod state;
 pub use blueprint::{BlueprintLibrary, BlueprintRuntime, FetchError, KernelArtifact, KernelKind, SeedKernel};
 pub use breakers::BreakerName;
 pub use builder::KasminaBuilder;
+pub use checkpoint::{
+    Checkpoint, CheckpointError, KASMINA_TENSORS, MANIFEST, SCHEMA_VERSION, SavedCheckpoint, TrainerState, sha256_hex,
+};
 pub use config::{KasminaConfig, TrainingMode};
 pub use error::{Error, Result};
 pub use handle::{Kasmina, Ticket};

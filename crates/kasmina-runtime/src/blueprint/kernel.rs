@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use candle_core::{DType, Device, Tensor, Var};
 use kasmina_isolation::Layout;
 use parking_lot::Mutex;
-use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
 
 use super::spec::Spec;
 use super::{dense, image, sequence};
@@ -235,6 +235,31 @@ impl KernelArtifact {
         }
     }
 
+    /// SHA-256 (hex) of what the artefact is: blueprint, width, kind, heads, poison budget and
+    /// every tensor's name, shape, dtype and values (as f32, little-endian). A checkpoint keeps
+    /// it and a restore refuses an artefact whose fingerprint changed. Live variables
+    /// ([`live_vars`](Self::live_vars)) are not part of it: they are the trainer's, and train.
+    pub fn fingerprint(&self) -> candle_core::Result<String> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let header = format!(
+            "{}\n{}\n{}\n{:?}\n{:?}\n",
+            self.blueprint_id,
+            self.width,
+            self.kind.as_str(),
+            self.heads,
+            self.poison_after_steps
+        );
+        h.update(header.as_bytes());
+        for (name, t) in &self.tensors {
+            h.update(format!("{name}\n{:?}\n{}\n", t.dims(), t.dtype().as_str()).as_bytes());
+            for v in t.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()? {
+                h.update(v.to_le_bytes());
+            }
+        }
+        Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    }
+
     /// Bytes held by the artefact's tensors (what the kernel cache weighs).
     pub fn size_bytes(&self) -> usize {
         self.tensors.values().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum()
@@ -310,7 +335,7 @@ pub struct SeedKernel {
     masks: Mutex<Vec<Tensor>>,
     /// The noise generator of a [`KernelKind::Noisy`] kernel (seeded from the width, so runs
     /// repeat).
-    noise: Option<Mutex<StdRng>>,
+    noise: Option<Mutex<ChaCha12Rng>>,
 }
 
 impl SeedKernel {
@@ -338,7 +363,7 @@ impl SeedKernel {
             steps: AtomicU64::new(0),
             masks: Mutex::new(Vec::new()),
             noise: (artifact.kind == KernelKind::Noisy)
-                .then(|| Mutex::new(StdRng::seed_from_u64(0x9015_E000 ^ artifact.width as u64))),
+                .then(|| Mutex::new(ChaCha12Rng::seed_from_u64(0x9015_E000 ^ artifact.width as u64))),
         })
     }
 
@@ -375,6 +400,28 @@ impl SeedKernel {
     /// Counts one optimiser step (a broken kernel turns non-finite after its budget).
     pub fn advance_step(&self) {
         self.steps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Optimiser steps counted.
+    pub fn steps(&self) -> u64 {
+        self.steps.load(Ordering::Relaxed)
+    }
+
+    /// Sets the step count (a kernel rebuilt from a checkpoint).
+    pub(crate) fn set_steps(&self, steps: u64) {
+        self.steps.store(steps, Ordering::Relaxed);
+    }
+
+    /// Where a noisy kernel's generator is (ChaCha12 word position); `None` for other kinds.
+    pub fn noise_position(&self) -> Option<u128> {
+        self.noise.as_ref().map(|rng| rng.lock().get_word_pos())
+    }
+
+    /// Moves a noisy kernel's generator to `position` (a kernel rebuilt from a checkpoint).
+    pub(crate) fn set_noise_position(&self, position: u128) {
+        if let Some(rng) = &self.noise {
+            rng.lock().set_word_pos(position);
+        }
     }
 
     fn var(&self, name: &str) -> candle_core::Result<&Var> {

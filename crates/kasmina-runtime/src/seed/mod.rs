@@ -80,6 +80,21 @@ impl CullCause {
 }
 
 impl CullCause {
+    /// The cause whose [`reason`](Self::reason) is `wire` (a checkpoint's), if any.
+    pub fn from_reason(wire: &str) -> Option<Self> {
+        let fixed = [
+            Self::SeedOutputNotFinite,
+            Self::Isolation,
+            Self::ParameterViolations,
+            Self::OptimizerFailed,
+            Self::AttachFailed,
+            Self::CullCommand,
+            Self::CancelCommand,
+            Self::Rollback,
+        ];
+        fixed.into_iter().find(|c| c.reason() == wire).or_else(|| GateReason::from_wire(wire).map(Self::Gate))
+    }
+
     /// A cause that removes the seed from the forward at once, without a blend-out: its output
     /// cannot be trusted (non-finite) or it touched the host (isolation).
     pub fn removes_at_once(self) -> bool {

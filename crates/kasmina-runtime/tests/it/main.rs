@@ -2,6 +2,7 @@
 //! fake clocks.
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
+mod checkpoint;
 mod commands;
 mod concurrency;
 mod failure;

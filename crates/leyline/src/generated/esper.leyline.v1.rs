@@ -1806,3 +1806,890 @@ pub mod kasmina_control_server {
         const NAME: &'static str = SERVICE_NAME;
     }
 }
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct CheckpointManifest {
+    #[prost(uint32, tag = "1")]
+    pub schema_version: u32,
+    #[prost(message, optional, tag = "2")]
+    pub created_at: ::core::option::Option<::pbjson_types::Timestamp>,
+    #[prost(string, tag = "3")]
+    pub producer: ::prost::alloc::string::String,
+    #[prost(message, repeated, tag = "4")]
+    pub files: ::prost::alloc::vec::Vec<CheckpointFile>,
+    #[prost(message, optional, tag = "5")]
+    pub kasmina: ::core::option::Option<KasminaCheckpoint>,
+    #[prost(btree_map = "string, string", tag = "6")]
+    pub trainer: ::prost::alloc::collections::BTreeMap<::prost::alloc::string::String, ::prost::alloc::string::String>,
+}
+impl ::prost::Name for CheckpointManifest {
+    const NAME: &'static str = "CheckpointManifest";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.CheckpointManifest".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.CheckpointManifest".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CheckpointFile {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub sha256: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "3")]
+    pub size_bytes: u64,
+}
+impl ::prost::Name for CheckpointFile {
+    const NAME: &'static str = "CheckpointFile";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.CheckpointFile".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.CheckpointFile".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct KasminaCheckpoint {
+    #[prost(uint64, tag = "1")]
+    pub step: u64,
+    #[prost(uint32, tag = "2")]
+    pub epoch: u32,
+    #[prost(string, tag = "3")]
+    pub device: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "4")]
+    pub config: ::core::option::Option<::pbjson_types::Struct>,
+    #[prost(message, repeated, tag = "5")]
+    pub slots: ::prost::alloc::vec::Vec<SlotCheckpoint>,
+    #[prost(message, repeated, tag = "6")]
+    pub breakers: ::prost::alloc::vec::Vec<BreakerCheckpoint>,
+    #[prost(message, repeated, tag = "7")]
+    pub nonces: ::prost::alloc::vec::Vec<NonceCheckpoint>,
+    #[prost(message, repeated, tag = "8")]
+    pub pending: ::prost::alloc::vec::Vec<PendingCommandCheckpoint>,
+    #[prost(message, optional, tag = "9")]
+    pub counters: ::core::option::Option<RuntimeCountersCheckpoint>,
+    #[prost(btree_map = "string, message", tag = "10")]
+    pub rollbacks: ::prost::alloc::collections::BTreeMap<::prost::alloc::string::String, RollbackCheckpoint>,
+    #[prost(message, optional, tag = "11")]
+    pub pause_quota: ::core::option::Option<PauseQuotaCheckpoint>,
+    #[prost(message, repeated, tag = "12")]
+    pub deferred_events: ::prost::alloc::vec::Vec<TelemetryEvent>,
+}
+impl ::prost::Name for KasminaCheckpoint {
+    const NAME: &'static str = "KasminaCheckpoint";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.KasminaCheckpoint".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.KasminaCheckpoint".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct RuntimeCountersCheckpoint {
+    #[prost(double, optional, tag = "1")]
+    pub last_val_loss: ::core::option::Option<f64>,
+    #[prost(double, optional, tag = "2")]
+    pub last_val_acc: ::core::option::Option<f64>,
+    #[prost(float, tag = "3")]
+    pub last_train_loss: f32,
+    #[prost(uint64, optional, tag = "4")]
+    pub isolation_cull_step: ::core::option::Option<u64>,
+    #[prost(uint64, optional, tag = "5")]
+    pub latency_breach_step: ::core::option::Option<u64>,
+    #[prost(uint64, tag = "6")]
+    pub steps: u64,
+    #[prost(uint64, tag = "7")]
+    pub isolation_checks: u64,
+    #[prost(uint64, tag = "8")]
+    pub isolation_violations: u64,
+    #[prost(double, tag = "9")]
+    pub kasmina_ms: f64,
+    #[prost(uint64, tag = "10")]
+    pub commands_accepted: u64,
+    #[prost(uint64, tag = "11")]
+    pub commands_rejected: u64,
+    #[prost(uint64, tag = "12")]
+    pub events_dropped: u64,
+    #[prost(double, tag = "13")]
+    pub last_fetch_ms: f64,
+    #[prost(double, tag = "14")]
+    pub last_hook_ms: f64,
+    #[prost(double, tag = "15")]
+    pub last_dot_product: f64,
+    #[prost(btree_map = "string, message", tag = "16")]
+    pub emitted: ::prost::alloc::collections::BTreeMap<::prost::alloc::string::String, StageList>,
+}
+impl ::prost::Name for RuntimeCountersCheckpoint {
+    const NAME: &'static str = "RuntimeCountersCheckpoint";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.RuntimeCountersCheckpoint".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.RuntimeCountersCheckpoint".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct StageList {
+    #[prost(enumeration = "SeedLifecycleStage", repeated, tag = "1")]
+    pub stages: ::prost::alloc::vec::Vec<i32>,
+}
+impl ::prost::Name for StageList {
+    const NAME: &'static str = "StageList";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.StageList".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.StageList".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct RollbackCheckpoint {
+    #[prost(message, optional, tag = "1")]
+    pub payload: ::core::option::Option<::pbjson_types::Struct>,
+    #[prost(double, tag = "2")]
+    pub elapsed_ms: f64,
+}
+impl ::prost::Name for RollbackCheckpoint {
+    const NAME: &'static str = "RollbackCheckpoint";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.RollbackCheckpoint".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.RollbackCheckpoint".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BreakerCheckpoint {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(enumeration = "CircuitBreakerState", tag = "2")]
+    pub state: i32,
+    #[prost(uint32, tag = "3")]
+    pub failures: u32,
+    #[prost(uint32, tag = "4")]
+    pub successes: u32,
+    #[prost(uint64, tag = "5")]
+    pub denied_total: u64,
+    #[prost(uint64, optional, tag = "6")]
+    pub open_remaining_ms: ::core::option::Option<u64>,
+    #[prost(uint64, optional, tag = "7")]
+    pub probe_age_ms: ::core::option::Option<u64>,
+    #[prost(uint64, tag = "8")]
+    pub opened_total: u64,
+}
+impl ::prost::Name for BreakerCheckpoint {
+    const NAME: &'static str = "BreakerCheckpoint";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.BreakerCheckpoint".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.BreakerCheckpoint".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct NonceCheckpoint {
+    #[prost(string, tag = "1")]
+    pub nonce: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "2")]
+    pub remaining_ms: u64,
+}
+impl ::prost::Name for NonceCheckpoint {
+    const NAME: &'static str = "NonceCheckpoint";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.NonceCheckpoint".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.NonceCheckpoint".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct PendingCommandCheckpoint {
+    #[prost(message, optional, tag = "1")]
+    pub command: ::core::option::Option<AdaptationCommand>,
+    #[prost(enumeration = "CommandForm", tag = "2")]
+    pub form: i32,
+    #[prost(enumeration = "CommandTransport", tag = "3")]
+    pub transport: i32,
+    #[prost(string, tag = "4")]
+    pub key_id: ::prost::alloc::string::String,
+    #[prost(uint64, optional, tag = "5")]
+    pub deadline_remaining_ms: ::core::option::Option<u64>,
+}
+impl ::prost::Name for PendingCommandCheckpoint {
+    const NAME: &'static str = "PendingCommandCheckpoint";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.PendingCommandCheckpoint".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.PendingCommandCheckpoint".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PauseQuotaCheckpoint {
+    #[prost(uint32, tag = "1")]
+    pub used: u32,
+    #[prost(uint64, tag = "2")]
+    pub window_elapsed_ms: u64,
+}
+impl ::prost::Name for PauseQuotaCheckpoint {
+    const NAME: &'static str = "PauseQuotaCheckpoint";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.PauseQuotaCheckpoint".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.PauseQuotaCheckpoint".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SlotCheckpoint {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "2")]
+    pub width: u32,
+    #[prost(string, tag = "3")]
+    pub layout: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "4")]
+    pub depth: u32,
+    #[prost(message, optional, tag = "5")]
+    pub seed: ::core::option::Option<SeedCheckpoint>,
+}
+impl ::prost::Name for SlotCheckpoint {
+    const NAME: &'static str = "SlotCheckpoint";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.SlotCheckpoint".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.SlotCheckpoint".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TransitionCheckpoint {
+    #[prost(enumeration = "SeedLifecycleStage", tag = "1")]
+    pub from: i32,
+    #[prost(enumeration = "SeedLifecycleStage", tag = "2")]
+    pub to: i32,
+    #[prost(uint64, tag = "3")]
+    pub ago_ms: u64,
+    #[prost(enumeration = "SeedLifecycleGate", tag = "4")]
+    pub gate: i32,
+}
+impl ::prost::Name for TransitionCheckpoint {
+    const NAME: &'static str = "TransitionCheckpoint";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.TransitionCheckpoint".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.TransitionCheckpoint".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct LifecycleCheckpoint {
+    #[prost(enumeration = "SeedLifecycleStage", tag = "1")]
+    pub stage: i32,
+    #[prost(message, repeated, tag = "2")]
+    pub history: ::prost::alloc::vec::Vec<TransitionCheckpoint>,
+    #[prost(uint64, tag = "3")]
+    pub transitions: u64,
+    #[prost(uint64, tag = "4")]
+    pub in_stage_ms: u64,
+    #[prost(uint64, optional, tag = "5")]
+    pub embargo_elapsed_ms: ::core::option::Option<u64>,
+    #[prost(uint64, optional, tag = "6")]
+    pub embargo_remaining_ms: ::core::option::Option<u64>,
+    #[prost(string, tag = "7")]
+    pub cull_reason: ::prost::alloc::string::String,
+}
+impl ::prost::Name for LifecycleCheckpoint {
+    const NAME: &'static str = "LifecycleCheckpoint";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.LifecycleCheckpoint".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.LifecycleCheckpoint".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SeedCheckpoint {
+    #[prost(string, tag = "1")]
+    pub seed_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub blueprint_id: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "3")]
+    pub lifecycle: ::core::option::Option<LifecycleCheckpoint>,
+    #[prost(message, optional, tag = "4")]
+    pub history: ::core::option::Option<SeedHistoryCheckpoint>,
+    #[prost(uint32, tag = "5")]
+    pub epochs: u32,
+    #[prost(float, tag = "6")]
+    pub risk: f32,
+    #[prost(message, optional, tag = "7")]
+    pub kernel: ::core::option::Option<KernelCheckpoint>,
+    #[prost(oneof = "seed_checkpoint::State", tags = "8, 9, 10, 11, 12, 13, 14")]
+    pub state: ::core::option::Option<seed_checkpoint::State>,
+}
+/// Nested message and enum types in `SeedCheckpoint`.
+pub mod seed_checkpoint {
+    #[allow(clippy::all)]
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
+    pub enum State {
+        #[prost(message, tag = "8")]
+        Live(super::LiveCheckpoint),
+        #[prost(message, tag = "9")]
+        BlendingOut(super::BlendingOutCheckpoint),
+        #[prost(message, tag = "10")]
+        Fossilized(super::FossilizedCheckpoint),
+        #[prost(message, tag = "11")]
+        Embargoed(super::EmbargoedCheckpoint),
+        #[prost(message, tag = "12")]
+        Dormant(super::DormantCheckpoint),
+        #[prost(message, tag = "13")]
+        Resetting(super::ResettingCheckpoint),
+        #[prost(message, tag = "14")]
+        Terminated(super::TerminatedCheckpoint),
+    }
+}
+impl ::prost::Name for SeedCheckpoint {
+    const NAME: &'static str = "SeedCheckpoint";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.SeedCheckpoint".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.SeedCheckpoint".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DormantCheckpoint {}
+impl ::prost::Name for DormantCheckpoint {
+    const NAME: &'static str = "DormantCheckpoint";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.DormantCheckpoint".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.DormantCheckpoint".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ResettingCheckpoint {}
+impl ::prost::Name for ResettingCheckpoint {
+    const NAME: &'static str = "ResettingCheckpoint";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.ResettingCheckpoint".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.ResettingCheckpoint".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TerminatedCheckpoint {}
+impl ::prost::Name for TerminatedCheckpoint {
+    const NAME: &'static str = "TerminatedCheckpoint";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.TerminatedCheckpoint".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.TerminatedCheckpoint".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SeedHistoryCheckpoint {
+    #[prost(enumeration = "SeedLifecycleStage", repeated, tag = "1")]
+    pub stages: ::prost::alloc::vec::Vec<i32>,
+    #[prost(message, repeated, tag = "2")]
+    pub gates: ::prost::alloc::vec::Vec<GateEvent>,
+    #[prost(string, tag = "3")]
+    pub cull: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "4")]
+    pub isolation_checks: u64,
+    #[prost(uint32, tag = "5")]
+    pub isolation_violations: u32,
+    #[prost(string, tag = "6")]
+    pub kernel_blueprint_id: ::prost::alloc::string::String,
+    #[prost(bool, tag = "7")]
+    pub fallback_used: bool,
+}
+impl ::prost::Name for SeedHistoryCheckpoint {
+    const NAME: &'static str = "SeedHistoryCheckpoint";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.SeedHistoryCheckpoint".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.SeedHistoryCheckpoint".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct KernelCheckpoint {
+    #[prost(string, tag = "1")]
+    pub blueprint_id: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "2")]
+    pub width: u32,
+    #[prost(string, tag = "3")]
+    pub artifact_sha256: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "4")]
+    pub steps: u64,
+    #[prost(string, tag = "5")]
+    pub tensor_prefix: ::prost::alloc::string::String,
+    #[prost(string, repeated, tag = "6")]
+    pub params: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(message, optional, tag = "7")]
+    pub optimizer: ::core::option::Option<OptimizerCheckpoint>,
+    #[prost(string, tag = "8")]
+    pub noise_word_pos: ::prost::alloc::string::String,
+}
+impl ::prost::Name for KernelCheckpoint {
+    const NAME: &'static str = "KernelCheckpoint";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.KernelCheckpoint".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.KernelCheckpoint".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+pub struct OptimizerCheckpoint {
+    #[prost(uint64, tag = "1")]
+    pub steps: u64,
+    #[prost(double, tag = "2")]
+    pub lr: f64,
+    #[prost(double, tag = "3")]
+    pub beta1: f64,
+    #[prost(double, tag = "4")]
+    pub beta2: f64,
+    #[prost(double, tag = "5")]
+    pub eps: f64,
+    #[prost(double, tag = "6")]
+    pub weight_decay: f64,
+}
+impl ::prost::Name for OptimizerCheckpoint {
+    const NAME: &'static str = "OptimizerCheckpoint";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.OptimizerCheckpoint".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.OptimizerCheckpoint".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AlphaCheckpoint {
+    #[prost(string, tag = "1")]
+    pub curve: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "2")]
+    pub steps: u64,
+    #[prost(double, tag = "3")]
+    pub target: f64,
+    #[prost(uint64, tag = "4")]
+    pub step: u64,
+    #[prost(double, tag = "5")]
+    pub alpha: f64,
+    #[prost(bool, tag = "6")]
+    pub held: bool,
+    #[prost(oneof = "alpha_checkpoint::Ramp", tags = "7, 8")]
+    pub ramp: ::core::option::Option<alpha_checkpoint::Ramp>,
+}
+/// Nested message and enum types in `AlphaCheckpoint`.
+pub mod alpha_checkpoint {
+    #[allow(clippy::all)]
+    #[derive(Clone, Copy, PartialEq, ::prost::Oneof)]
+    pub enum Ramp {
+        #[prost(message, tag = "7")]
+        RampIn(super::AlphaRampIn),
+        #[prost(message, tag = "8")]
+        RampOut(super::AlphaRampOut),
+    }
+}
+impl ::prost::Name for AlphaCheckpoint {
+    const NAME: &'static str = "AlphaCheckpoint";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.AlphaCheckpoint".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.AlphaCheckpoint".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+pub struct AlphaRampIn {
+    #[prost(double, tag = "1")]
+    pub from: f64,
+    #[prost(uint64, tag = "2")]
+    pub start: u64,
+    #[prost(uint64, tag = "3")]
+    pub end: u64,
+}
+impl ::prost::Name for AlphaRampIn {
+    const NAME: &'static str = "AlphaRampIn";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.AlphaRampIn".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.AlphaRampIn".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+pub struct AlphaRampOut {
+    #[prost(double, tag = "1")]
+    pub from: f64,
+    #[prost(uint64, tag = "2")]
+    pub steps: u64,
+    #[prost(uint64, tag = "3")]
+    pub done: u64,
+}
+impl ::prost::Name for AlphaRampOut {
+    const NAME: &'static str = "AlphaRampOut";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.AlphaRampOut".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.AlphaRampOut".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+pub struct ShadowStatsCheckpoint {
+    #[prost(uint32, tag = "1")]
+    pub samples: u32,
+    #[prost(double, tag = "2")]
+    pub rel_l2_sum: f64,
+    #[prost(double, tag = "3")]
+    pub cosine_sum: f64,
+}
+impl ::prost::Name for ShadowStatsCheckpoint {
+    const NAME: &'static str = "ShadowStatsCheckpoint";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.ShadowStatsCheckpoint".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.ShadowStatsCheckpoint".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+pub struct ContributionCheckpoint {
+    #[prost(bool, tag = "1")]
+    pub measured: bool,
+    #[prost(double, tag = "2")]
+    pub mean: f64,
+    #[prost(double, tag = "3")]
+    pub std_error: f64,
+    #[prost(uint32, tag = "4")]
+    pub batches: u32,
+    #[prost(double, tag = "5")]
+    pub reference_loss: f64,
+    #[prost(bool, tag = "6")]
+    pub missing_reported: bool,
+}
+impl ::prost::Name for ContributionCheckpoint {
+    const NAME: &'static str = "ContributionCheckpoint";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.ContributionCheckpoint".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.ContributionCheckpoint".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct LiveCheckpoint {
+    #[prost(bool, tag = "1")]
+    pub fallback_used: bool,
+    #[prost(double, tag = "2")]
+    pub fetch_latency_ms: f64,
+    #[prost(message, optional, tag = "3")]
+    pub alpha_template: ::core::option::Option<AlphaCheckpoint>,
+    #[prost(message, optional, tag = "4")]
+    pub health: ::core::option::Option<HealthCheckpoint>,
+    #[prost(message, optional, tag = "5")]
+    pub pause: ::core::option::Option<PauseCheckpoint>,
+    #[prost(uint64, tag = "11")]
+    pub monitor_checks: u64,
+    #[prost(uint64, tag = "12")]
+    pub monitor_violations: u64,
+    #[prost(uint64, tag = "13")]
+    pub monitor_nan_outputs: u64,
+    #[prost(uint64, tag = "14")]
+    pub monitor_skipped: u64,
+    #[prost(oneof = "live_checkpoint::Phase", tags = "6, 7, 8, 9, 10")]
+    pub phase: ::core::option::Option<live_checkpoint::Phase>,
+}
+/// Nested message and enum types in `LiveCheckpoint`.
+pub mod live_checkpoint {
+    #[allow(clippy::all)]
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
+    pub enum Phase {
+        #[prost(message, tag = "6")]
+        Germinated(super::GerminatedPhase),
+        #[prost(message, tag = "7")]
+        Training(super::TrainingPhase),
+        #[prost(message, tag = "8")]
+        Blending(super::BlendingPhase),
+        #[prost(message, tag = "9")]
+        Shadowing(super::ShadowingPhase),
+        #[prost(message, tag = "10")]
+        Probationary(super::ProbationaryPhase),
+    }
+}
+impl ::prost::Name for LiveCheckpoint {
+    const NAME: &'static str = "LiveCheckpoint";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.LiveCheckpoint".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.LiveCheckpoint".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PauseCheckpoint {
+    #[prost(uint32, tag = "1")]
+    pub granted: u32,
+    #[prost(uint32, tag = "2")]
+    pub used: u32,
+    #[prost(uint64, tag = "3")]
+    pub elapsed_ms: u64,
+}
+impl ::prost::Name for PauseCheckpoint {
+    const NAME: &'static str = "PauseCheckpoint";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.PauseCheckpoint".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.PauseCheckpoint".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct HealthCheckpoint {
+    #[prost(uint32, tag = "1")]
+    pub isolation_violations: u32,
+    #[prost(uint32, tag = "2")]
+    pub update_violations: u32,
+    #[prost(double, tag = "3")]
+    pub max_hook_ms: f64,
+    #[prost(double, tag = "4")]
+    pub last_hook_ms: f64,
+    #[prost(float, tag = "5")]
+    pub last_grad_norm: f32,
+    #[prost(bool, tag = "6")]
+    pub pause_resume_exercised: bool,
+    #[prost(bool, tag = "7")]
+    pub pause_resume_passed: bool,
+    #[prost(uint64, repeated, tag = "8")]
+    pub seed_shape: ::prost::alloc::vec::Vec<u64>,
+    #[prost(uint64, repeated, tag = "9")]
+    pub host_shape: ::prost::alloc::vec::Vec<u64>,
+    #[prost(string, tag = "10")]
+    pub seed_dtype: ::prost::alloc::string::String,
+    #[prost(string, tag = "11")]
+    pub host_dtype: ::prost::alloc::string::String,
+}
+impl ::prost::Name for HealthCheckpoint {
+    const NAME: &'static str = "HealthCheckpoint";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.HealthCheckpoint".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.HealthCheckpoint".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GerminatedPhase {}
+impl ::prost::Name for GerminatedPhase {
+    const NAME: &'static str = "GerminatedPhase";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.GerminatedPhase".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.GerminatedPhase".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct TrainingPhase {
+    #[prost(uint64, tag = "1")]
+    pub steps: u64,
+    #[prost(float, repeated, tag = "2")]
+    pub seed_losses: ::prost::alloc::vec::Vec<f32>,
+    #[prost(float, optional, tag = "3")]
+    pub last_vs_host: ::core::option::Option<f32>,
+    #[prost(float, repeated, tag = "4")]
+    pub seed_grad_norms: ::prost::alloc::vec::Vec<f32>,
+    #[prost(float, repeated, tag = "5")]
+    pub host_grad_norms: ::prost::alloc::vec::Vec<f32>,
+    #[prost(double, repeated, tag = "6")]
+    pub shadow_diffs: ::prost::alloc::vec::Vec<f64>,
+}
+impl ::prost::Name for TrainingPhase {
+    const NAME: &'static str = "TrainingPhase";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.TrainingPhase".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.TrainingPhase".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct BlendingPhase {
+    #[prost(uint64, tag = "1")]
+    pub steps: u64,
+    #[prost(message, optional, tag = "2")]
+    pub alpha: ::core::option::Option<AlphaCheckpoint>,
+    #[prost(float, repeated, tag = "3")]
+    pub losses: ::prost::alloc::vec::Vec<f32>,
+    #[prost(bool, tag = "4")]
+    pub finite: bool,
+}
+impl ::prost::Name for BlendingPhase {
+    const NAME: &'static str = "BlendingPhase";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.BlendingPhase".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.BlendingPhase".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+pub struct ShadowingPhase {
+    #[prost(uint64, tag = "1")]
+    pub steps: u64,
+    #[prost(message, optional, tag = "2")]
+    pub shadow: ::core::option::Option<ShadowStatsCheckpoint>,
+    #[prost(message, optional, tag = "3")]
+    pub contribution: ::core::option::Option<ContributionCheckpoint>,
+}
+impl ::prost::Name for ShadowingPhase {
+    const NAME: &'static str = "ShadowingPhase";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.ShadowingPhase".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.ShadowingPhase".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+pub struct ProbationaryPhase {
+    #[prost(uint64, tag = "1")]
+    pub steps: u64,
+    #[prost(uint32, tag = "2")]
+    pub epochs: u32,
+    #[prost(message, optional, tag = "3")]
+    pub shadow: ::core::option::Option<ShadowStatsCheckpoint>,
+    #[prost(message, optional, tag = "4")]
+    pub contribution: ::core::option::Option<ContributionCheckpoint>,
+}
+impl ::prost::Name for ProbationaryPhase {
+    const NAME: &'static str = "ProbationaryPhase";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.ProbationaryPhase".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.ProbationaryPhase".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct BlendingOutCheckpoint {
+    #[prost(message, optional, tag = "1")]
+    pub alpha: ::core::option::Option<AlphaCheckpoint>,
+    #[prost(string, tag = "2")]
+    pub cause: ::prost::alloc::string::String,
+}
+impl ::prost::Name for BlendingOutCheckpoint {
+    const NAME: &'static str = "BlendingOutCheckpoint";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.BlendingOutCheckpoint".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.BlendingOutCheckpoint".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct FossilizedCheckpoint {
+    #[prost(uint64, tag = "1")]
+    pub ramp: u64,
+}
+impl ::prost::Name for FossilizedCheckpoint {
+    const NAME: &'static str = "FossilizedCheckpoint";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.FossilizedCheckpoint".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.FossilizedCheckpoint".into()
+    }
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct EmbargoedCheckpoint {
+    #[prost(uint64, tag = "1")]
+    pub since_step: u64,
+}
+impl ::prost::Name for EmbargoedCheckpoint {
+    const NAME: &'static str = "EmbargoedCheckpoint";
+    const PACKAGE: &'static str = "esper.leyline.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "esper.leyline.v1.EmbargoedCheckpoint".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/esper.leyline.v1.EmbargoedCheckpoint".into()
+    }
+}

@@ -16,6 +16,21 @@ pub(crate) const SCHEMA: &[MessageSchema] = &[
         ],
     },
     MessageSchema {
+        name: "esper.leyline.v1.AlphaCheckpoint",
+        fields: &[
+            FieldSchema { number: 7, kind: FieldKind::Message("esper.leyline.v1.AlphaRampIn") },
+            FieldSchema { number: 8, kind: FieldKind::Message("esper.leyline.v1.AlphaRampOut") },
+        ],
+    },
+    MessageSchema {
+        name: "esper.leyline.v1.BlendingOutCheckpoint",
+        fields: &[FieldSchema { number: 1, kind: FieldKind::Message("esper.leyline.v1.AlphaCheckpoint") }],
+    },
+    MessageSchema {
+        name: "esper.leyline.v1.BlendingPhase",
+        fields: &[FieldSchema { number: 2, kind: FieldKind::Message("esper.leyline.v1.AlphaCheckpoint") }],
+    },
+    MessageSchema {
         name: "esper.leyline.v1.BlueprintDescriptor",
         fields: &[FieldSchema {
             number: 4,
@@ -32,6 +47,18 @@ pub(crate) const SCHEMA: &[MessageSchema] = &[
             number: 3,
             kind: FieldKind::Map { key: WireKind::Len, value: WireKind::Len, value_message: None },
         }],
+    },
+    MessageSchema {
+        name: "esper.leyline.v1.CheckpointManifest",
+        fields: &[
+            FieldSchema { number: 2, kind: FieldKind::Message("google.protobuf.Timestamp") },
+            FieldSchema { number: 4, kind: FieldKind::Message("esper.leyline.v1.CheckpointFile") },
+            FieldSchema { number: 5, kind: FieldKind::Message("esper.leyline.v1.KasminaCheckpoint") },
+            FieldSchema {
+                number: 6,
+                kind: FieldKind::Map { key: WireKind::Len, value: WireKind::Len, value_message: None },
+            },
+        ],
     },
     MessageSchema {
         name: "esper.leyline.v1.CommandOptimizerAdjustment",
@@ -81,6 +108,48 @@ pub(crate) const SCHEMA: &[MessageSchema] = &[
         ],
     },
     MessageSchema {
+        name: "esper.leyline.v1.KasminaCheckpoint",
+        fields: &[
+            FieldSchema { number: 4, kind: FieldKind::Message("google.protobuf.Struct") },
+            FieldSchema { number: 5, kind: FieldKind::Message("esper.leyline.v1.SlotCheckpoint") },
+            FieldSchema { number: 6, kind: FieldKind::Message("esper.leyline.v1.BreakerCheckpoint") },
+            FieldSchema { number: 7, kind: FieldKind::Message("esper.leyline.v1.NonceCheckpoint") },
+            FieldSchema { number: 8, kind: FieldKind::Message("esper.leyline.v1.PendingCommandCheckpoint") },
+            FieldSchema { number: 9, kind: FieldKind::Message("esper.leyline.v1.RuntimeCountersCheckpoint") },
+            FieldSchema {
+                number: 10,
+                kind: FieldKind::Map {
+                    key: WireKind::Len,
+                    value: WireKind::Len,
+                    value_message: Some("esper.leyline.v1.RollbackCheckpoint"),
+                },
+            },
+            FieldSchema { number: 11, kind: FieldKind::Message("esper.leyline.v1.PauseQuotaCheckpoint") },
+            FieldSchema { number: 12, kind: FieldKind::Message("esper.leyline.v1.TelemetryEvent") },
+        ],
+    },
+    MessageSchema {
+        name: "esper.leyline.v1.KernelCheckpoint",
+        fields: &[FieldSchema { number: 7, kind: FieldKind::Message("esper.leyline.v1.OptimizerCheckpoint") }],
+    },
+    MessageSchema {
+        name: "esper.leyline.v1.LifecycleCheckpoint",
+        fields: &[FieldSchema { number: 2, kind: FieldKind::Message("esper.leyline.v1.TransitionCheckpoint") }],
+    },
+    MessageSchema {
+        name: "esper.leyline.v1.LiveCheckpoint",
+        fields: &[
+            FieldSchema { number: 3, kind: FieldKind::Message("esper.leyline.v1.AlphaCheckpoint") },
+            FieldSchema { number: 4, kind: FieldKind::Message("esper.leyline.v1.HealthCheckpoint") },
+            FieldSchema { number: 5, kind: FieldKind::Message("esper.leyline.v1.PauseCheckpoint") },
+            FieldSchema { number: 6, kind: FieldKind::Message("esper.leyline.v1.GerminatedPhase") },
+            FieldSchema { number: 7, kind: FieldKind::Message("esper.leyline.v1.TrainingPhase") },
+            FieldSchema { number: 8, kind: FieldKind::Message("esper.leyline.v1.BlendingPhase") },
+            FieldSchema { number: 9, kind: FieldKind::Message("esper.leyline.v1.ShadowingPhase") },
+            FieldSchema { number: 10, kind: FieldKind::Message("esper.leyline.v1.ProbationaryPhase") },
+        ],
+    },
+    MessageSchema {
         name: "esper.leyline.v1.MetricPoint",
         fields: &[FieldSchema {
             number: 4,
@@ -88,8 +157,53 @@ pub(crate) const SCHEMA: &[MessageSchema] = &[
         }],
     },
     MessageSchema {
+        name: "esper.leyline.v1.PendingCommandCheckpoint",
+        fields: &[FieldSchema { number: 1, kind: FieldKind::Message("esper.leyline.v1.AdaptationCommand") }],
+    },
+    MessageSchema {
         name: "esper.leyline.v1.PolicyUpdate",
         fields: &[FieldSchema { number: 4, kind: FieldKind::Message("google.protobuf.Timestamp") }],
+    },
+    MessageSchema {
+        name: "esper.leyline.v1.ProbationaryPhase",
+        fields: &[
+            FieldSchema { number: 3, kind: FieldKind::Message("esper.leyline.v1.ShadowStatsCheckpoint") },
+            FieldSchema { number: 4, kind: FieldKind::Message("esper.leyline.v1.ContributionCheckpoint") },
+        ],
+    },
+    MessageSchema {
+        name: "esper.leyline.v1.RollbackCheckpoint",
+        fields: &[FieldSchema { number: 1, kind: FieldKind::Message("google.protobuf.Struct") }],
+    },
+    MessageSchema {
+        name: "esper.leyline.v1.RuntimeCountersCheckpoint",
+        fields: &[FieldSchema {
+            number: 16,
+            kind: FieldKind::Map {
+                key: WireKind::Len,
+                value: WireKind::Len,
+                value_message: Some("esper.leyline.v1.StageList"),
+            },
+        }],
+    },
+    MessageSchema {
+        name: "esper.leyline.v1.SeedCheckpoint",
+        fields: &[
+            FieldSchema { number: 3, kind: FieldKind::Message("esper.leyline.v1.LifecycleCheckpoint") },
+            FieldSchema { number: 4, kind: FieldKind::Message("esper.leyline.v1.SeedHistoryCheckpoint") },
+            FieldSchema { number: 7, kind: FieldKind::Message("esper.leyline.v1.KernelCheckpoint") },
+            FieldSchema { number: 8, kind: FieldKind::Message("esper.leyline.v1.LiveCheckpoint") },
+            FieldSchema { number: 9, kind: FieldKind::Message("esper.leyline.v1.BlendingOutCheckpoint") },
+            FieldSchema { number: 10, kind: FieldKind::Message("esper.leyline.v1.FossilizedCheckpoint") },
+            FieldSchema { number: 11, kind: FieldKind::Message("esper.leyline.v1.EmbargoedCheckpoint") },
+            FieldSchema { number: 12, kind: FieldKind::Message("esper.leyline.v1.DormantCheckpoint") },
+            FieldSchema { number: 13, kind: FieldKind::Message("esper.leyline.v1.ResettingCheckpoint") },
+            FieldSchema { number: 14, kind: FieldKind::Message("esper.leyline.v1.TerminatedCheckpoint") },
+        ],
+    },
+    MessageSchema {
+        name: "esper.leyline.v1.SeedHistoryCheckpoint",
+        fields: &[FieldSchema { number: 2, kind: FieldKind::Message("esper.leyline.v1.GateEvent") }],
     },
     MessageSchema {
         name: "esper.leyline.v1.SeedState",
@@ -97,6 +211,17 @@ pub(crate) const SCHEMA: &[MessageSchema] = &[
             number: 6,
             kind: FieldKind::Map { key: WireKind::Len, value: WireKind::Fixed32, value_message: None },
         }],
+    },
+    MessageSchema {
+        name: "esper.leyline.v1.ShadowingPhase",
+        fields: &[
+            FieldSchema { number: 2, kind: FieldKind::Message("esper.leyline.v1.ShadowStatsCheckpoint") },
+            FieldSchema { number: 3, kind: FieldKind::Message("esper.leyline.v1.ContributionCheckpoint") },
+        ],
+    },
+    MessageSchema {
+        name: "esper.leyline.v1.SlotCheckpoint",
+        fields: &[FieldSchema { number: 5, kind: FieldKind::Message("esper.leyline.v1.SeedCheckpoint") }],
     },
     MessageSchema {
         name: "esper.leyline.v1.SystemHealth",

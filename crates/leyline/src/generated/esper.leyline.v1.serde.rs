@@ -287,6 +287,708 @@ impl<'de> serde::Deserialize<'de> for AdaptationCommand {
         deserializer.deserialize_struct("esper.leyline.v1.AdaptationCommand", FIELDS, GeneratedVisitor)
     }
 }
+impl serde::Serialize for AlphaCheckpoint {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.curve.is_empty() {
+            len += 1;
+        }
+        if self.steps != 0 {
+            len += 1;
+        }
+        if self.target != 0. {
+            len += 1;
+        }
+        if self.step != 0 {
+            len += 1;
+        }
+        if self.alpha != 0. {
+            len += 1;
+        }
+        if self.held {
+            len += 1;
+        }
+        if self.ramp.is_some() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.AlphaCheckpoint", len)?;
+        if !self.curve.is_empty() {
+            struct_ser.serialize_field("curve", &self.curve)?;
+        }
+        if self.steps != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("steps", ToString::to_string(&self.steps).as_str())?;
+        }
+        if self.target != 0. {
+            struct_ser.serialize_field("target", &self.target)?;
+        }
+        if self.step != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("step", ToString::to_string(&self.step).as_str())?;
+        }
+        if self.alpha != 0. {
+            struct_ser.serialize_field("alpha", &self.alpha)?;
+        }
+        if self.held {
+            struct_ser.serialize_field("held", &self.held)?;
+        }
+        if let Some(v) = self.ramp.as_ref() {
+            match v {
+                alpha_checkpoint::Ramp::RampIn(v) => {
+                    struct_ser.serialize_field("rampIn", v)?;
+                }
+                alpha_checkpoint::Ramp::RampOut(v) => {
+                    struct_ser.serialize_field("rampOut", v)?;
+                }
+            }
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for AlphaCheckpoint {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] =
+            &["curve", "steps", "target", "step", "alpha", "held", "ramp_in", "rampIn", "ramp_out", "rampOut"];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Curve,
+            Steps,
+            Target,
+            Step,
+            Alpha,
+            Held,
+            RampIn,
+            RampOut,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "curve" => Ok(GeneratedField::Curve),
+                            "steps" => Ok(GeneratedField::Steps),
+                            "target" => Ok(GeneratedField::Target),
+                            "step" => Ok(GeneratedField::Step),
+                            "alpha" => Ok(GeneratedField::Alpha),
+                            "held" => Ok(GeneratedField::Held),
+                            "rampIn" | "ramp_in" => Ok(GeneratedField::RampIn),
+                            "rampOut" | "ramp_out" => Ok(GeneratedField::RampOut),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = AlphaCheckpoint;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.AlphaCheckpoint")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<AlphaCheckpoint, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut curve__ = None;
+                let mut steps__ = None;
+                let mut target__ = None;
+                let mut step__ = None;
+                let mut alpha__ = None;
+                let mut held__ = None;
+                let mut ramp__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Curve => {
+                            if curve__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("curve"));
+                            }
+                            curve__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Steps => {
+                            if steps__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("steps"));
+                            }
+                            steps__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::Target => {
+                            if target__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("target"));
+                            }
+                            target__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::Step => {
+                            if step__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("step"));
+                            }
+                            step__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::Alpha => {
+                            if alpha__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("alpha"));
+                            }
+                            alpha__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::Held => {
+                            if held__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("held"));
+                            }
+                            held__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::RampIn => {
+                            if ramp__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("rampIn"));
+                            }
+                            ramp__ = map_.next_value::<::std::option::Option<_>>()?.map(alpha_checkpoint::Ramp::RampIn);
+                        }
+                        GeneratedField::RampOut => {
+                            if ramp__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("rampOut"));
+                            }
+                            ramp__ =
+                                map_.next_value::<::std::option::Option<_>>()?.map(alpha_checkpoint::Ramp::RampOut);
+                        }
+                    }
+                }
+                Ok(AlphaCheckpoint {
+                    curve: curve__.unwrap_or_default(),
+                    steps: steps__.unwrap_or_default(),
+                    target: target__.unwrap_or_default(),
+                    step: step__.unwrap_or_default(),
+                    alpha: alpha__.unwrap_or_default(),
+                    held: held__.unwrap_or_default(),
+                    ramp: ramp__,
+                })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.AlphaCheckpoint", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for AlphaRampIn {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if self.from != 0. {
+            len += 1;
+        }
+        if self.start != 0 {
+            len += 1;
+        }
+        if self.end != 0 {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.AlphaRampIn", len)?;
+        if self.from != 0. {
+            struct_ser.serialize_field("from", &self.from)?;
+        }
+        if self.start != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("start", ToString::to_string(&self.start).as_str())?;
+        }
+        if self.end != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("end", ToString::to_string(&self.end).as_str())?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for AlphaRampIn {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &["from", "start", "end"];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            From,
+            Start,
+            End,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "from" => Ok(GeneratedField::From),
+                            "start" => Ok(GeneratedField::Start),
+                            "end" => Ok(GeneratedField::End),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = AlphaRampIn;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.AlphaRampIn")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<AlphaRampIn, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut from__ = None;
+                let mut start__ = None;
+                let mut end__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::From => {
+                            if from__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("from"));
+                            }
+                            from__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::Start => {
+                            if start__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("start"));
+                            }
+                            start__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::End => {
+                            if end__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("end"));
+                            }
+                            end__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                    }
+                }
+                Ok(AlphaRampIn {
+                    from: from__.unwrap_or_default(),
+                    start: start__.unwrap_or_default(),
+                    end: end__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.AlphaRampIn", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for AlphaRampOut {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if self.from != 0. {
+            len += 1;
+        }
+        if self.steps != 0 {
+            len += 1;
+        }
+        if self.done != 0 {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.AlphaRampOut", len)?;
+        if self.from != 0. {
+            struct_ser.serialize_field("from", &self.from)?;
+        }
+        if self.steps != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("steps", ToString::to_string(&self.steps).as_str())?;
+        }
+        if self.done != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("done", ToString::to_string(&self.done).as_str())?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for AlphaRampOut {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &["from", "steps", "done"];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            From,
+            Steps,
+            Done,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "from" => Ok(GeneratedField::From),
+                            "steps" => Ok(GeneratedField::Steps),
+                            "done" => Ok(GeneratedField::Done),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = AlphaRampOut;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.AlphaRampOut")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<AlphaRampOut, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut from__ = None;
+                let mut steps__ = None;
+                let mut done__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::From => {
+                            if from__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("from"));
+                            }
+                            from__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::Steps => {
+                            if steps__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("steps"));
+                            }
+                            steps__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::Done => {
+                            if done__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("done"));
+                            }
+                            done__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                    }
+                }
+                Ok(AlphaRampOut {
+                    from: from__.unwrap_or_default(),
+                    steps: steps__.unwrap_or_default(),
+                    done: done__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.AlphaRampOut", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for BlendingOutCheckpoint {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if self.alpha.is_some() {
+            len += 1;
+        }
+        if !self.cause.is_empty() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.BlendingOutCheckpoint", len)?;
+        if let Some(v) = self.alpha.as_ref() {
+            struct_ser.serialize_field("alpha", v)?;
+        }
+        if !self.cause.is_empty() {
+            struct_ser.serialize_field("cause", &self.cause)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for BlendingOutCheckpoint {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &["alpha", "cause"];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Alpha,
+            Cause,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "alpha" => Ok(GeneratedField::Alpha),
+                            "cause" => Ok(GeneratedField::Cause),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = BlendingOutCheckpoint;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.BlendingOutCheckpoint")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<BlendingOutCheckpoint, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut alpha__ = None;
+                let mut cause__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Alpha => {
+                            if alpha__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("alpha"));
+                            }
+                            alpha__ = map_.next_value()?;
+                        }
+                        GeneratedField::Cause => {
+                            if cause__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("cause"));
+                            }
+                            cause__ = Some(map_.next_value()?);
+                        }
+                    }
+                }
+                Ok(BlendingOutCheckpoint { alpha: alpha__, cause: cause__.unwrap_or_default() })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.BlendingOutCheckpoint", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for BlendingPhase {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if self.steps != 0 {
+            len += 1;
+        }
+        if self.alpha.is_some() {
+            len += 1;
+        }
+        if !self.losses.is_empty() {
+            len += 1;
+        }
+        if self.finite {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.BlendingPhase", len)?;
+        if self.steps != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("steps", ToString::to_string(&self.steps).as_str())?;
+        }
+        if let Some(v) = self.alpha.as_ref() {
+            struct_ser.serialize_field("alpha", v)?;
+        }
+        if !self.losses.is_empty() {
+            struct_ser.serialize_field("losses", &self.losses)?;
+        }
+        if self.finite {
+            struct_ser.serialize_field("finite", &self.finite)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for BlendingPhase {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &["steps", "alpha", "losses", "finite"];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Steps,
+            Alpha,
+            Losses,
+            Finite,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "steps" => Ok(GeneratedField::Steps),
+                            "alpha" => Ok(GeneratedField::Alpha),
+                            "losses" => Ok(GeneratedField::Losses),
+                            "finite" => Ok(GeneratedField::Finite),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = BlendingPhase;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.BlendingPhase")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<BlendingPhase, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut steps__ = None;
+                let mut alpha__ = None;
+                let mut losses__ = None;
+                let mut finite__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Steps => {
+                            if steps__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("steps"));
+                            }
+                            steps__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::Alpha => {
+                            if alpha__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("alpha"));
+                            }
+                            alpha__ = map_.next_value()?;
+                        }
+                        GeneratedField::Losses => {
+                            if losses__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("losses"));
+                            }
+                            losses__ = Some(
+                                map_.next_value::<Vec<::pbjson::private::NumberDeserialize<_>>>()?
+                                    .into_iter()
+                                    .map(|x| x.0)
+                                    .collect(),
+                            );
+                        }
+                        GeneratedField::Finite => {
+                            if finite__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("finite"));
+                            }
+                            finite__ = Some(map_.next_value()?);
+                        }
+                    }
+                }
+                Ok(BlendingPhase {
+                    steps: steps__.unwrap_or_default(),
+                    alpha: alpha__,
+                    losses: losses__.unwrap_or_default(),
+                    finite: finite__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.BlendingPhase", FIELDS, GeneratedVisitor)
+    }
+}
 impl serde::Serialize for BlueprintDescriptor {
     #[allow(deprecated)]
     fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
@@ -698,6 +1400,234 @@ impl<'de> serde::Deserialize<'de> for BlueprintTier {
         deserializer.deserialize_any(GeneratedVisitor)
     }
 }
+impl serde::Serialize for BreakerCheckpoint {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.name.is_empty() {
+            len += 1;
+        }
+        if self.state != 0 {
+            len += 1;
+        }
+        if self.failures != 0 {
+            len += 1;
+        }
+        if self.successes != 0 {
+            len += 1;
+        }
+        if self.denied_total != 0 {
+            len += 1;
+        }
+        if self.open_remaining_ms.is_some() {
+            len += 1;
+        }
+        if self.probe_age_ms.is_some() {
+            len += 1;
+        }
+        if self.opened_total != 0 {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.BreakerCheckpoint", len)?;
+        if !self.name.is_empty() {
+            struct_ser.serialize_field("name", &self.name)?;
+        }
+        if self.state != 0 {
+            let v = CircuitBreakerState::try_from(self.state)
+                .map_err(|_| serde::ser::Error::custom(format!("Invalid variant {}", self.state)))?;
+            struct_ser.serialize_field("state", &v)?;
+        }
+        if self.failures != 0 {
+            struct_ser.serialize_field("failures", &self.failures)?;
+        }
+        if self.successes != 0 {
+            struct_ser.serialize_field("successes", &self.successes)?;
+        }
+        if self.denied_total != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("deniedTotal", ToString::to_string(&self.denied_total).as_str())?;
+        }
+        if let Some(v) = self.open_remaining_ms.as_ref() {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("openRemainingMs", ToString::to_string(&v).as_str())?;
+        }
+        if let Some(v) = self.probe_age_ms.as_ref() {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("probeAgeMs", ToString::to_string(&v).as_str())?;
+        }
+        if self.opened_total != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("openedTotal", ToString::to_string(&self.opened_total).as_str())?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for BreakerCheckpoint {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "name",
+            "state",
+            "failures",
+            "successes",
+            "denied_total",
+            "deniedTotal",
+            "open_remaining_ms",
+            "openRemainingMs",
+            "probe_age_ms",
+            "probeAgeMs",
+            "opened_total",
+            "openedTotal",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Name,
+            State,
+            Failures,
+            Successes,
+            DeniedTotal,
+            OpenRemainingMs,
+            ProbeAgeMs,
+            OpenedTotal,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "name" => Ok(GeneratedField::Name),
+                            "state" => Ok(GeneratedField::State),
+                            "failures" => Ok(GeneratedField::Failures),
+                            "successes" => Ok(GeneratedField::Successes),
+                            "deniedTotal" | "denied_total" => Ok(GeneratedField::DeniedTotal),
+                            "openRemainingMs" | "open_remaining_ms" => Ok(GeneratedField::OpenRemainingMs),
+                            "probeAgeMs" | "probe_age_ms" => Ok(GeneratedField::ProbeAgeMs),
+                            "openedTotal" | "opened_total" => Ok(GeneratedField::OpenedTotal),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = BreakerCheckpoint;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.BreakerCheckpoint")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<BreakerCheckpoint, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut name__ = None;
+                let mut state__ = None;
+                let mut failures__ = None;
+                let mut successes__ = None;
+                let mut denied_total__ = None;
+                let mut open_remaining_ms__ = None;
+                let mut probe_age_ms__ = None;
+                let mut opened_total__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Name => {
+                            if name__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("name"));
+                            }
+                            name__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::State => {
+                            if state__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("state"));
+                            }
+                            state__ = Some(map_.next_value::<CircuitBreakerState>()? as i32);
+                        }
+                        GeneratedField::Failures => {
+                            if failures__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("failures"));
+                            }
+                            failures__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::Successes => {
+                            if successes__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("successes"));
+                            }
+                            successes__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::DeniedTotal => {
+                            if denied_total__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("deniedTotal"));
+                            }
+                            denied_total__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::OpenRemainingMs => {
+                            if open_remaining_ms__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("openRemainingMs"));
+                            }
+                            open_remaining_ms__ = map_
+                                .next_value::<::std::option::Option<::pbjson::private::NumberDeserialize<_>>>()?
+                                .map(|x| x.0);
+                        }
+                        GeneratedField::ProbeAgeMs => {
+                            if probe_age_ms__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("probeAgeMs"));
+                            }
+                            probe_age_ms__ = map_
+                                .next_value::<::std::option::Option<::pbjson::private::NumberDeserialize<_>>>()?
+                                .map(|x| x.0);
+                        }
+                        GeneratedField::OpenedTotal => {
+                            if opened_total__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("openedTotal"));
+                            }
+                            opened_total__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                    }
+                }
+                Ok(BreakerCheckpoint {
+                    name: name__.unwrap_or_default(),
+                    state: state__.unwrap_or_default(),
+                    failures: failures__.unwrap_or_default(),
+                    successes: successes__.unwrap_or_default(),
+                    denied_total: denied_total__.unwrap_or_default(),
+                    open_remaining_ms: open_remaining_ms__,
+                    probe_age_ms: probe_age_ms__,
+                    opened_total: opened_total__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.BreakerCheckpoint", FIELDS, GeneratedVisitor)
+    }
+}
 impl serde::Serialize for BusEnvelope {
     #[allow(deprecated)]
     fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
@@ -900,6 +1830,299 @@ impl<'de> serde::Deserialize<'de> for BusMessageType {
             }
         }
         deserializer.deserialize_any(GeneratedVisitor)
+    }
+}
+impl serde::Serialize for CheckpointFile {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.name.is_empty() {
+            len += 1;
+        }
+        if !self.sha256.is_empty() {
+            len += 1;
+        }
+        if self.size_bytes != 0 {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.CheckpointFile", len)?;
+        if !self.name.is_empty() {
+            struct_ser.serialize_field("name", &self.name)?;
+        }
+        if !self.sha256.is_empty() {
+            struct_ser.serialize_field("sha256", &self.sha256)?;
+        }
+        if self.size_bytes != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("sizeBytes", ToString::to_string(&self.size_bytes).as_str())?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for CheckpointFile {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &["name", "sha256", "size_bytes", "sizeBytes"];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Name,
+            Sha256,
+            SizeBytes,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "name" => Ok(GeneratedField::Name),
+                            "sha256" => Ok(GeneratedField::Sha256),
+                            "sizeBytes" | "size_bytes" => Ok(GeneratedField::SizeBytes),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = CheckpointFile;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.CheckpointFile")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<CheckpointFile, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut name__ = None;
+                let mut sha256__ = None;
+                let mut size_bytes__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Name => {
+                            if name__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("name"));
+                            }
+                            name__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Sha256 => {
+                            if sha256__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("sha256"));
+                            }
+                            sha256__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::SizeBytes => {
+                            if size_bytes__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("sizeBytes"));
+                            }
+                            size_bytes__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                    }
+                }
+                Ok(CheckpointFile {
+                    name: name__.unwrap_or_default(),
+                    sha256: sha256__.unwrap_or_default(),
+                    size_bytes: size_bytes__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.CheckpointFile", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for CheckpointManifest {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if self.schema_version != 0 {
+            len += 1;
+        }
+        if self.created_at.is_some() {
+            len += 1;
+        }
+        if !self.producer.is_empty() {
+            len += 1;
+        }
+        if !self.files.is_empty() {
+            len += 1;
+        }
+        if self.kasmina.is_some() {
+            len += 1;
+        }
+        if !self.trainer.is_empty() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.CheckpointManifest", len)?;
+        if self.schema_version != 0 {
+            struct_ser.serialize_field("schemaVersion", &self.schema_version)?;
+        }
+        if let Some(v) = self.created_at.as_ref() {
+            struct_ser.serialize_field("createdAt", v)?;
+        }
+        if !self.producer.is_empty() {
+            struct_ser.serialize_field("producer", &self.producer)?;
+        }
+        if !self.files.is_empty() {
+            struct_ser.serialize_field("files", &self.files)?;
+        }
+        if let Some(v) = self.kasmina.as_ref() {
+            struct_ser.serialize_field("kasmina", v)?;
+        }
+        if !self.trainer.is_empty() {
+            struct_ser.serialize_field("trainer", &self.trainer)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for CheckpointManifest {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] =
+            &["schema_version", "schemaVersion", "created_at", "createdAt", "producer", "files", "kasmina", "trainer"];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            SchemaVersion,
+            CreatedAt,
+            Producer,
+            Files,
+            Kasmina,
+            Trainer,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "schemaVersion" | "schema_version" => Ok(GeneratedField::SchemaVersion),
+                            "createdAt" | "created_at" => Ok(GeneratedField::CreatedAt),
+                            "producer" => Ok(GeneratedField::Producer),
+                            "files" => Ok(GeneratedField::Files),
+                            "kasmina" => Ok(GeneratedField::Kasmina),
+                            "trainer" => Ok(GeneratedField::Trainer),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = CheckpointManifest;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.CheckpointManifest")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<CheckpointManifest, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut schema_version__ = None;
+                let mut created_at__ = None;
+                let mut producer__ = None;
+                let mut files__ = None;
+                let mut kasmina__ = None;
+                let mut trainer__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::SchemaVersion => {
+                            if schema_version__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("schemaVersion"));
+                            }
+                            schema_version__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::CreatedAt => {
+                            if created_at__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("createdAt"));
+                            }
+                            created_at__ = map_.next_value()?;
+                        }
+                        GeneratedField::Producer => {
+                            if producer__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("producer"));
+                            }
+                            producer__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Files => {
+                            if files__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("files"));
+                            }
+                            files__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Kasmina => {
+                            if kasmina__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("kasmina"));
+                            }
+                            kasmina__ = map_.next_value()?;
+                        }
+                        GeneratedField::Trainer => {
+                            if trainer__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("trainer"));
+                            }
+                            trainer__ = Some(map_.next_value::<std::collections::BTreeMap<_, _>>()?);
+                        }
+                    }
+                }
+                Ok(CheckpointManifest {
+                    schema_version: schema_version__.unwrap_or_default(),
+                    created_at: created_at__,
+                    producer: producer__.unwrap_or_default(),
+                    files: files__.unwrap_or_default(),
+                    kasmina: kasmina__,
+                    trainer: trainer__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.CheckpointManifest", FIELDS, GeneratedVisitor)
     }
 }
 impl serde::Serialize for CircuitBreakerState {
@@ -1729,6 +2952,185 @@ impl<'de> serde::Deserialize<'de> for CommandType {
         deserializer.deserialize_any(GeneratedVisitor)
     }
 }
+impl serde::Serialize for ContributionCheckpoint {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if self.measured {
+            len += 1;
+        }
+        if self.mean != 0. {
+            len += 1;
+        }
+        if self.std_error != 0. {
+            len += 1;
+        }
+        if self.batches != 0 {
+            len += 1;
+        }
+        if self.reference_loss != 0. {
+            len += 1;
+        }
+        if self.missing_reported {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.ContributionCheckpoint", len)?;
+        if self.measured {
+            struct_ser.serialize_field("measured", &self.measured)?;
+        }
+        if self.mean != 0. {
+            struct_ser.serialize_field("mean", &self.mean)?;
+        }
+        if self.std_error != 0. {
+            struct_ser.serialize_field("stdError", &self.std_error)?;
+        }
+        if self.batches != 0 {
+            struct_ser.serialize_field("batches", &self.batches)?;
+        }
+        if self.reference_loss != 0. {
+            struct_ser.serialize_field("referenceLoss", &self.reference_loss)?;
+        }
+        if self.missing_reported {
+            struct_ser.serialize_field("missingReported", &self.missing_reported)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for ContributionCheckpoint {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "measured",
+            "mean",
+            "std_error",
+            "stdError",
+            "batches",
+            "reference_loss",
+            "referenceLoss",
+            "missing_reported",
+            "missingReported",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Measured,
+            Mean,
+            StdError,
+            Batches,
+            ReferenceLoss,
+            MissingReported,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "measured" => Ok(GeneratedField::Measured),
+                            "mean" => Ok(GeneratedField::Mean),
+                            "stdError" | "std_error" => Ok(GeneratedField::StdError),
+                            "batches" => Ok(GeneratedField::Batches),
+                            "referenceLoss" | "reference_loss" => Ok(GeneratedField::ReferenceLoss),
+                            "missingReported" | "missing_reported" => Ok(GeneratedField::MissingReported),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = ContributionCheckpoint;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.ContributionCheckpoint")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<ContributionCheckpoint, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut measured__ = None;
+                let mut mean__ = None;
+                let mut std_error__ = None;
+                let mut batches__ = None;
+                let mut reference_loss__ = None;
+                let mut missing_reported__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Measured => {
+                            if measured__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("measured"));
+                            }
+                            measured__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Mean => {
+                            if mean__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("mean"));
+                            }
+                            mean__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::StdError => {
+                            if std_error__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("stdError"));
+                            }
+                            std_error__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::Batches => {
+                            if batches__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("batches"));
+                            }
+                            batches__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::ReferenceLoss => {
+                            if reference_loss__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("referenceLoss"));
+                            }
+                            reference_loss__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::MissingReported => {
+                            if missing_reported__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("missingReported"));
+                            }
+                            missing_reported__ = Some(map_.next_value()?);
+                        }
+                    }
+                }
+                Ok(ContributionCheckpoint {
+                    measured: measured__.unwrap_or_default(),
+                    mean: mean__.unwrap_or_default(),
+                    std_error: std_error__.unwrap_or_default(),
+                    batches: batches__.unwrap_or_default(),
+                    reference_loss: reference_loss__.unwrap_or_default(),
+                    missing_reported: missing_reported__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.ContributionCheckpoint", FIELDS, GeneratedVisitor)
+    }
+}
 impl serde::Serialize for DeliveryGuarantee {
     #[allow(deprecated)]
     fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
@@ -1800,6 +3202,163 @@ impl<'de> serde::Deserialize<'de> for DeliveryGuarantee {
             }
         }
         deserializer.deserialize_any(GeneratedVisitor)
+    }
+}
+impl serde::Serialize for DormantCheckpoint {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let len = 0;
+        let struct_ser = serializer.serialize_struct("esper.leyline.v1.DormantCheckpoint", len)?;
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for DormantCheckpoint {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {}
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        Err(serde::de::Error::unknown_field(value, FIELDS))
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = DormantCheckpoint;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.DormantCheckpoint")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<DormantCheckpoint, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                while map_.next_key::<GeneratedField>()?.is_some() {
+                    let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                }
+                Ok(DormantCheckpoint {})
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.DormantCheckpoint", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for EmbargoedCheckpoint {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if self.since_step != 0 {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.EmbargoedCheckpoint", len)?;
+        if self.since_step != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("sinceStep", ToString::to_string(&self.since_step).as_str())?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for EmbargoedCheckpoint {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &["since_step", "sinceStep"];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            SinceStep,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "sinceStep" | "since_step" => Ok(GeneratedField::SinceStep),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = EmbargoedCheckpoint;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.EmbargoedCheckpoint")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<EmbargoedCheckpoint, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut since_step__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::SinceStep => {
+                            if since_step__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("sinceStep"));
+                            }
+                            since_step__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                    }
+                }
+                Ok(EmbargoedCheckpoint { since_step: since_step__.unwrap_or_default() })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.EmbargoedCheckpoint", FIELDS, GeneratedVisitor)
     }
 }
 impl serde::Serialize for EventEnvelope {
@@ -2537,6 +4096,95 @@ impl<'de> serde::Deserialize<'de> for FieldReportOutcome {
         deserializer.deserialize_any(GeneratedVisitor)
     }
 }
+impl serde::Serialize for FossilizedCheckpoint {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if self.ramp != 0 {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.FossilizedCheckpoint", len)?;
+        if self.ramp != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("ramp", ToString::to_string(&self.ramp).as_str())?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for FossilizedCheckpoint {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &["ramp"];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Ramp,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "ramp" => Ok(GeneratedField::Ramp),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = FossilizedCheckpoint;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.FossilizedCheckpoint")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<FossilizedCheckpoint, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut ramp__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Ramp => {
+                            if ramp__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("ramp"));
+                            }
+                            ramp__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                    }
+                }
+                Ok(FossilizedCheckpoint { ramp: ramp__.unwrap_or_default() })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.FossilizedCheckpoint", FIELDS, GeneratedVisitor)
+    }
+}
 impl serde::Serialize for GateEvent {
     #[allow(deprecated)]
     fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
@@ -2756,6 +4404,74 @@ impl<'de> serde::Deserialize<'de> for GateEvent {
         deserializer.deserialize_struct("esper.leyline.v1.GateEvent", FIELDS, GeneratedVisitor)
     }
 }
+impl serde::Serialize for GerminatedPhase {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let len = 0;
+        let struct_ser = serializer.serialize_struct("esper.leyline.v1.GerminatedPhase", len)?;
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for GerminatedPhase {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {}
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        Err(serde::de::Error::unknown_field(value, FIELDS))
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = GerminatedPhase;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.GerminatedPhase")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<GerminatedPhase, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                while map_.next_key::<GeneratedField>()?.is_some() {
+                    let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                }
+                Ok(GerminatedPhase {})
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.GerminatedPhase", FIELDS, GeneratedVisitor)
+    }
+}
 impl serde::Serialize for HardwareContext {
     #[allow(deprecated)]
     fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
@@ -2960,6 +4676,293 @@ impl<'de> serde::Deserialize<'de> for HardwareContext {
         deserializer.deserialize_struct("esper.leyline.v1.HardwareContext", FIELDS, GeneratedVisitor)
     }
 }
+impl serde::Serialize for HealthCheckpoint {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if self.isolation_violations != 0 {
+            len += 1;
+        }
+        if self.update_violations != 0 {
+            len += 1;
+        }
+        if self.max_hook_ms != 0. {
+            len += 1;
+        }
+        if self.last_hook_ms != 0. {
+            len += 1;
+        }
+        if self.last_grad_norm != 0. {
+            len += 1;
+        }
+        if self.pause_resume_exercised {
+            len += 1;
+        }
+        if self.pause_resume_passed {
+            len += 1;
+        }
+        if !self.seed_shape.is_empty() {
+            len += 1;
+        }
+        if !self.host_shape.is_empty() {
+            len += 1;
+        }
+        if !self.seed_dtype.is_empty() {
+            len += 1;
+        }
+        if !self.host_dtype.is_empty() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.HealthCheckpoint", len)?;
+        if self.isolation_violations != 0 {
+            struct_ser.serialize_field("isolationViolations", &self.isolation_violations)?;
+        }
+        if self.update_violations != 0 {
+            struct_ser.serialize_field("updateViolations", &self.update_violations)?;
+        }
+        if self.max_hook_ms != 0. {
+            struct_ser.serialize_field("maxHookMs", &self.max_hook_ms)?;
+        }
+        if self.last_hook_ms != 0. {
+            struct_ser.serialize_field("lastHookMs", &self.last_hook_ms)?;
+        }
+        if self.last_grad_norm != 0. {
+            struct_ser.serialize_field("lastGradNorm", &self.last_grad_norm)?;
+        }
+        if self.pause_resume_exercised {
+            struct_ser.serialize_field("pauseResumeExercised", &self.pause_resume_exercised)?;
+        }
+        if self.pause_resume_passed {
+            struct_ser.serialize_field("pauseResumePassed", &self.pause_resume_passed)?;
+        }
+        if !self.seed_shape.is_empty() {
+            struct_ser
+                .serialize_field("seedShape", &self.seed_shape.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        }
+        if !self.host_shape.is_empty() {
+            struct_ser
+                .serialize_field("hostShape", &self.host_shape.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        }
+        if !self.seed_dtype.is_empty() {
+            struct_ser.serialize_field("seedDtype", &self.seed_dtype)?;
+        }
+        if !self.host_dtype.is_empty() {
+            struct_ser.serialize_field("hostDtype", &self.host_dtype)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for HealthCheckpoint {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "isolation_violations",
+            "isolationViolations",
+            "update_violations",
+            "updateViolations",
+            "max_hook_ms",
+            "maxHookMs",
+            "last_hook_ms",
+            "lastHookMs",
+            "last_grad_norm",
+            "lastGradNorm",
+            "pause_resume_exercised",
+            "pauseResumeExercised",
+            "pause_resume_passed",
+            "pauseResumePassed",
+            "seed_shape",
+            "seedShape",
+            "host_shape",
+            "hostShape",
+            "seed_dtype",
+            "seedDtype",
+            "host_dtype",
+            "hostDtype",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            IsolationViolations,
+            UpdateViolations,
+            MaxHookMs,
+            LastHookMs,
+            LastGradNorm,
+            PauseResumeExercised,
+            PauseResumePassed,
+            SeedShape,
+            HostShape,
+            SeedDtype,
+            HostDtype,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "isolationViolations" | "isolation_violations" => Ok(GeneratedField::IsolationViolations),
+                            "updateViolations" | "update_violations" => Ok(GeneratedField::UpdateViolations),
+                            "maxHookMs" | "max_hook_ms" => Ok(GeneratedField::MaxHookMs),
+                            "lastHookMs" | "last_hook_ms" => Ok(GeneratedField::LastHookMs),
+                            "lastGradNorm" | "last_grad_norm" => Ok(GeneratedField::LastGradNorm),
+                            "pauseResumeExercised" | "pause_resume_exercised" => {
+                                Ok(GeneratedField::PauseResumeExercised)
+                            }
+                            "pauseResumePassed" | "pause_resume_passed" => Ok(GeneratedField::PauseResumePassed),
+                            "seedShape" | "seed_shape" => Ok(GeneratedField::SeedShape),
+                            "hostShape" | "host_shape" => Ok(GeneratedField::HostShape),
+                            "seedDtype" | "seed_dtype" => Ok(GeneratedField::SeedDtype),
+                            "hostDtype" | "host_dtype" => Ok(GeneratedField::HostDtype),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = HealthCheckpoint;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.HealthCheckpoint")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<HealthCheckpoint, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut isolation_violations__ = None;
+                let mut update_violations__ = None;
+                let mut max_hook_ms__ = None;
+                let mut last_hook_ms__ = None;
+                let mut last_grad_norm__ = None;
+                let mut pause_resume_exercised__ = None;
+                let mut pause_resume_passed__ = None;
+                let mut seed_shape__ = None;
+                let mut host_shape__ = None;
+                let mut seed_dtype__ = None;
+                let mut host_dtype__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::IsolationViolations => {
+                            if isolation_violations__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("isolationViolations"));
+                            }
+                            isolation_violations__ =
+                                Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::UpdateViolations => {
+                            if update_violations__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("updateViolations"));
+                            }
+                            update_violations__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::MaxHookMs => {
+                            if max_hook_ms__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("maxHookMs"));
+                            }
+                            max_hook_ms__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::LastHookMs => {
+                            if last_hook_ms__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("lastHookMs"));
+                            }
+                            last_hook_ms__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::LastGradNorm => {
+                            if last_grad_norm__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("lastGradNorm"));
+                            }
+                            last_grad_norm__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::PauseResumeExercised => {
+                            if pause_resume_exercised__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("pauseResumeExercised"));
+                            }
+                            pause_resume_exercised__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::PauseResumePassed => {
+                            if pause_resume_passed__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("pauseResumePassed"));
+                            }
+                            pause_resume_passed__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::SeedShape => {
+                            if seed_shape__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("seedShape"));
+                            }
+                            seed_shape__ = Some(
+                                map_.next_value::<Vec<::pbjson::private::NumberDeserialize<_>>>()?
+                                    .into_iter()
+                                    .map(|x| x.0)
+                                    .collect(),
+                            );
+                        }
+                        GeneratedField::HostShape => {
+                            if host_shape__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("hostShape"));
+                            }
+                            host_shape__ = Some(
+                                map_.next_value::<Vec<::pbjson::private::NumberDeserialize<_>>>()?
+                                    .into_iter()
+                                    .map(|x| x.0)
+                                    .collect(),
+                            );
+                        }
+                        GeneratedField::SeedDtype => {
+                            if seed_dtype__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("seedDtype"));
+                            }
+                            seed_dtype__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::HostDtype => {
+                            if host_dtype__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("hostDtype"));
+                            }
+                            host_dtype__ = Some(map_.next_value()?);
+                        }
+                    }
+                }
+                Ok(HealthCheckpoint {
+                    isolation_violations: isolation_violations__.unwrap_or_default(),
+                    update_violations: update_violations__.unwrap_or_default(),
+                    max_hook_ms: max_hook_ms__.unwrap_or_default(),
+                    last_hook_ms: last_hook_ms__.unwrap_or_default(),
+                    last_grad_norm: last_grad_norm__.unwrap_or_default(),
+                    pause_resume_exercised: pause_resume_exercised__.unwrap_or_default(),
+                    pause_resume_passed: pause_resume_passed__.unwrap_or_default(),
+                    seed_shape: seed_shape__.unwrap_or_default(),
+                    host_shape: host_shape__.unwrap_or_default(),
+                    seed_dtype: seed_dtype__.unwrap_or_default(),
+                    host_dtype: host_dtype__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.HealthCheckpoint", FIELDS, GeneratedVisitor)
+    }
+}
 impl serde::Serialize for HealthRequest {
     #[allow(deprecated)]
     fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
@@ -3102,6 +5105,1034 @@ impl<'de> serde::Deserialize<'de> for HealthStatus {
             }
         }
         deserializer.deserialize_any(GeneratedVisitor)
+    }
+}
+impl serde::Serialize for KasminaCheckpoint {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if self.step != 0 {
+            len += 1;
+        }
+        if self.epoch != 0 {
+            len += 1;
+        }
+        if !self.device.is_empty() {
+            len += 1;
+        }
+        if self.config.is_some() {
+            len += 1;
+        }
+        if !self.slots.is_empty() {
+            len += 1;
+        }
+        if !self.breakers.is_empty() {
+            len += 1;
+        }
+        if !self.nonces.is_empty() {
+            len += 1;
+        }
+        if !self.pending.is_empty() {
+            len += 1;
+        }
+        if self.counters.is_some() {
+            len += 1;
+        }
+        if !self.rollbacks.is_empty() {
+            len += 1;
+        }
+        if self.pause_quota.is_some() {
+            len += 1;
+        }
+        if !self.deferred_events.is_empty() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.KasminaCheckpoint", len)?;
+        if self.step != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("step", ToString::to_string(&self.step).as_str())?;
+        }
+        if self.epoch != 0 {
+            struct_ser.serialize_field("epoch", &self.epoch)?;
+        }
+        if !self.device.is_empty() {
+            struct_ser.serialize_field("device", &self.device)?;
+        }
+        if let Some(v) = self.config.as_ref() {
+            struct_ser.serialize_field("config", v)?;
+        }
+        if !self.slots.is_empty() {
+            struct_ser.serialize_field("slots", &self.slots)?;
+        }
+        if !self.breakers.is_empty() {
+            struct_ser.serialize_field("breakers", &self.breakers)?;
+        }
+        if !self.nonces.is_empty() {
+            struct_ser.serialize_field("nonces", &self.nonces)?;
+        }
+        if !self.pending.is_empty() {
+            struct_ser.serialize_field("pending", &self.pending)?;
+        }
+        if let Some(v) = self.counters.as_ref() {
+            struct_ser.serialize_field("counters", v)?;
+        }
+        if !self.rollbacks.is_empty() {
+            struct_ser.serialize_field("rollbacks", &self.rollbacks)?;
+        }
+        if let Some(v) = self.pause_quota.as_ref() {
+            struct_ser.serialize_field("pauseQuota", v)?;
+        }
+        if !self.deferred_events.is_empty() {
+            struct_ser.serialize_field("deferredEvents", &self.deferred_events)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for KasminaCheckpoint {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "step",
+            "epoch",
+            "device",
+            "config",
+            "slots",
+            "breakers",
+            "nonces",
+            "pending",
+            "counters",
+            "rollbacks",
+            "pause_quota",
+            "pauseQuota",
+            "deferred_events",
+            "deferredEvents",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Step,
+            Epoch,
+            Device,
+            Config,
+            Slots,
+            Breakers,
+            Nonces,
+            Pending,
+            Counters,
+            Rollbacks,
+            PauseQuota,
+            DeferredEvents,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "step" => Ok(GeneratedField::Step),
+                            "epoch" => Ok(GeneratedField::Epoch),
+                            "device" => Ok(GeneratedField::Device),
+                            "config" => Ok(GeneratedField::Config),
+                            "slots" => Ok(GeneratedField::Slots),
+                            "breakers" => Ok(GeneratedField::Breakers),
+                            "nonces" => Ok(GeneratedField::Nonces),
+                            "pending" => Ok(GeneratedField::Pending),
+                            "counters" => Ok(GeneratedField::Counters),
+                            "rollbacks" => Ok(GeneratedField::Rollbacks),
+                            "pauseQuota" | "pause_quota" => Ok(GeneratedField::PauseQuota),
+                            "deferredEvents" | "deferred_events" => Ok(GeneratedField::DeferredEvents),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = KasminaCheckpoint;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.KasminaCheckpoint")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<KasminaCheckpoint, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut step__ = None;
+                let mut epoch__ = None;
+                let mut device__ = None;
+                let mut config__ = None;
+                let mut slots__ = None;
+                let mut breakers__ = None;
+                let mut nonces__ = None;
+                let mut pending__ = None;
+                let mut counters__ = None;
+                let mut rollbacks__ = None;
+                let mut pause_quota__ = None;
+                let mut deferred_events__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Step => {
+                            if step__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("step"));
+                            }
+                            step__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::Epoch => {
+                            if epoch__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("epoch"));
+                            }
+                            epoch__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::Device => {
+                            if device__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("device"));
+                            }
+                            device__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Config => {
+                            if config__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("config"));
+                            }
+                            config__ = map_.next_value()?;
+                        }
+                        GeneratedField::Slots => {
+                            if slots__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("slots"));
+                            }
+                            slots__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Breakers => {
+                            if breakers__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("breakers"));
+                            }
+                            breakers__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Nonces => {
+                            if nonces__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("nonces"));
+                            }
+                            nonces__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Pending => {
+                            if pending__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("pending"));
+                            }
+                            pending__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Counters => {
+                            if counters__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("counters"));
+                            }
+                            counters__ = map_.next_value()?;
+                        }
+                        GeneratedField::Rollbacks => {
+                            if rollbacks__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("rollbacks"));
+                            }
+                            rollbacks__ = Some(map_.next_value::<std::collections::BTreeMap<_, _>>()?);
+                        }
+                        GeneratedField::PauseQuota => {
+                            if pause_quota__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("pauseQuota"));
+                            }
+                            pause_quota__ = map_.next_value()?;
+                        }
+                        GeneratedField::DeferredEvents => {
+                            if deferred_events__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("deferredEvents"));
+                            }
+                            deferred_events__ = Some(map_.next_value()?);
+                        }
+                    }
+                }
+                Ok(KasminaCheckpoint {
+                    step: step__.unwrap_or_default(),
+                    epoch: epoch__.unwrap_or_default(),
+                    device: device__.unwrap_or_default(),
+                    config: config__,
+                    slots: slots__.unwrap_or_default(),
+                    breakers: breakers__.unwrap_or_default(),
+                    nonces: nonces__.unwrap_or_default(),
+                    pending: pending__.unwrap_or_default(),
+                    counters: counters__,
+                    rollbacks: rollbacks__.unwrap_or_default(),
+                    pause_quota: pause_quota__,
+                    deferred_events: deferred_events__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.KasminaCheckpoint", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for KernelCheckpoint {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.blueprint_id.is_empty() {
+            len += 1;
+        }
+        if self.width != 0 {
+            len += 1;
+        }
+        if !self.artifact_sha256.is_empty() {
+            len += 1;
+        }
+        if self.steps != 0 {
+            len += 1;
+        }
+        if !self.tensor_prefix.is_empty() {
+            len += 1;
+        }
+        if !self.params.is_empty() {
+            len += 1;
+        }
+        if self.optimizer.is_some() {
+            len += 1;
+        }
+        if !self.noise_word_pos.is_empty() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.KernelCheckpoint", len)?;
+        if !self.blueprint_id.is_empty() {
+            struct_ser.serialize_field("blueprintId", &self.blueprint_id)?;
+        }
+        if self.width != 0 {
+            struct_ser.serialize_field("width", &self.width)?;
+        }
+        if !self.artifact_sha256.is_empty() {
+            struct_ser.serialize_field("artifactSha256", &self.artifact_sha256)?;
+        }
+        if self.steps != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("steps", ToString::to_string(&self.steps).as_str())?;
+        }
+        if !self.tensor_prefix.is_empty() {
+            struct_ser.serialize_field("tensorPrefix", &self.tensor_prefix)?;
+        }
+        if !self.params.is_empty() {
+            struct_ser.serialize_field("params", &self.params)?;
+        }
+        if let Some(v) = self.optimizer.as_ref() {
+            struct_ser.serialize_field("optimizer", v)?;
+        }
+        if !self.noise_word_pos.is_empty() {
+            struct_ser.serialize_field("noiseWordPos", &self.noise_word_pos)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for KernelCheckpoint {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "blueprint_id",
+            "blueprintId",
+            "width",
+            "artifact_sha256",
+            "artifactSha256",
+            "steps",
+            "tensor_prefix",
+            "tensorPrefix",
+            "params",
+            "optimizer",
+            "noise_word_pos",
+            "noiseWordPos",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            BlueprintId,
+            Width,
+            ArtifactSha256,
+            Steps,
+            TensorPrefix,
+            Params,
+            Optimizer,
+            NoiseWordPos,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "blueprintId" | "blueprint_id" => Ok(GeneratedField::BlueprintId),
+                            "width" => Ok(GeneratedField::Width),
+                            "artifactSha256" | "artifact_sha256" => Ok(GeneratedField::ArtifactSha256),
+                            "steps" => Ok(GeneratedField::Steps),
+                            "tensorPrefix" | "tensor_prefix" => Ok(GeneratedField::TensorPrefix),
+                            "params" => Ok(GeneratedField::Params),
+                            "optimizer" => Ok(GeneratedField::Optimizer),
+                            "noiseWordPos" | "noise_word_pos" => Ok(GeneratedField::NoiseWordPos),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = KernelCheckpoint;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.KernelCheckpoint")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<KernelCheckpoint, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut blueprint_id__ = None;
+                let mut width__ = None;
+                let mut artifact_sha256__ = None;
+                let mut steps__ = None;
+                let mut tensor_prefix__ = None;
+                let mut params__ = None;
+                let mut optimizer__ = None;
+                let mut noise_word_pos__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::BlueprintId => {
+                            if blueprint_id__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("blueprintId"));
+                            }
+                            blueprint_id__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Width => {
+                            if width__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("width"));
+                            }
+                            width__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::ArtifactSha256 => {
+                            if artifact_sha256__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("artifactSha256"));
+                            }
+                            artifact_sha256__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Steps => {
+                            if steps__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("steps"));
+                            }
+                            steps__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::TensorPrefix => {
+                            if tensor_prefix__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("tensorPrefix"));
+                            }
+                            tensor_prefix__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Params => {
+                            if params__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("params"));
+                            }
+                            params__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Optimizer => {
+                            if optimizer__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("optimizer"));
+                            }
+                            optimizer__ = map_.next_value()?;
+                        }
+                        GeneratedField::NoiseWordPos => {
+                            if noise_word_pos__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("noiseWordPos"));
+                            }
+                            noise_word_pos__ = Some(map_.next_value()?);
+                        }
+                    }
+                }
+                Ok(KernelCheckpoint {
+                    blueprint_id: blueprint_id__.unwrap_or_default(),
+                    width: width__.unwrap_or_default(),
+                    artifact_sha256: artifact_sha256__.unwrap_or_default(),
+                    steps: steps__.unwrap_or_default(),
+                    tensor_prefix: tensor_prefix__.unwrap_or_default(),
+                    params: params__.unwrap_or_default(),
+                    optimizer: optimizer__,
+                    noise_word_pos: noise_word_pos__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.KernelCheckpoint", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for LifecycleCheckpoint {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if self.stage != 0 {
+            len += 1;
+        }
+        if !self.history.is_empty() {
+            len += 1;
+        }
+        if self.transitions != 0 {
+            len += 1;
+        }
+        if self.in_stage_ms != 0 {
+            len += 1;
+        }
+        if self.embargo_elapsed_ms.is_some() {
+            len += 1;
+        }
+        if self.embargo_remaining_ms.is_some() {
+            len += 1;
+        }
+        if !self.cull_reason.is_empty() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.LifecycleCheckpoint", len)?;
+        if self.stage != 0 {
+            let v = SeedLifecycleStage::try_from(self.stage)
+                .map_err(|_| serde::ser::Error::custom(format!("Invalid variant {}", self.stage)))?;
+            struct_ser.serialize_field("stage", &v)?;
+        }
+        if !self.history.is_empty() {
+            struct_ser.serialize_field("history", &self.history)?;
+        }
+        if self.transitions != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("transitions", ToString::to_string(&self.transitions).as_str())?;
+        }
+        if self.in_stage_ms != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("inStageMs", ToString::to_string(&self.in_stage_ms).as_str())?;
+        }
+        if let Some(v) = self.embargo_elapsed_ms.as_ref() {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("embargoElapsedMs", ToString::to_string(&v).as_str())?;
+        }
+        if let Some(v) = self.embargo_remaining_ms.as_ref() {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("embargoRemainingMs", ToString::to_string(&v).as_str())?;
+        }
+        if !self.cull_reason.is_empty() {
+            struct_ser.serialize_field("cullReason", &self.cull_reason)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for LifecycleCheckpoint {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "stage",
+            "history",
+            "transitions",
+            "in_stage_ms",
+            "inStageMs",
+            "embargo_elapsed_ms",
+            "embargoElapsedMs",
+            "embargo_remaining_ms",
+            "embargoRemainingMs",
+            "cull_reason",
+            "cullReason",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Stage,
+            History,
+            Transitions,
+            InStageMs,
+            EmbargoElapsedMs,
+            EmbargoRemainingMs,
+            CullReason,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "stage" => Ok(GeneratedField::Stage),
+                            "history" => Ok(GeneratedField::History),
+                            "transitions" => Ok(GeneratedField::Transitions),
+                            "inStageMs" | "in_stage_ms" => Ok(GeneratedField::InStageMs),
+                            "embargoElapsedMs" | "embargo_elapsed_ms" => Ok(GeneratedField::EmbargoElapsedMs),
+                            "embargoRemainingMs" | "embargo_remaining_ms" => Ok(GeneratedField::EmbargoRemainingMs),
+                            "cullReason" | "cull_reason" => Ok(GeneratedField::CullReason),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = LifecycleCheckpoint;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.LifecycleCheckpoint")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<LifecycleCheckpoint, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut stage__ = None;
+                let mut history__ = None;
+                let mut transitions__ = None;
+                let mut in_stage_ms__ = None;
+                let mut embargo_elapsed_ms__ = None;
+                let mut embargo_remaining_ms__ = None;
+                let mut cull_reason__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Stage => {
+                            if stage__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("stage"));
+                            }
+                            stage__ = Some(map_.next_value::<SeedLifecycleStage>()? as i32);
+                        }
+                        GeneratedField::History => {
+                            if history__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("history"));
+                            }
+                            history__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Transitions => {
+                            if transitions__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("transitions"));
+                            }
+                            transitions__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::InStageMs => {
+                            if in_stage_ms__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("inStageMs"));
+                            }
+                            in_stage_ms__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::EmbargoElapsedMs => {
+                            if embargo_elapsed_ms__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("embargoElapsedMs"));
+                            }
+                            embargo_elapsed_ms__ = map_
+                                .next_value::<::std::option::Option<::pbjson::private::NumberDeserialize<_>>>()?
+                                .map(|x| x.0);
+                        }
+                        GeneratedField::EmbargoRemainingMs => {
+                            if embargo_remaining_ms__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("embargoRemainingMs"));
+                            }
+                            embargo_remaining_ms__ = map_
+                                .next_value::<::std::option::Option<::pbjson::private::NumberDeserialize<_>>>()?
+                                .map(|x| x.0);
+                        }
+                        GeneratedField::CullReason => {
+                            if cull_reason__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("cullReason"));
+                            }
+                            cull_reason__ = Some(map_.next_value()?);
+                        }
+                    }
+                }
+                Ok(LifecycleCheckpoint {
+                    stage: stage__.unwrap_or_default(),
+                    history: history__.unwrap_or_default(),
+                    transitions: transitions__.unwrap_or_default(),
+                    in_stage_ms: in_stage_ms__.unwrap_or_default(),
+                    embargo_elapsed_ms: embargo_elapsed_ms__,
+                    embargo_remaining_ms: embargo_remaining_ms__,
+                    cull_reason: cull_reason__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.LifecycleCheckpoint", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for LiveCheckpoint {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if self.fallback_used {
+            len += 1;
+        }
+        if self.fetch_latency_ms != 0. {
+            len += 1;
+        }
+        if self.alpha_template.is_some() {
+            len += 1;
+        }
+        if self.health.is_some() {
+            len += 1;
+        }
+        if self.pause.is_some() {
+            len += 1;
+        }
+        if self.monitor_checks != 0 {
+            len += 1;
+        }
+        if self.monitor_violations != 0 {
+            len += 1;
+        }
+        if self.monitor_nan_outputs != 0 {
+            len += 1;
+        }
+        if self.monitor_skipped != 0 {
+            len += 1;
+        }
+        if self.phase.is_some() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.LiveCheckpoint", len)?;
+        if self.fallback_used {
+            struct_ser.serialize_field("fallbackUsed", &self.fallback_used)?;
+        }
+        if self.fetch_latency_ms != 0. {
+            struct_ser.serialize_field("fetchLatencyMs", &self.fetch_latency_ms)?;
+        }
+        if let Some(v) = self.alpha_template.as_ref() {
+            struct_ser.serialize_field("alphaTemplate", v)?;
+        }
+        if let Some(v) = self.health.as_ref() {
+            struct_ser.serialize_field("health", v)?;
+        }
+        if let Some(v) = self.pause.as_ref() {
+            struct_ser.serialize_field("pause", v)?;
+        }
+        if self.monitor_checks != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("monitorChecks", ToString::to_string(&self.monitor_checks).as_str())?;
+        }
+        if self.monitor_violations != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("monitorViolations", ToString::to_string(&self.monitor_violations).as_str())?;
+        }
+        if self.monitor_nan_outputs != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("monitorNanOutputs", ToString::to_string(&self.monitor_nan_outputs).as_str())?;
+        }
+        if self.monitor_skipped != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("monitorSkipped", ToString::to_string(&self.monitor_skipped).as_str())?;
+        }
+        if let Some(v) = self.phase.as_ref() {
+            match v {
+                live_checkpoint::Phase::Germinated(v) => {
+                    struct_ser.serialize_field("germinated", v)?;
+                }
+                live_checkpoint::Phase::Training(v) => {
+                    struct_ser.serialize_field("training", v)?;
+                }
+                live_checkpoint::Phase::Blending(v) => {
+                    struct_ser.serialize_field("blending", v)?;
+                }
+                live_checkpoint::Phase::Shadowing(v) => {
+                    struct_ser.serialize_field("shadowing", v)?;
+                }
+                live_checkpoint::Phase::Probationary(v) => {
+                    struct_ser.serialize_field("probationary", v)?;
+                }
+            }
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for LiveCheckpoint {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "fallback_used",
+            "fallbackUsed",
+            "fetch_latency_ms",
+            "fetchLatencyMs",
+            "alpha_template",
+            "alphaTemplate",
+            "health",
+            "pause",
+            "monitor_checks",
+            "monitorChecks",
+            "monitor_violations",
+            "monitorViolations",
+            "monitor_nan_outputs",
+            "monitorNanOutputs",
+            "monitor_skipped",
+            "monitorSkipped",
+            "germinated",
+            "training",
+            "blending",
+            "shadowing",
+            "probationary",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            FallbackUsed,
+            FetchLatencyMs,
+            AlphaTemplate,
+            Health,
+            Pause,
+            MonitorChecks,
+            MonitorViolations,
+            MonitorNanOutputs,
+            MonitorSkipped,
+            Germinated,
+            Training,
+            Blending,
+            Shadowing,
+            Probationary,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "fallbackUsed" | "fallback_used" => Ok(GeneratedField::FallbackUsed),
+                            "fetchLatencyMs" | "fetch_latency_ms" => Ok(GeneratedField::FetchLatencyMs),
+                            "alphaTemplate" | "alpha_template" => Ok(GeneratedField::AlphaTemplate),
+                            "health" => Ok(GeneratedField::Health),
+                            "pause" => Ok(GeneratedField::Pause),
+                            "monitorChecks" | "monitor_checks" => Ok(GeneratedField::MonitorChecks),
+                            "monitorViolations" | "monitor_violations" => Ok(GeneratedField::MonitorViolations),
+                            "monitorNanOutputs" | "monitor_nan_outputs" => Ok(GeneratedField::MonitorNanOutputs),
+                            "monitorSkipped" | "monitor_skipped" => Ok(GeneratedField::MonitorSkipped),
+                            "germinated" => Ok(GeneratedField::Germinated),
+                            "training" => Ok(GeneratedField::Training),
+                            "blending" => Ok(GeneratedField::Blending),
+                            "shadowing" => Ok(GeneratedField::Shadowing),
+                            "probationary" => Ok(GeneratedField::Probationary),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = LiveCheckpoint;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.LiveCheckpoint")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<LiveCheckpoint, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut fallback_used__ = None;
+                let mut fetch_latency_ms__ = None;
+                let mut alpha_template__ = None;
+                let mut health__ = None;
+                let mut pause__ = None;
+                let mut monitor_checks__ = None;
+                let mut monitor_violations__ = None;
+                let mut monitor_nan_outputs__ = None;
+                let mut monitor_skipped__ = None;
+                let mut phase__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::FallbackUsed => {
+                            if fallback_used__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("fallbackUsed"));
+                            }
+                            fallback_used__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::FetchLatencyMs => {
+                            if fetch_latency_ms__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("fetchLatencyMs"));
+                            }
+                            fetch_latency_ms__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::AlphaTemplate => {
+                            if alpha_template__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("alphaTemplate"));
+                            }
+                            alpha_template__ = map_.next_value()?;
+                        }
+                        GeneratedField::Health => {
+                            if health__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("health"));
+                            }
+                            health__ = map_.next_value()?;
+                        }
+                        GeneratedField::Pause => {
+                            if pause__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("pause"));
+                            }
+                            pause__ = map_.next_value()?;
+                        }
+                        GeneratedField::MonitorChecks => {
+                            if monitor_checks__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("monitorChecks"));
+                            }
+                            monitor_checks__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::MonitorViolations => {
+                            if monitor_violations__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("monitorViolations"));
+                            }
+                            monitor_violations__ =
+                                Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::MonitorNanOutputs => {
+                            if monitor_nan_outputs__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("monitorNanOutputs"));
+                            }
+                            monitor_nan_outputs__ =
+                                Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::MonitorSkipped => {
+                            if monitor_skipped__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("monitorSkipped"));
+                            }
+                            monitor_skipped__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::Germinated => {
+                            if phase__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("germinated"));
+                            }
+                            phase__ =
+                                map_.next_value::<::std::option::Option<_>>()?.map(live_checkpoint::Phase::Germinated);
+                        }
+                        GeneratedField::Training => {
+                            if phase__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("training"));
+                            }
+                            phase__ =
+                                map_.next_value::<::std::option::Option<_>>()?.map(live_checkpoint::Phase::Training);
+                        }
+                        GeneratedField::Blending => {
+                            if phase__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("blending"));
+                            }
+                            phase__ =
+                                map_.next_value::<::std::option::Option<_>>()?.map(live_checkpoint::Phase::Blending);
+                        }
+                        GeneratedField::Shadowing => {
+                            if phase__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("shadowing"));
+                            }
+                            phase__ =
+                                map_.next_value::<::std::option::Option<_>>()?.map(live_checkpoint::Phase::Shadowing);
+                        }
+                        GeneratedField::Probationary => {
+                            if phase__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("probationary"));
+                            }
+                            phase__ = map_
+                                .next_value::<::std::option::Option<_>>()?
+                                .map(live_checkpoint::Phase::Probationary);
+                        }
+                    }
+                }
+                Ok(LiveCheckpoint {
+                    fallback_used: fallback_used__.unwrap_or_default(),
+                    fetch_latency_ms: fetch_latency_ms__.unwrap_or_default(),
+                    alpha_template: alpha_template__,
+                    health: health__,
+                    pause: pause__,
+                    monitor_checks: monitor_checks__.unwrap_or_default(),
+                    monitor_violations: monitor_violations__.unwrap_or_default(),
+                    monitor_nan_outputs: monitor_nan_outputs__.unwrap_or_default(),
+                    monitor_skipped: monitor_skipped__.unwrap_or_default(),
+                    phase: phase__,
+                })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.LiveCheckpoint", FIELDS, GeneratedVisitor)
     }
 }
 impl serde::Serialize for MemoryBudgets {
@@ -3668,6 +6699,676 @@ impl<'de> serde::Deserialize<'de> for MitigationAction {
         deserializer.deserialize_struct("esper.leyline.v1.MitigationAction", FIELDS, GeneratedVisitor)
     }
 }
+impl serde::Serialize for NonceCheckpoint {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.nonce.is_empty() {
+            len += 1;
+        }
+        if self.remaining_ms != 0 {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.NonceCheckpoint", len)?;
+        if !self.nonce.is_empty() {
+            struct_ser.serialize_field("nonce", &self.nonce)?;
+        }
+        if self.remaining_ms != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("remainingMs", ToString::to_string(&self.remaining_ms).as_str())?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for NonceCheckpoint {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &["nonce", "remaining_ms", "remainingMs"];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Nonce,
+            RemainingMs,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "nonce" => Ok(GeneratedField::Nonce),
+                            "remainingMs" | "remaining_ms" => Ok(GeneratedField::RemainingMs),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = NonceCheckpoint;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.NonceCheckpoint")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<NonceCheckpoint, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut nonce__ = None;
+                let mut remaining_ms__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Nonce => {
+                            if nonce__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("nonce"));
+                            }
+                            nonce__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::RemainingMs => {
+                            if remaining_ms__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("remainingMs"));
+                            }
+                            remaining_ms__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                    }
+                }
+                Ok(NonceCheckpoint {
+                    nonce: nonce__.unwrap_or_default(),
+                    remaining_ms: remaining_ms__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.NonceCheckpoint", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for OptimizerCheckpoint {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if self.steps != 0 {
+            len += 1;
+        }
+        if self.lr != 0. {
+            len += 1;
+        }
+        if self.beta1 != 0. {
+            len += 1;
+        }
+        if self.beta2 != 0. {
+            len += 1;
+        }
+        if self.eps != 0. {
+            len += 1;
+        }
+        if self.weight_decay != 0. {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.OptimizerCheckpoint", len)?;
+        if self.steps != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("steps", ToString::to_string(&self.steps).as_str())?;
+        }
+        if self.lr != 0. {
+            struct_ser.serialize_field("lr", &self.lr)?;
+        }
+        if self.beta1 != 0. {
+            struct_ser.serialize_field("beta1", &self.beta1)?;
+        }
+        if self.beta2 != 0. {
+            struct_ser.serialize_field("beta2", &self.beta2)?;
+        }
+        if self.eps != 0. {
+            struct_ser.serialize_field("eps", &self.eps)?;
+        }
+        if self.weight_decay != 0. {
+            struct_ser.serialize_field("weightDecay", &self.weight_decay)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for OptimizerCheckpoint {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &["steps", "lr", "beta1", "beta2", "eps", "weight_decay", "weightDecay"];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Steps,
+            Lr,
+            Beta1,
+            Beta2,
+            Eps,
+            WeightDecay,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "steps" => Ok(GeneratedField::Steps),
+                            "lr" => Ok(GeneratedField::Lr),
+                            "beta1" => Ok(GeneratedField::Beta1),
+                            "beta2" => Ok(GeneratedField::Beta2),
+                            "eps" => Ok(GeneratedField::Eps),
+                            "weightDecay" | "weight_decay" => Ok(GeneratedField::WeightDecay),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = OptimizerCheckpoint;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.OptimizerCheckpoint")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<OptimizerCheckpoint, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut steps__ = None;
+                let mut lr__ = None;
+                let mut beta1__ = None;
+                let mut beta2__ = None;
+                let mut eps__ = None;
+                let mut weight_decay__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Steps => {
+                            if steps__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("steps"));
+                            }
+                            steps__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::Lr => {
+                            if lr__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("lr"));
+                            }
+                            lr__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::Beta1 => {
+                            if beta1__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("beta1"));
+                            }
+                            beta1__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::Beta2 => {
+                            if beta2__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("beta2"));
+                            }
+                            beta2__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::Eps => {
+                            if eps__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("eps"));
+                            }
+                            eps__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::WeightDecay => {
+                            if weight_decay__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("weightDecay"));
+                            }
+                            weight_decay__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                    }
+                }
+                Ok(OptimizerCheckpoint {
+                    steps: steps__.unwrap_or_default(),
+                    lr: lr__.unwrap_or_default(),
+                    beta1: beta1__.unwrap_or_default(),
+                    beta2: beta2__.unwrap_or_default(),
+                    eps: eps__.unwrap_or_default(),
+                    weight_decay: weight_decay__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.OptimizerCheckpoint", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for PauseCheckpoint {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if self.granted != 0 {
+            len += 1;
+        }
+        if self.used != 0 {
+            len += 1;
+        }
+        if self.elapsed_ms != 0 {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.PauseCheckpoint", len)?;
+        if self.granted != 0 {
+            struct_ser.serialize_field("granted", &self.granted)?;
+        }
+        if self.used != 0 {
+            struct_ser.serialize_field("used", &self.used)?;
+        }
+        if self.elapsed_ms != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("elapsedMs", ToString::to_string(&self.elapsed_ms).as_str())?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for PauseCheckpoint {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &["granted", "used", "elapsed_ms", "elapsedMs"];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Granted,
+            Used,
+            ElapsedMs,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "granted" => Ok(GeneratedField::Granted),
+                            "used" => Ok(GeneratedField::Used),
+                            "elapsedMs" | "elapsed_ms" => Ok(GeneratedField::ElapsedMs),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = PauseCheckpoint;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.PauseCheckpoint")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<PauseCheckpoint, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut granted__ = None;
+                let mut used__ = None;
+                let mut elapsed_ms__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Granted => {
+                            if granted__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("granted"));
+                            }
+                            granted__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::Used => {
+                            if used__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("used"));
+                            }
+                            used__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::ElapsedMs => {
+                            if elapsed_ms__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("elapsedMs"));
+                            }
+                            elapsed_ms__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                    }
+                }
+                Ok(PauseCheckpoint {
+                    granted: granted__.unwrap_or_default(),
+                    used: used__.unwrap_or_default(),
+                    elapsed_ms: elapsed_ms__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.PauseCheckpoint", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for PauseQuotaCheckpoint {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if self.used != 0 {
+            len += 1;
+        }
+        if self.window_elapsed_ms != 0 {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.PauseQuotaCheckpoint", len)?;
+        if self.used != 0 {
+            struct_ser.serialize_field("used", &self.used)?;
+        }
+        if self.window_elapsed_ms != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("windowElapsedMs", ToString::to_string(&self.window_elapsed_ms).as_str())?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for PauseQuotaCheckpoint {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &["used", "window_elapsed_ms", "windowElapsedMs"];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Used,
+            WindowElapsedMs,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "used" => Ok(GeneratedField::Used),
+                            "windowElapsedMs" | "window_elapsed_ms" => Ok(GeneratedField::WindowElapsedMs),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = PauseQuotaCheckpoint;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.PauseQuotaCheckpoint")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<PauseQuotaCheckpoint, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut used__ = None;
+                let mut window_elapsed_ms__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Used => {
+                            if used__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("used"));
+                            }
+                            used__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::WindowElapsedMs => {
+                            if window_elapsed_ms__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("windowElapsedMs"));
+                            }
+                            window_elapsed_ms__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                    }
+                }
+                Ok(PauseQuotaCheckpoint {
+                    used: used__.unwrap_or_default(),
+                    window_elapsed_ms: window_elapsed_ms__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.PauseQuotaCheckpoint", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for PendingCommandCheckpoint {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if self.command.is_some() {
+            len += 1;
+        }
+        if self.form != 0 {
+            len += 1;
+        }
+        if self.transport != 0 {
+            len += 1;
+        }
+        if !self.key_id.is_empty() {
+            len += 1;
+        }
+        if self.deadline_remaining_ms.is_some() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.PendingCommandCheckpoint", len)?;
+        if let Some(v) = self.command.as_ref() {
+            struct_ser.serialize_field("command", v)?;
+        }
+        if self.form != 0 {
+            let v = CommandForm::try_from(self.form)
+                .map_err(|_| serde::ser::Error::custom(format!("Invalid variant {}", self.form)))?;
+            struct_ser.serialize_field("form", &v)?;
+        }
+        if self.transport != 0 {
+            let v = CommandTransport::try_from(self.transport)
+                .map_err(|_| serde::ser::Error::custom(format!("Invalid variant {}", self.transport)))?;
+            struct_ser.serialize_field("transport", &v)?;
+        }
+        if !self.key_id.is_empty() {
+            struct_ser.serialize_field("keyId", &self.key_id)?;
+        }
+        if let Some(v) = self.deadline_remaining_ms.as_ref() {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("deadlineRemainingMs", ToString::to_string(&v).as_str())?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for PendingCommandCheckpoint {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] =
+            &["command", "form", "transport", "key_id", "keyId", "deadline_remaining_ms", "deadlineRemainingMs"];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Command,
+            Form,
+            Transport,
+            KeyId,
+            DeadlineRemainingMs,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "command" => Ok(GeneratedField::Command),
+                            "form" => Ok(GeneratedField::Form),
+                            "transport" => Ok(GeneratedField::Transport),
+                            "keyId" | "key_id" => Ok(GeneratedField::KeyId),
+                            "deadlineRemainingMs" | "deadline_remaining_ms" => Ok(GeneratedField::DeadlineRemainingMs),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = PendingCommandCheckpoint;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.PendingCommandCheckpoint")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<PendingCommandCheckpoint, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut command__ = None;
+                let mut form__ = None;
+                let mut transport__ = None;
+                let mut key_id__ = None;
+                let mut deadline_remaining_ms__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Command => {
+                            if command__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("command"));
+                            }
+                            command__ = map_.next_value()?;
+                        }
+                        GeneratedField::Form => {
+                            if form__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("form"));
+                            }
+                            form__ = Some(map_.next_value::<CommandForm>()? as i32);
+                        }
+                        GeneratedField::Transport => {
+                            if transport__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("transport"));
+                            }
+                            transport__ = Some(map_.next_value::<CommandTransport>()? as i32);
+                        }
+                        GeneratedField::KeyId => {
+                            if key_id__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("keyId"));
+                            }
+                            key_id__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::DeadlineRemainingMs => {
+                            if deadline_remaining_ms__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("deadlineRemainingMs"));
+                            }
+                            deadline_remaining_ms__ = map_
+                                .next_value::<::std::option::Option<::pbjson::private::NumberDeserialize<_>>>()?
+                                .map(|x| x.0);
+                        }
+                    }
+                }
+                Ok(PendingCommandCheckpoint {
+                    command: command__,
+                    form: form__.unwrap_or_default(),
+                    transport: transport__.unwrap_or_default(),
+                    key_id: key_id__.unwrap_or_default(),
+                    deadline_remaining_ms: deadline_remaining_ms__,
+                })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.PendingCommandCheckpoint", FIELDS, GeneratedVisitor)
+    }
+}
 impl serde::Serialize for PerformanceBudgets {
     #[allow(deprecated)]
     fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
@@ -4224,6 +7925,145 @@ impl<'de> serde::Deserialize<'de> for PolicyUpdate {
         deserializer.deserialize_struct("esper.leyline.v1.PolicyUpdate", FIELDS, GeneratedVisitor)
     }
 }
+impl serde::Serialize for ProbationaryPhase {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if self.steps != 0 {
+            len += 1;
+        }
+        if self.epochs != 0 {
+            len += 1;
+        }
+        if self.shadow.is_some() {
+            len += 1;
+        }
+        if self.contribution.is_some() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.ProbationaryPhase", len)?;
+        if self.steps != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("steps", ToString::to_string(&self.steps).as_str())?;
+        }
+        if self.epochs != 0 {
+            struct_ser.serialize_field("epochs", &self.epochs)?;
+        }
+        if let Some(v) = self.shadow.as_ref() {
+            struct_ser.serialize_field("shadow", v)?;
+        }
+        if let Some(v) = self.contribution.as_ref() {
+            struct_ser.serialize_field("contribution", v)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for ProbationaryPhase {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &["steps", "epochs", "shadow", "contribution"];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Steps,
+            Epochs,
+            Shadow,
+            Contribution,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "steps" => Ok(GeneratedField::Steps),
+                            "epochs" => Ok(GeneratedField::Epochs),
+                            "shadow" => Ok(GeneratedField::Shadow),
+                            "contribution" => Ok(GeneratedField::Contribution),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = ProbationaryPhase;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.ProbationaryPhase")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<ProbationaryPhase, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut steps__ = None;
+                let mut epochs__ = None;
+                let mut shadow__ = None;
+                let mut contribution__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Steps => {
+                            if steps__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("steps"));
+                            }
+                            steps__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::Epochs => {
+                            if epochs__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("epochs"));
+                            }
+                            epochs__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::Shadow => {
+                            if shadow__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("shadow"));
+                            }
+                            shadow__ = map_.next_value()?;
+                        }
+                        GeneratedField::Contribution => {
+                            if contribution__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("contribution"));
+                            }
+                            contribution__ = map_.next_value()?;
+                        }
+                    }
+                }
+                Ok(ProbationaryPhase {
+                    steps: steps__.unwrap_or_default(),
+                    epochs: epochs__.unwrap_or_default(),
+                    shadow: shadow__,
+                    contribution: contribution__,
+                })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.ProbationaryPhase", FIELDS, GeneratedVisitor)
+    }
+}
 impl serde::Serialize for Provenance {
     #[allow(deprecated)]
     fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
@@ -4507,6 +8347,1068 @@ impl<'de> serde::Deserialize<'de> for ReceiptStatus {
             }
         }
         deserializer.deserialize_any(GeneratedVisitor)
+    }
+}
+impl serde::Serialize for ResettingCheckpoint {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let len = 0;
+        let struct_ser = serializer.serialize_struct("esper.leyline.v1.ResettingCheckpoint", len)?;
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for ResettingCheckpoint {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {}
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        Err(serde::de::Error::unknown_field(value, FIELDS))
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = ResettingCheckpoint;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.ResettingCheckpoint")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<ResettingCheckpoint, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                while map_.next_key::<GeneratedField>()?.is_some() {
+                    let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                }
+                Ok(ResettingCheckpoint {})
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.ResettingCheckpoint", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for RollbackCheckpoint {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if self.payload.is_some() {
+            len += 1;
+        }
+        if self.elapsed_ms != 0. {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.RollbackCheckpoint", len)?;
+        if let Some(v) = self.payload.as_ref() {
+            struct_ser.serialize_field("payload", v)?;
+        }
+        if self.elapsed_ms != 0. {
+            struct_ser.serialize_field("elapsedMs", &self.elapsed_ms)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for RollbackCheckpoint {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &["payload", "elapsed_ms", "elapsedMs"];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Payload,
+            ElapsedMs,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "payload" => Ok(GeneratedField::Payload),
+                            "elapsedMs" | "elapsed_ms" => Ok(GeneratedField::ElapsedMs),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = RollbackCheckpoint;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.RollbackCheckpoint")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<RollbackCheckpoint, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut payload__ = None;
+                let mut elapsed_ms__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Payload => {
+                            if payload__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("payload"));
+                            }
+                            payload__ = map_.next_value()?;
+                        }
+                        GeneratedField::ElapsedMs => {
+                            if elapsed_ms__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("elapsedMs"));
+                            }
+                            elapsed_ms__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                    }
+                }
+                Ok(RollbackCheckpoint { payload: payload__, elapsed_ms: elapsed_ms__.unwrap_or_default() })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.RollbackCheckpoint", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for RuntimeCountersCheckpoint {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if self.last_val_loss.is_some() {
+            len += 1;
+        }
+        if self.last_val_acc.is_some() {
+            len += 1;
+        }
+        if self.last_train_loss != 0. {
+            len += 1;
+        }
+        if self.isolation_cull_step.is_some() {
+            len += 1;
+        }
+        if self.latency_breach_step.is_some() {
+            len += 1;
+        }
+        if self.steps != 0 {
+            len += 1;
+        }
+        if self.isolation_checks != 0 {
+            len += 1;
+        }
+        if self.isolation_violations != 0 {
+            len += 1;
+        }
+        if self.kasmina_ms != 0. {
+            len += 1;
+        }
+        if self.commands_accepted != 0 {
+            len += 1;
+        }
+        if self.commands_rejected != 0 {
+            len += 1;
+        }
+        if self.events_dropped != 0 {
+            len += 1;
+        }
+        if self.last_fetch_ms != 0. {
+            len += 1;
+        }
+        if self.last_hook_ms != 0. {
+            len += 1;
+        }
+        if self.last_dot_product != 0. {
+            len += 1;
+        }
+        if !self.emitted.is_empty() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.RuntimeCountersCheckpoint", len)?;
+        if let Some(v) = self.last_val_loss.as_ref() {
+            struct_ser.serialize_field("lastValLoss", v)?;
+        }
+        if let Some(v) = self.last_val_acc.as_ref() {
+            struct_ser.serialize_field("lastValAcc", v)?;
+        }
+        if self.last_train_loss != 0. {
+            struct_ser.serialize_field("lastTrainLoss", &self.last_train_loss)?;
+        }
+        if let Some(v) = self.isolation_cull_step.as_ref() {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("isolationCullStep", ToString::to_string(&v).as_str())?;
+        }
+        if let Some(v) = self.latency_breach_step.as_ref() {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("latencyBreachStep", ToString::to_string(&v).as_str())?;
+        }
+        if self.steps != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("steps", ToString::to_string(&self.steps).as_str())?;
+        }
+        if self.isolation_checks != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("isolationChecks", ToString::to_string(&self.isolation_checks).as_str())?;
+        }
+        if self.isolation_violations != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser
+                .serialize_field("isolationViolations", ToString::to_string(&self.isolation_violations).as_str())?;
+        }
+        if self.kasmina_ms != 0. {
+            struct_ser.serialize_field("kasminaMs", &self.kasmina_ms)?;
+        }
+        if self.commands_accepted != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("commandsAccepted", ToString::to_string(&self.commands_accepted).as_str())?;
+        }
+        if self.commands_rejected != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("commandsRejected", ToString::to_string(&self.commands_rejected).as_str())?;
+        }
+        if self.events_dropped != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("eventsDropped", ToString::to_string(&self.events_dropped).as_str())?;
+        }
+        if self.last_fetch_ms != 0. {
+            struct_ser.serialize_field("lastFetchMs", &self.last_fetch_ms)?;
+        }
+        if self.last_hook_ms != 0. {
+            struct_ser.serialize_field("lastHookMs", &self.last_hook_ms)?;
+        }
+        if self.last_dot_product != 0. {
+            struct_ser.serialize_field("lastDotProduct", &self.last_dot_product)?;
+        }
+        if !self.emitted.is_empty() {
+            struct_ser.serialize_field("emitted", &self.emitted)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for RuntimeCountersCheckpoint {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "last_val_loss",
+            "lastValLoss",
+            "last_val_acc",
+            "lastValAcc",
+            "last_train_loss",
+            "lastTrainLoss",
+            "isolation_cull_step",
+            "isolationCullStep",
+            "latency_breach_step",
+            "latencyBreachStep",
+            "steps",
+            "isolation_checks",
+            "isolationChecks",
+            "isolation_violations",
+            "isolationViolations",
+            "kasmina_ms",
+            "kasminaMs",
+            "commands_accepted",
+            "commandsAccepted",
+            "commands_rejected",
+            "commandsRejected",
+            "events_dropped",
+            "eventsDropped",
+            "last_fetch_ms",
+            "lastFetchMs",
+            "last_hook_ms",
+            "lastHookMs",
+            "last_dot_product",
+            "lastDotProduct",
+            "emitted",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            LastValLoss,
+            LastValAcc,
+            LastTrainLoss,
+            IsolationCullStep,
+            LatencyBreachStep,
+            Steps,
+            IsolationChecks,
+            IsolationViolations,
+            KasminaMs,
+            CommandsAccepted,
+            CommandsRejected,
+            EventsDropped,
+            LastFetchMs,
+            LastHookMs,
+            LastDotProduct,
+            Emitted,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "lastValLoss" | "last_val_loss" => Ok(GeneratedField::LastValLoss),
+                            "lastValAcc" | "last_val_acc" => Ok(GeneratedField::LastValAcc),
+                            "lastTrainLoss" | "last_train_loss" => Ok(GeneratedField::LastTrainLoss),
+                            "isolationCullStep" | "isolation_cull_step" => Ok(GeneratedField::IsolationCullStep),
+                            "latencyBreachStep" | "latency_breach_step" => Ok(GeneratedField::LatencyBreachStep),
+                            "steps" => Ok(GeneratedField::Steps),
+                            "isolationChecks" | "isolation_checks" => Ok(GeneratedField::IsolationChecks),
+                            "isolationViolations" | "isolation_violations" => Ok(GeneratedField::IsolationViolations),
+                            "kasminaMs" | "kasmina_ms" => Ok(GeneratedField::KasminaMs),
+                            "commandsAccepted" | "commands_accepted" => Ok(GeneratedField::CommandsAccepted),
+                            "commandsRejected" | "commands_rejected" => Ok(GeneratedField::CommandsRejected),
+                            "eventsDropped" | "events_dropped" => Ok(GeneratedField::EventsDropped),
+                            "lastFetchMs" | "last_fetch_ms" => Ok(GeneratedField::LastFetchMs),
+                            "lastHookMs" | "last_hook_ms" => Ok(GeneratedField::LastHookMs),
+                            "lastDotProduct" | "last_dot_product" => Ok(GeneratedField::LastDotProduct),
+                            "emitted" => Ok(GeneratedField::Emitted),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = RuntimeCountersCheckpoint;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.RuntimeCountersCheckpoint")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<RuntimeCountersCheckpoint, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut last_val_loss__ = None;
+                let mut last_val_acc__ = None;
+                let mut last_train_loss__ = None;
+                let mut isolation_cull_step__ = None;
+                let mut latency_breach_step__ = None;
+                let mut steps__ = None;
+                let mut isolation_checks__ = None;
+                let mut isolation_violations__ = None;
+                let mut kasmina_ms__ = None;
+                let mut commands_accepted__ = None;
+                let mut commands_rejected__ = None;
+                let mut events_dropped__ = None;
+                let mut last_fetch_ms__ = None;
+                let mut last_hook_ms__ = None;
+                let mut last_dot_product__ = None;
+                let mut emitted__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::LastValLoss => {
+                            if last_val_loss__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("lastValLoss"));
+                            }
+                            last_val_loss__ = map_
+                                .next_value::<::std::option::Option<::pbjson::private::NumberDeserialize<_>>>()?
+                                .map(|x| x.0);
+                        }
+                        GeneratedField::LastValAcc => {
+                            if last_val_acc__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("lastValAcc"));
+                            }
+                            last_val_acc__ = map_
+                                .next_value::<::std::option::Option<::pbjson::private::NumberDeserialize<_>>>()?
+                                .map(|x| x.0);
+                        }
+                        GeneratedField::LastTrainLoss => {
+                            if last_train_loss__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("lastTrainLoss"));
+                            }
+                            last_train_loss__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::IsolationCullStep => {
+                            if isolation_cull_step__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("isolationCullStep"));
+                            }
+                            isolation_cull_step__ = map_
+                                .next_value::<::std::option::Option<::pbjson::private::NumberDeserialize<_>>>()?
+                                .map(|x| x.0);
+                        }
+                        GeneratedField::LatencyBreachStep => {
+                            if latency_breach_step__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("latencyBreachStep"));
+                            }
+                            latency_breach_step__ = map_
+                                .next_value::<::std::option::Option<::pbjson::private::NumberDeserialize<_>>>()?
+                                .map(|x| x.0);
+                        }
+                        GeneratedField::Steps => {
+                            if steps__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("steps"));
+                            }
+                            steps__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::IsolationChecks => {
+                            if isolation_checks__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("isolationChecks"));
+                            }
+                            isolation_checks__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::IsolationViolations => {
+                            if isolation_violations__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("isolationViolations"));
+                            }
+                            isolation_violations__ =
+                                Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::KasminaMs => {
+                            if kasmina_ms__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("kasminaMs"));
+                            }
+                            kasmina_ms__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::CommandsAccepted => {
+                            if commands_accepted__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("commandsAccepted"));
+                            }
+                            commands_accepted__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::CommandsRejected => {
+                            if commands_rejected__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("commandsRejected"));
+                            }
+                            commands_rejected__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::EventsDropped => {
+                            if events_dropped__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("eventsDropped"));
+                            }
+                            events_dropped__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::LastFetchMs => {
+                            if last_fetch_ms__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("lastFetchMs"));
+                            }
+                            last_fetch_ms__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::LastHookMs => {
+                            if last_hook_ms__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("lastHookMs"));
+                            }
+                            last_hook_ms__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::LastDotProduct => {
+                            if last_dot_product__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("lastDotProduct"));
+                            }
+                            last_dot_product__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::Emitted => {
+                            if emitted__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("emitted"));
+                            }
+                            emitted__ = Some(map_.next_value::<std::collections::BTreeMap<_, _>>()?);
+                        }
+                    }
+                }
+                Ok(RuntimeCountersCheckpoint {
+                    last_val_loss: last_val_loss__,
+                    last_val_acc: last_val_acc__,
+                    last_train_loss: last_train_loss__.unwrap_or_default(),
+                    isolation_cull_step: isolation_cull_step__,
+                    latency_breach_step: latency_breach_step__,
+                    steps: steps__.unwrap_or_default(),
+                    isolation_checks: isolation_checks__.unwrap_or_default(),
+                    isolation_violations: isolation_violations__.unwrap_or_default(),
+                    kasmina_ms: kasmina_ms__.unwrap_or_default(),
+                    commands_accepted: commands_accepted__.unwrap_or_default(),
+                    commands_rejected: commands_rejected__.unwrap_or_default(),
+                    events_dropped: events_dropped__.unwrap_or_default(),
+                    last_fetch_ms: last_fetch_ms__.unwrap_or_default(),
+                    last_hook_ms: last_hook_ms__.unwrap_or_default(),
+                    last_dot_product: last_dot_product__.unwrap_or_default(),
+                    emitted: emitted__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.RuntimeCountersCheckpoint", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for SeedCheckpoint {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.seed_id.is_empty() {
+            len += 1;
+        }
+        if !self.blueprint_id.is_empty() {
+            len += 1;
+        }
+        if self.lifecycle.is_some() {
+            len += 1;
+        }
+        if self.history.is_some() {
+            len += 1;
+        }
+        if self.epochs != 0 {
+            len += 1;
+        }
+        if self.risk != 0. {
+            len += 1;
+        }
+        if self.kernel.is_some() {
+            len += 1;
+        }
+        if self.state.is_some() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.SeedCheckpoint", len)?;
+        if !self.seed_id.is_empty() {
+            struct_ser.serialize_field("seedId", &self.seed_id)?;
+        }
+        if !self.blueprint_id.is_empty() {
+            struct_ser.serialize_field("blueprintId", &self.blueprint_id)?;
+        }
+        if let Some(v) = self.lifecycle.as_ref() {
+            struct_ser.serialize_field("lifecycle", v)?;
+        }
+        if let Some(v) = self.history.as_ref() {
+            struct_ser.serialize_field("history", v)?;
+        }
+        if self.epochs != 0 {
+            struct_ser.serialize_field("epochs", &self.epochs)?;
+        }
+        if self.risk != 0. {
+            struct_ser.serialize_field("risk", &self.risk)?;
+        }
+        if let Some(v) = self.kernel.as_ref() {
+            struct_ser.serialize_field("kernel", v)?;
+        }
+        if let Some(v) = self.state.as_ref() {
+            match v {
+                seed_checkpoint::State::Live(v) => {
+                    struct_ser.serialize_field("live", v)?;
+                }
+                seed_checkpoint::State::BlendingOut(v) => {
+                    struct_ser.serialize_field("blendingOut", v)?;
+                }
+                seed_checkpoint::State::Fossilized(v) => {
+                    struct_ser.serialize_field("fossilized", v)?;
+                }
+                seed_checkpoint::State::Embargoed(v) => {
+                    struct_ser.serialize_field("embargoed", v)?;
+                }
+                seed_checkpoint::State::Dormant(v) => {
+                    struct_ser.serialize_field("dormant", v)?;
+                }
+                seed_checkpoint::State::Resetting(v) => {
+                    struct_ser.serialize_field("resetting", v)?;
+                }
+                seed_checkpoint::State::Terminated(v) => {
+                    struct_ser.serialize_field("terminated", v)?;
+                }
+            }
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for SeedCheckpoint {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "seed_id",
+            "seedId",
+            "blueprint_id",
+            "blueprintId",
+            "lifecycle",
+            "history",
+            "epochs",
+            "risk",
+            "kernel",
+            "live",
+            "blending_out",
+            "blendingOut",
+            "fossilized",
+            "embargoed",
+            "dormant",
+            "resetting",
+            "terminated",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            SeedId,
+            BlueprintId,
+            Lifecycle,
+            History,
+            Epochs,
+            Risk,
+            Kernel,
+            Live,
+            BlendingOut,
+            Fossilized,
+            Embargoed,
+            Dormant,
+            Resetting,
+            Terminated,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "seedId" | "seed_id" => Ok(GeneratedField::SeedId),
+                            "blueprintId" | "blueprint_id" => Ok(GeneratedField::BlueprintId),
+                            "lifecycle" => Ok(GeneratedField::Lifecycle),
+                            "history" => Ok(GeneratedField::History),
+                            "epochs" => Ok(GeneratedField::Epochs),
+                            "risk" => Ok(GeneratedField::Risk),
+                            "kernel" => Ok(GeneratedField::Kernel),
+                            "live" => Ok(GeneratedField::Live),
+                            "blendingOut" | "blending_out" => Ok(GeneratedField::BlendingOut),
+                            "fossilized" => Ok(GeneratedField::Fossilized),
+                            "embargoed" => Ok(GeneratedField::Embargoed),
+                            "dormant" => Ok(GeneratedField::Dormant),
+                            "resetting" => Ok(GeneratedField::Resetting),
+                            "terminated" => Ok(GeneratedField::Terminated),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = SeedCheckpoint;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.SeedCheckpoint")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<SeedCheckpoint, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut seed_id__ = None;
+                let mut blueprint_id__ = None;
+                let mut lifecycle__ = None;
+                let mut history__ = None;
+                let mut epochs__ = None;
+                let mut risk__ = None;
+                let mut kernel__ = None;
+                let mut state__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::SeedId => {
+                            if seed_id__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("seedId"));
+                            }
+                            seed_id__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::BlueprintId => {
+                            if blueprint_id__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("blueprintId"));
+                            }
+                            blueprint_id__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Lifecycle => {
+                            if lifecycle__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("lifecycle"));
+                            }
+                            lifecycle__ = map_.next_value()?;
+                        }
+                        GeneratedField::History => {
+                            if history__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("history"));
+                            }
+                            history__ = map_.next_value()?;
+                        }
+                        GeneratedField::Epochs => {
+                            if epochs__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("epochs"));
+                            }
+                            epochs__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::Risk => {
+                            if risk__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("risk"));
+                            }
+                            risk__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::Kernel => {
+                            if kernel__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("kernel"));
+                            }
+                            kernel__ = map_.next_value()?;
+                        }
+                        GeneratedField::Live => {
+                            if state__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("live"));
+                            }
+                            state__ = map_.next_value::<::std::option::Option<_>>()?.map(seed_checkpoint::State::Live);
+                        }
+                        GeneratedField::BlendingOut => {
+                            if state__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("blendingOut"));
+                            }
+                            state__ =
+                                map_.next_value::<::std::option::Option<_>>()?.map(seed_checkpoint::State::BlendingOut);
+                        }
+                        GeneratedField::Fossilized => {
+                            if state__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("fossilized"));
+                            }
+                            state__ =
+                                map_.next_value::<::std::option::Option<_>>()?.map(seed_checkpoint::State::Fossilized);
+                        }
+                        GeneratedField::Embargoed => {
+                            if state__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("embargoed"));
+                            }
+                            state__ =
+                                map_.next_value::<::std::option::Option<_>>()?.map(seed_checkpoint::State::Embargoed);
+                        }
+                        GeneratedField::Dormant => {
+                            if state__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("dormant"));
+                            }
+                            state__ =
+                                map_.next_value::<::std::option::Option<_>>()?.map(seed_checkpoint::State::Dormant);
+                        }
+                        GeneratedField::Resetting => {
+                            if state__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("resetting"));
+                            }
+                            state__ =
+                                map_.next_value::<::std::option::Option<_>>()?.map(seed_checkpoint::State::Resetting);
+                        }
+                        GeneratedField::Terminated => {
+                            if state__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("terminated"));
+                            }
+                            state__ =
+                                map_.next_value::<::std::option::Option<_>>()?.map(seed_checkpoint::State::Terminated);
+                        }
+                    }
+                }
+                Ok(SeedCheckpoint {
+                    seed_id: seed_id__.unwrap_or_default(),
+                    blueprint_id: blueprint_id__.unwrap_or_default(),
+                    lifecycle: lifecycle__,
+                    history: history__,
+                    epochs: epochs__.unwrap_or_default(),
+                    risk: risk__.unwrap_or_default(),
+                    kernel: kernel__,
+                    state: state__,
+                })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.SeedCheckpoint", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for SeedHistoryCheckpoint {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.stages.is_empty() {
+            len += 1;
+        }
+        if !self.gates.is_empty() {
+            len += 1;
+        }
+        if !self.cull.is_empty() {
+            len += 1;
+        }
+        if self.isolation_checks != 0 {
+            len += 1;
+        }
+        if self.isolation_violations != 0 {
+            len += 1;
+        }
+        if !self.kernel_blueprint_id.is_empty() {
+            len += 1;
+        }
+        if self.fallback_used {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.SeedHistoryCheckpoint", len)?;
+        if !self.stages.is_empty() {
+            let v = self
+                .stages
+                .iter()
+                .cloned()
+                .map(|v| {
+                    SeedLifecycleStage::try_from(v)
+                        .map_err(|_| serde::ser::Error::custom(format!("Invalid variant {}", v)))
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            struct_ser.serialize_field("stages", &v)?;
+        }
+        if !self.gates.is_empty() {
+            struct_ser.serialize_field("gates", &self.gates)?;
+        }
+        if !self.cull.is_empty() {
+            struct_ser.serialize_field("cull", &self.cull)?;
+        }
+        if self.isolation_checks != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("isolationChecks", ToString::to_string(&self.isolation_checks).as_str())?;
+        }
+        if self.isolation_violations != 0 {
+            struct_ser.serialize_field("isolationViolations", &self.isolation_violations)?;
+        }
+        if !self.kernel_blueprint_id.is_empty() {
+            struct_ser.serialize_field("kernelBlueprintId", &self.kernel_blueprint_id)?;
+        }
+        if self.fallback_used {
+            struct_ser.serialize_field("fallbackUsed", &self.fallback_used)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for SeedHistoryCheckpoint {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "stages",
+            "gates",
+            "cull",
+            "isolation_checks",
+            "isolationChecks",
+            "isolation_violations",
+            "isolationViolations",
+            "kernel_blueprint_id",
+            "kernelBlueprintId",
+            "fallback_used",
+            "fallbackUsed",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Stages,
+            Gates,
+            Cull,
+            IsolationChecks,
+            IsolationViolations,
+            KernelBlueprintId,
+            FallbackUsed,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "stages" => Ok(GeneratedField::Stages),
+                            "gates" => Ok(GeneratedField::Gates),
+                            "cull" => Ok(GeneratedField::Cull),
+                            "isolationChecks" | "isolation_checks" => Ok(GeneratedField::IsolationChecks),
+                            "isolationViolations" | "isolation_violations" => Ok(GeneratedField::IsolationViolations),
+                            "kernelBlueprintId" | "kernel_blueprint_id" => Ok(GeneratedField::KernelBlueprintId),
+                            "fallbackUsed" | "fallback_used" => Ok(GeneratedField::FallbackUsed),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = SeedHistoryCheckpoint;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.SeedHistoryCheckpoint")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<SeedHistoryCheckpoint, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut stages__ = None;
+                let mut gates__ = None;
+                let mut cull__ = None;
+                let mut isolation_checks__ = None;
+                let mut isolation_violations__ = None;
+                let mut kernel_blueprint_id__ = None;
+                let mut fallback_used__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Stages => {
+                            if stages__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("stages"));
+                            }
+                            stages__ = Some(
+                                map_.next_value::<Vec<SeedLifecycleStage>>()?.into_iter().map(|x| x as i32).collect(),
+                            );
+                        }
+                        GeneratedField::Gates => {
+                            if gates__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("gates"));
+                            }
+                            gates__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Cull => {
+                            if cull__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("cull"));
+                            }
+                            cull__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::IsolationChecks => {
+                            if isolation_checks__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("isolationChecks"));
+                            }
+                            isolation_checks__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::IsolationViolations => {
+                            if isolation_violations__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("isolationViolations"));
+                            }
+                            isolation_violations__ =
+                                Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::KernelBlueprintId => {
+                            if kernel_blueprint_id__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("kernelBlueprintId"));
+                            }
+                            kernel_blueprint_id__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::FallbackUsed => {
+                            if fallback_used__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("fallbackUsed"));
+                            }
+                            fallback_used__ = Some(map_.next_value()?);
+                        }
+                    }
+                }
+                Ok(SeedHistoryCheckpoint {
+                    stages: stages__.unwrap_or_default(),
+                    gates: gates__.unwrap_or_default(),
+                    cull: cull__.unwrap_or_default(),
+                    isolation_checks: isolation_checks__.unwrap_or_default(),
+                    isolation_violations: isolation_violations__.unwrap_or_default(),
+                    kernel_blueprint_id: kernel_blueprint_id__.unwrap_or_default(),
+                    fallback_used: fallback_used__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.SeedHistoryCheckpoint", FIELDS, GeneratedVisitor)
     }
 }
 impl serde::Serialize for SeedLifecycleGate {
@@ -5000,6 +9902,250 @@ impl<'de> serde::Deserialize<'de> for SeedState {
         deserializer.deserialize_struct("esper.leyline.v1.SeedState", FIELDS, GeneratedVisitor)
     }
 }
+impl serde::Serialize for ShadowStatsCheckpoint {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if self.samples != 0 {
+            len += 1;
+        }
+        if self.rel_l2_sum != 0. {
+            len += 1;
+        }
+        if self.cosine_sum != 0. {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.ShadowStatsCheckpoint", len)?;
+        if self.samples != 0 {
+            struct_ser.serialize_field("samples", &self.samples)?;
+        }
+        if self.rel_l2_sum != 0. {
+            struct_ser.serialize_field("relL2Sum", &self.rel_l2_sum)?;
+        }
+        if self.cosine_sum != 0. {
+            struct_ser.serialize_field("cosineSum", &self.cosine_sum)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for ShadowStatsCheckpoint {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &["samples", "rel_l2_sum", "relL2Sum", "cosine_sum", "cosineSum"];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Samples,
+            RelL2Sum,
+            CosineSum,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "samples" => Ok(GeneratedField::Samples),
+                            "relL2Sum" | "rel_l2_sum" => Ok(GeneratedField::RelL2Sum),
+                            "cosineSum" | "cosine_sum" => Ok(GeneratedField::CosineSum),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = ShadowStatsCheckpoint;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.ShadowStatsCheckpoint")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<ShadowStatsCheckpoint, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut samples__ = None;
+                let mut rel_l2_sum__ = None;
+                let mut cosine_sum__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Samples => {
+                            if samples__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("samples"));
+                            }
+                            samples__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::RelL2Sum => {
+                            if rel_l2_sum__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("relL2Sum"));
+                            }
+                            rel_l2_sum__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::CosineSum => {
+                            if cosine_sum__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("cosineSum"));
+                            }
+                            cosine_sum__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                    }
+                }
+                Ok(ShadowStatsCheckpoint {
+                    samples: samples__.unwrap_or_default(),
+                    rel_l2_sum: rel_l2_sum__.unwrap_or_default(),
+                    cosine_sum: cosine_sum__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.ShadowStatsCheckpoint", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for ShadowingPhase {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if self.steps != 0 {
+            len += 1;
+        }
+        if self.shadow.is_some() {
+            len += 1;
+        }
+        if self.contribution.is_some() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.ShadowingPhase", len)?;
+        if self.steps != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("steps", ToString::to_string(&self.steps).as_str())?;
+        }
+        if let Some(v) = self.shadow.as_ref() {
+            struct_ser.serialize_field("shadow", v)?;
+        }
+        if let Some(v) = self.contribution.as_ref() {
+            struct_ser.serialize_field("contribution", v)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for ShadowingPhase {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &["steps", "shadow", "contribution"];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Steps,
+            Shadow,
+            Contribution,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "steps" => Ok(GeneratedField::Steps),
+                            "shadow" => Ok(GeneratedField::Shadow),
+                            "contribution" => Ok(GeneratedField::Contribution),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = ShadowingPhase;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.ShadowingPhase")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<ShadowingPhase, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut steps__ = None;
+                let mut shadow__ = None;
+                let mut contribution__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Steps => {
+                            if steps__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("steps"));
+                            }
+                            steps__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::Shadow => {
+                            if shadow__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("shadow"));
+                            }
+                            shadow__ = map_.next_value()?;
+                        }
+                        GeneratedField::Contribution => {
+                            if contribution__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("contribution"));
+                            }
+                            contribution__ = map_.next_value()?;
+                        }
+                    }
+                }
+                Ok(ShadowingPhase {
+                    steps: steps__.unwrap_or_default(),
+                    shadow: shadow__,
+                    contribution: contribution__,
+                })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.ShadowingPhase", FIELDS, GeneratedVisitor)
+    }
+}
 impl serde::Serialize for SignedCommand {
     #[allow(deprecated)]
     fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
@@ -5121,6 +10267,257 @@ impl<'de> serde::Deserialize<'de> for SignedCommand {
             }
         }
         deserializer.deserialize_struct("esper.leyline.v1.SignedCommand", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for SlotCheckpoint {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.name.is_empty() {
+            len += 1;
+        }
+        if self.width != 0 {
+            len += 1;
+        }
+        if !self.layout.is_empty() {
+            len += 1;
+        }
+        if self.depth != 0 {
+            len += 1;
+        }
+        if self.seed.is_some() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.SlotCheckpoint", len)?;
+        if !self.name.is_empty() {
+            struct_ser.serialize_field("name", &self.name)?;
+        }
+        if self.width != 0 {
+            struct_ser.serialize_field("width", &self.width)?;
+        }
+        if !self.layout.is_empty() {
+            struct_ser.serialize_field("layout", &self.layout)?;
+        }
+        if self.depth != 0 {
+            struct_ser.serialize_field("depth", &self.depth)?;
+        }
+        if let Some(v) = self.seed.as_ref() {
+            struct_ser.serialize_field("seed", v)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for SlotCheckpoint {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &["name", "width", "layout", "depth", "seed"];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Name,
+            Width,
+            Layout,
+            Depth,
+            Seed,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "name" => Ok(GeneratedField::Name),
+                            "width" => Ok(GeneratedField::Width),
+                            "layout" => Ok(GeneratedField::Layout),
+                            "depth" => Ok(GeneratedField::Depth),
+                            "seed" => Ok(GeneratedField::Seed),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = SlotCheckpoint;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.SlotCheckpoint")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<SlotCheckpoint, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut name__ = None;
+                let mut width__ = None;
+                let mut layout__ = None;
+                let mut depth__ = None;
+                let mut seed__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Name => {
+                            if name__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("name"));
+                            }
+                            name__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Width => {
+                            if width__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("width"));
+                            }
+                            width__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::Layout => {
+                            if layout__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("layout"));
+                            }
+                            layout__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::Depth => {
+                            if depth__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("depth"));
+                            }
+                            depth__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::Seed => {
+                            if seed__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("seed"));
+                            }
+                            seed__ = map_.next_value()?;
+                        }
+                    }
+                }
+                Ok(SlotCheckpoint {
+                    name: name__.unwrap_or_default(),
+                    width: width__.unwrap_or_default(),
+                    layout: layout__.unwrap_or_default(),
+                    depth: depth__.unwrap_or_default(),
+                    seed: seed__,
+                })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.SlotCheckpoint", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for StageList {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if !self.stages.is_empty() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.StageList", len)?;
+        if !self.stages.is_empty() {
+            let v = self
+                .stages
+                .iter()
+                .cloned()
+                .map(|v| {
+                    SeedLifecycleStage::try_from(v)
+                        .map_err(|_| serde::ser::Error::custom(format!("Invalid variant {}", v)))
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            struct_ser.serialize_field("stages", &v)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for StageList {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &["stages"];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Stages,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "stages" => Ok(GeneratedField::Stages),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = StageList;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.StageList")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<StageList, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut stages__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Stages => {
+                            if stages__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("stages"));
+                            }
+                            stages__ = Some(
+                                map_.next_value::<Vec<SeedLifecycleStage>>()?.into_iter().map(|x| x as i32).collect(),
+                            );
+                        }
+                    }
+                }
+                Ok(StageList { stages: stages__.unwrap_or_default() })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.StageList", FIELDS, GeneratedVisitor)
     }
 }
 impl serde::Serialize for SystemHealth {
@@ -6438,6 +11835,74 @@ impl<'de> serde::Deserialize<'de> for TelemetryRequest {
         deserializer.deserialize_struct("esper.leyline.v1.TelemetryRequest", FIELDS, GeneratedVisitor)
     }
 }
+impl serde::Serialize for TerminatedCheckpoint {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let len = 0;
+        let struct_ser = serializer.serialize_struct("esper.leyline.v1.TerminatedCheckpoint", len)?;
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for TerminatedCheckpoint {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {}
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        Err(serde::de::Error::unknown_field(value, FIELDS))
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = TerminatedCheckpoint;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.TerminatedCheckpoint")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<TerminatedCheckpoint, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                while map_.next_key::<GeneratedField>()?.is_some() {
+                    let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                }
+                Ok(TerminatedCheckpoint {})
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.TerminatedCheckpoint", FIELDS, GeneratedVisitor)
+    }
+}
 impl serde::Serialize for TraceSpan {
     #[allow(deprecated)]
     fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
@@ -6616,5 +12081,355 @@ impl<'de> serde::Deserialize<'de> for TraceSpan {
             }
         }
         deserializer.deserialize_struct("esper.leyline.v1.TraceSpan", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for TrainingPhase {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if self.steps != 0 {
+            len += 1;
+        }
+        if !self.seed_losses.is_empty() {
+            len += 1;
+        }
+        if self.last_vs_host.is_some() {
+            len += 1;
+        }
+        if !self.seed_grad_norms.is_empty() {
+            len += 1;
+        }
+        if !self.host_grad_norms.is_empty() {
+            len += 1;
+        }
+        if !self.shadow_diffs.is_empty() {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.TrainingPhase", len)?;
+        if self.steps != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("steps", ToString::to_string(&self.steps).as_str())?;
+        }
+        if !self.seed_losses.is_empty() {
+            struct_ser.serialize_field("seedLosses", &self.seed_losses)?;
+        }
+        if let Some(v) = self.last_vs_host.as_ref() {
+            struct_ser.serialize_field("lastVsHost", v)?;
+        }
+        if !self.seed_grad_norms.is_empty() {
+            struct_ser.serialize_field("seedGradNorms", &self.seed_grad_norms)?;
+        }
+        if !self.host_grad_norms.is_empty() {
+            struct_ser.serialize_field("hostGradNorms", &self.host_grad_norms)?;
+        }
+        if !self.shadow_diffs.is_empty() {
+            struct_ser.serialize_field("shadowDiffs", &self.shadow_diffs)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for TrainingPhase {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &[
+            "steps",
+            "seed_losses",
+            "seedLosses",
+            "last_vs_host",
+            "lastVsHost",
+            "seed_grad_norms",
+            "seedGradNorms",
+            "host_grad_norms",
+            "hostGradNorms",
+            "shadow_diffs",
+            "shadowDiffs",
+        ];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            Steps,
+            SeedLosses,
+            LastVsHost,
+            SeedGradNorms,
+            HostGradNorms,
+            ShadowDiffs,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "steps" => Ok(GeneratedField::Steps),
+                            "seedLosses" | "seed_losses" => Ok(GeneratedField::SeedLosses),
+                            "lastVsHost" | "last_vs_host" => Ok(GeneratedField::LastVsHost),
+                            "seedGradNorms" | "seed_grad_norms" => Ok(GeneratedField::SeedGradNorms),
+                            "hostGradNorms" | "host_grad_norms" => Ok(GeneratedField::HostGradNorms),
+                            "shadowDiffs" | "shadow_diffs" => Ok(GeneratedField::ShadowDiffs),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = TrainingPhase;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.TrainingPhase")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<TrainingPhase, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut steps__ = None;
+                let mut seed_losses__ = None;
+                let mut last_vs_host__ = None;
+                let mut seed_grad_norms__ = None;
+                let mut host_grad_norms__ = None;
+                let mut shadow_diffs__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::Steps => {
+                            if steps__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("steps"));
+                            }
+                            steps__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::SeedLosses => {
+                            if seed_losses__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("seedLosses"));
+                            }
+                            seed_losses__ = Some(
+                                map_.next_value::<Vec<::pbjson::private::NumberDeserialize<_>>>()?
+                                    .into_iter()
+                                    .map(|x| x.0)
+                                    .collect(),
+                            );
+                        }
+                        GeneratedField::LastVsHost => {
+                            if last_vs_host__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("lastVsHost"));
+                            }
+                            last_vs_host__ = map_
+                                .next_value::<::std::option::Option<::pbjson::private::NumberDeserialize<_>>>()?
+                                .map(|x| x.0);
+                        }
+                        GeneratedField::SeedGradNorms => {
+                            if seed_grad_norms__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("seedGradNorms"));
+                            }
+                            seed_grad_norms__ = Some(
+                                map_.next_value::<Vec<::pbjson::private::NumberDeserialize<_>>>()?
+                                    .into_iter()
+                                    .map(|x| x.0)
+                                    .collect(),
+                            );
+                        }
+                        GeneratedField::HostGradNorms => {
+                            if host_grad_norms__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("hostGradNorms"));
+                            }
+                            host_grad_norms__ = Some(
+                                map_.next_value::<Vec<::pbjson::private::NumberDeserialize<_>>>()?
+                                    .into_iter()
+                                    .map(|x| x.0)
+                                    .collect(),
+                            );
+                        }
+                        GeneratedField::ShadowDiffs => {
+                            if shadow_diffs__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("shadowDiffs"));
+                            }
+                            shadow_diffs__ = Some(
+                                map_.next_value::<Vec<::pbjson::private::NumberDeserialize<_>>>()?
+                                    .into_iter()
+                                    .map(|x| x.0)
+                                    .collect(),
+                            );
+                        }
+                    }
+                }
+                Ok(TrainingPhase {
+                    steps: steps__.unwrap_or_default(),
+                    seed_losses: seed_losses__.unwrap_or_default(),
+                    last_vs_host: last_vs_host__,
+                    seed_grad_norms: seed_grad_norms__.unwrap_or_default(),
+                    host_grad_norms: host_grad_norms__.unwrap_or_default(),
+                    shadow_diffs: shadow_diffs__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.TrainingPhase", FIELDS, GeneratedVisitor)
+    }
+}
+impl serde::Serialize for TransitionCheckpoint {
+    #[allow(deprecated)]
+    fn serialize<S>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+    {
+        use serde::ser::SerializeStruct;
+        let mut len = 0;
+        if self.from != 0 {
+            len += 1;
+        }
+        if self.to != 0 {
+            len += 1;
+        }
+        if self.ago_ms != 0 {
+            len += 1;
+        }
+        if self.gate != 0 {
+            len += 1;
+        }
+        let mut struct_ser = serializer.serialize_struct("esper.leyline.v1.TransitionCheckpoint", len)?;
+        if self.from != 0 {
+            let v = SeedLifecycleStage::try_from(self.from)
+                .map_err(|_| serde::ser::Error::custom(format!("Invalid variant {}", self.from)))?;
+            struct_ser.serialize_field("from", &v)?;
+        }
+        if self.to != 0 {
+            let v = SeedLifecycleStage::try_from(self.to)
+                .map_err(|_| serde::ser::Error::custom(format!("Invalid variant {}", self.to)))?;
+            struct_ser.serialize_field("to", &v)?;
+        }
+        if self.ago_ms != 0 {
+            #[allow(clippy::needless_borrow)]
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            struct_ser.serialize_field("agoMs", ToString::to_string(&self.ago_ms).as_str())?;
+        }
+        if self.gate != 0 {
+            let v = SeedLifecycleGate::try_from(self.gate)
+                .map_err(|_| serde::ser::Error::custom(format!("Invalid variant {}", self.gate)))?;
+            struct_ser.serialize_field("gate", &v)?;
+        }
+        struct_ser.end()
+    }
+}
+impl<'de> serde::Deserialize<'de> for TransitionCheckpoint {
+    #[allow(deprecated)]
+    fn deserialize<D>(deserializer: D) -> std::result::Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        const FIELDS: &[&str] = &["from", "to", "ago_ms", "agoMs", "gate"];
+
+        #[allow(clippy::enum_variant_names)]
+        enum GeneratedField {
+            From,
+            To,
+            AgoMs,
+            Gate,
+        }
+        impl<'de> serde::Deserialize<'de> for GeneratedField {
+            fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
+                struct GeneratedVisitor;
+
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
+                    type Value = GeneratedField;
+
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        write!(formatter, "expected one of: {:?}", &FIELDS)
+                    }
+
+                    #[allow(unused_variables)]
+                    fn visit_str<E>(self, value: &str) -> std::result::Result<GeneratedField, E>
+                    where
+                        E: serde::de::Error,
+                    {
+                        match value {
+                            "from" => Ok(GeneratedField::From),
+                            "to" => Ok(GeneratedField::To),
+                            "agoMs" | "ago_ms" => Ok(GeneratedField::AgoMs),
+                            "gate" => Ok(GeneratedField::Gate),
+                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                        }
+                    }
+                }
+                deserializer.deserialize_identifier(GeneratedVisitor)
+            }
+        }
+        struct GeneratedVisitor;
+        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+            type Value = TransitionCheckpoint;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("struct esper.leyline.v1.TransitionCheckpoint")
+            }
+
+            fn visit_map<V>(self, mut map_: V) -> std::result::Result<TransitionCheckpoint, V::Error>
+            where
+                V: serde::de::MapAccess<'de>,
+            {
+                let mut from__ = None;
+                let mut to__ = None;
+                let mut ago_ms__ = None;
+                let mut gate__ = None;
+                while let Some(k) = map_.next_key()? {
+                    match k {
+                        GeneratedField::From => {
+                            if from__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("from"));
+                            }
+                            from__ = Some(map_.next_value::<SeedLifecycleStage>()? as i32);
+                        }
+                        GeneratedField::To => {
+                            if to__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("to"));
+                            }
+                            to__ = Some(map_.next_value::<SeedLifecycleStage>()? as i32);
+                        }
+                        GeneratedField::AgoMs => {
+                            if ago_ms__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("agoMs"));
+                            }
+                            ago_ms__ = Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0);
+                        }
+                        GeneratedField::Gate => {
+                            if gate__.is_some() {
+                                return Err(serde::de::Error::duplicate_field("gate"));
+                            }
+                            gate__ = Some(map_.next_value::<SeedLifecycleGate>()? as i32);
+                        }
+                    }
+                }
+                Ok(TransitionCheckpoint {
+                    from: from__.unwrap_or_default(),
+                    to: to__.unwrap_or_default(),
+                    ago_ms: ago_ms__.unwrap_or_default(),
+                    gate: gate__.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_struct("esper.leyline.v1.TransitionCheckpoint", FIELDS, GeneratedVisitor)
     }
 }
