@@ -46,6 +46,66 @@ pub(crate) struct Controller {
 }
 
 impl Controller {
+    /// What a checkpoint keeps of the controller (its pending tickets excepted: call
+    /// [`collect`](Self::collect) first; a command still queued is in Kasmina's checkpoint and
+    /// is applied after a restore, its receipt then unknown here).
+    pub(crate) fn state_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "next_id": self.next_id,
+            "history": self.history,
+            "plan": self.plan.iter().map(|p| serde_json::json!({
+                "seed_id": p.seed_id, "slot": p.slot, "blueprint": p.blueprint, "retries": p.retries,
+            })).collect::<Vec<_>>(),
+            "germinated_at": self.germinated_at,
+            "sent": self.sent.iter().map(|c| serde_json::json!({
+                "step": c.step,
+                "epoch": c.epoch,
+                "operation": c.operation as i32,
+                "seed_id": c.seed_id,
+                "receipt": c.receipt,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    /// Takes back what [`state_json`](Self::state_json) wrote.
+    pub(crate) fn restore_state(&mut self, v: &serde_json::Value) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        let field = |k: &str| v.get(k).with_context(|| format!("controller state: no `{k}`"));
+        self.next_id = field("next_id")?.as_u64().context("controller state: next_id")?;
+        self.history = serde_json::from_value(field("history")?.clone())?;
+        self.germinated_at = serde_json::from_value(field("germinated_at")?.clone())?;
+        let text =
+            |p: &serde_json::Value, k: &str| p.get(k).and_then(|x| x.as_str()).map(str::to_owned).unwrap_or_default();
+        self.plan = field("plan")?
+            .as_array()
+            .context("controller state: plan")?
+            .iter()
+            .map(|p| Planned {
+                seed_id: text(p, "seed_id"),
+                slot: text(p, "slot"),
+                blueprint: text(p, "blueprint"),
+                retries: p.get("retries").and_then(serde_json::Value::as_u64).unwrap_or(0) as u32,
+            })
+            .collect();
+        self.sent = field("sent")?
+            .as_array()
+            .context("controller state: sent")?
+            .iter()
+            .map(|c| -> anyhow::Result<Sent> {
+                let op = c.get("operation").and_then(serde_json::Value::as_i64).unwrap_or(0) as i32;
+                Ok(Sent {
+                    step: c.get("step").and_then(serde_json::Value::as_u64).unwrap_or(0),
+                    epoch: c.get("epoch").and_then(serde_json::Value::as_u64).unwrap_or(0) as u32,
+                    operation: SeedOperation::try_from(op).unwrap_or(SeedOperation::SeedOpUnknown),
+                    seed_id: text(c, "seed_id"),
+                    receipt: serde_json::from_value(c.get("receipt").cloned().unwrap_or_default())?,
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        self.pending.clear();
+        Ok(())
+    }
+
     pub(crate) fn new(keys: KeyRing, plan: Vec<Planned>, probation_steps: u64) -> Self {
         Self {
             keys,

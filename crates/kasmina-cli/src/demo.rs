@@ -8,7 +8,7 @@
 //! same for all three: a helpful seed and a deliberately broken one of the slots' family.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -19,6 +19,7 @@ use kasmina_runtime::{KasminaConfig, TrainingMode};
 use leyline::{SeedLifecycleGate, SeedLifecycleStage as Stage};
 use serde_json::{Value, json};
 
+use crate::checkpoint::{self, CheckpointArgs, Halted};
 use crate::controller::{Controller, Planned};
 use crate::data::Data;
 use crate::plot::{self, Band, GateMark, Series};
@@ -96,6 +97,10 @@ pub(crate) struct DemoArgs {
     /// (by default Tamiyo waits for a plateau).
     #[arg(long, value_name = "EPOCH")]
     germinate_by: Option<u32>,
+    /// Checkpoints: each of the three runs saves under `DIR/<run>/`; `--resume` skips the runs
+    /// that ended and resumes the one that was interrupted.
+    #[command(flatten)]
+    checkpoint: CheckpointArgs,
 }
 
 /// A task's defaults for the flags left unset.
@@ -189,26 +194,80 @@ impl Mode {
     }
 }
 
-/// What one run recorded.
-struct Run {
-    mode: Mode,
-    session: Session,
-    tamiyo: Controller,
+/// What one run recorded (and a checkpoint keeps, in `run.json`).
+#[derive(Debug, Default)]
+struct Record {
     train_loss: Vec<(f64, f64)>,
     val_loss: Vec<(f64, f64)>,
     stage_track: BTreeMap<String, Vec<(u64, Stage)>>,
     gate_marks: Vec<GateMark>,
-    last: (f32, f32),
+    /// Gate events already turned into marks, per seed.
+    seen: BTreeMap<String, usize>,
+    /// Validation loss and accuracy of the last epoch.
+    last: Option<(f32, f32)>,
+}
+
+impl Record {
+    fn to_json(&self, tamiyo: &Controller) -> Value {
+        json!({
+            "train_loss": self.train_loss,
+            "val_loss": self.val_loss,
+            "stage_track": self.stage_track.iter().map(|(k, t)| {
+                (k.clone(), t.iter().map(|(step, st)| json!([step, *st as i32])).collect::<Value>())
+            }).collect::<serde_json::Map<_, _>>(),
+            "gate_marks": self.gate_marks.iter().map(|g| json!([g.step, g.passed, g.label])).collect::<Vec<_>>(),
+            "seen": self.seen,
+            "last": self.last,
+            "controller": tamiyo.state_json(),
+        })
+    }
+
+    fn from_json(v: &Value, tamiyo: &mut Controller) -> Result<Self> {
+        let get = |k: &str| v.get(k).cloned().with_context(|| format!("run.json: no `{k}`"));
+        let mut stage_track = BTreeMap::new();
+        for (seed, track) in get("stage_track")?.as_object().context("run.json: stage_track")? {
+            let points: Vec<(u64, i32)> = serde_json::from_value(track.clone())?;
+            let points = points
+                .into_iter()
+                .map(|(step, st)| Stage::try_from(st).map(|st| (step, st)).map_err(|_| anyhow::anyhow!("stage {st}")))
+                .collect::<Result<_>>()?;
+            stage_track.insert(seed.clone(), points);
+        }
+        let marks: Vec<(u64, bool, String)> = serde_json::from_value(get("gate_marks")?)?;
+        tamiyo.restore_state(&get("controller")?)?;
+        Ok(Self {
+            train_loss: serde_json::from_value(get("train_loss")?)?,
+            val_loss: serde_json::from_value(get("val_loss")?)?,
+            stage_track,
+            gate_marks: marks.into_iter().map(|(step, passed, label)| GateMark { step, passed, label }).collect(),
+            seen: serde_json::from_value(get("seen")?)?,
+            last: serde_json::from_value(get("last")?)?,
+        })
+    }
+}
+
+/// One of the three runs: its session, its controller and what it recorded.
+struct Run {
+    mode: Mode,
+    session: Session,
+    tamiyo: Controller,
+    record: Record,
 }
 
 impl Run {
+    /// Validation loss and accuracy of the last epoch (NaN before the first).
+    fn last(&self) -> (f32, f32) {
+        self.record.last.unwrap_or((f32::NAN, f32::NAN))
+    }
+
     fn json(&self) -> Value {
+        let last = self.last();
         let mut run = json!({
-            "final_val_acc": self.last.1,
-            "final_val_loss": self.last.0,
+            "final_val_acc": last.1,
+            "final_val_loss": last.0,
             "params": self.params(),
         });
-        if let Some(bpb) = bits_per_byte(&self.session.data, self.last.0) {
+        if let Some(bpb) = bits_per_byte(&self.session.data, last.0) {
             run["final_val_bpb"] = bpb.into();
         }
         run
@@ -272,58 +331,83 @@ fn progress(args: &DemoArgs) -> ProgressBar {
     b
 }
 
-/// Trains one of the three runs.
+/// Trains one of the three runs (resuming it from its checkpoint with `--resume`).
 fn run_one(args: &DemoArgs, mode: Mode, bar: &ProgressBar) -> Result<Run> {
-    let (session, keys, probation_steps) = start_session(args, &mode)?;
+    let ckpt_dir = args.checkpoint.checkpoint_dir.as_ref().map(|d| d.join(mode.key()));
+    let resuming = args.checkpoint.resume && ckpt_dir.as_ref().is_some_and(|d| d.join("LATEST").exists());
+    let (session, keys, probation_steps) = start_session(args, &mode, resuming)?;
     let plan = if mode == Mode::Grown { plan(args) } else { Vec::new() };
-    let mut tamiyo = Controller::new(keys, plan, probation_steps).germinate_by(args.germinate_by);
-    bar.inc_length(u64::from(args.epochs()) * session.steps_per_epoch() as u64);
-    let mut run = Run {
-        mode,
-        session,
-        tamiyo: Controller::new(KeyRing::new(), Vec::new(), 0),
-        train_loss: Vec::new(),
-        val_loss: Vec::new(),
-        stage_track: BTreeMap::new(),
-        gate_marks: Vec::new(),
-        last: (f32::NAN, f32::NAN),
-    };
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    for _ in 0..args.epochs() {
-        let (train_loss, stage_track, gate_marks) = (&mut run.train_loss, &mut run.stage_track, &mut run.gate_marks);
-        let epoch = run.session.epoch(|s, info| {
-            train_loss.push((info.step as f64, f64::from(info.loss)));
-            track(s, info.step, stage_track, gate_marks, &mut seen);
-            bar.inc(1);
-            Ok(())
-        })?;
-        run.val_loss.push((run.session.step as f64, f64::from(epoch.val_loss)));
-        track(&run.session, run.session.step, &mut run.stage_track, &mut run.gate_marks, &mut seen);
-        tamiyo.on_epoch(&run.session.kasmina, epoch.epoch, run.session.step, epoch.val_loss, epoch.val_acc)?;
-        run.last = (epoch.val_loss, epoch.val_acc);
-        bar.set_message(format!(
-            "{:<9} epoch {:>2} val {:.3} acc {:>5.1}% | {}",
-            run.mode.key(),
-            epoch.epoch,
-            epoch.val_loss,
-            epoch.val_acc * 100.0,
-            stages_line(&run.session)
-        ));
+    let tamiyo = Controller::new(keys, plan, probation_steps).germinate_by(args.germinate_by);
+    let mut run = Run { mode, session, tamiyo, record: Record::default() };
+    let mut done = false;
+    if let (true, Some(dir)) = (resuming, &ckpt_dir)
+        && let Some(resumed) = checkpoint::resume(dir, &mut run.session, args.seed)?
+    {
+        run.record = Record::from_json(&resumed.record, &mut run.tamiyo)?;
+        done = resumed.done;
+        if !args.quiet && !args.json {
+            eprintln!("{}: resumed at step {} from {}", run.mode.key(), resumed.step, dir.display());
+        }
     }
-    tamiyo.collect();
+    bar.inc_length(u64::from(args.epochs()) * run.session.steps_per_epoch() as u64);
+    bar.inc(run.session.step);
+    while !done && run.session.epoch < args.epochs() {
+        train_epoch(args, &mut run, ckpt_dir.as_deref(), bar)?;
+    }
+    run.tamiyo.collect();
     run.session.kasmina.flush_telemetry()?;
-    run.tamiyo = tamiyo;
+    if let (Some(dir), false) = (&ckpt_dir, done) {
+        checkpoint::save(dir, &run.session, run.record.to_json(&run.tamiyo), true)?;
+    }
     Ok(run)
+}
+
+/// One epoch of a run, saving a checkpoint every `--checkpoint-every` steps.
+fn train_epoch(args: &DemoArgs, run: &mut Run, ckpt_dir: Option<&Path>, bar: &ProgressBar) -> Result<()> {
+    let Run { session, tamiyo, record, mode } = run;
+    let every = args.checkpoint.checkpoint_every;
+    let epoch = session.epoch(|s, info| {
+        record.train_loss.push((info.step as f64, f64::from(info.loss)));
+        track(s, info.step, &mut record.stage_track, &mut record.gate_marks, &mut record.seen);
+        bar.inc(1);
+        let halt = args.checkpoint.halt_at_step == Some(info.step);
+        if let Some(dir) = ckpt_dir
+            && (halt || (every > 0 && info.step.is_multiple_of(every)))
+        {
+            tamiyo.collect();
+            checkpoint::save(dir, s, record.to_json(tamiyo), false)?;
+        }
+        if halt {
+            return Err(Halted(info.step).into());
+        }
+        Ok(())
+    })?;
+    record.val_loss.push((session.step as f64, f64::from(epoch.val_loss)));
+    track(session, session.step, &mut record.stage_track, &mut record.gate_marks, &mut record.seen);
+    tamiyo.on_epoch(&session.kasmina, epoch.epoch, session.step, epoch.val_loss, epoch.val_acc)?;
+    record.last = Some((epoch.val_loss, epoch.val_acc));
+    bar.set_message(format!(
+        "{:<9} epoch {:>2} val {:.3} acc {:>5.1}% | {}",
+        mode.key(),
+        epoch.epoch,
+        epoch.val_loss,
+        epoch.val_acc * 100.0,
+        stages_line(session)
+    ));
+    Ok(())
 }
 
 /// The session of one run (its own Kasmina, keys and telemetry), the keys and the probation
 /// window.
-fn start_session(args: &DemoArgs, mode: &Mode) -> Result<(Session, KeyRing, u64)> {
+fn start_session(args: &DemoArgs, mode: &Mode, resuming: bool) -> Result<(Session, KeyRing, u64)> {
     let device = device(&args.device)?;
     let secret = std::env::var("ESPER_LEYLINE_SECRET").unwrap_or_else(|_| format!("kasmina-demo-secret-{}", args.seed)); // ≥ 16 bytes
     let keys = KeyRing::with_key("default", secret.as_bytes())?;
     let telemetry = if *mode == Mode::Grown {
-        Telemetry::spawn(JsonLinesSink::create(args.out.join("telemetry.jsonl"))?, TelemetryConfig::default())?
+        // A resumed run appends: what the interrupted run wrote stays.
+        let path = args.out.join("telemetry.jsonl");
+        let sink = if resuming { JsonLinesSink::append_to(path)? } else { JsonLinesSink::create(path)? };
+        Telemetry::spawn(sink, TelemetryConfig::default())?
     } else {
         Telemetry::new(NullSink, TelemetryConfig::default())?
     };
@@ -373,7 +457,7 @@ fn finish(args: &DemoArgs, main: &Run, host: Option<&Run>, fixed: Option<&Run>, 
     let states: Vec<Value> =
         session.kasmina.export_seed_states().iter().map(serde_json::to_value).collect::<Result<_, _>>()?;
     std::fs::write(args.out.join("seed_states.json"), serde_json::to_string_pretty(&states)? + "\n")?;
-    let mut summary = summary(session, &main.tamiyo, main.last, elapsed, args)?;
+    let mut summary = summary(session, &main.tamiyo, main.last(), elapsed, args)?;
     let mut runs = serde_json::Map::new();
     runs.insert(main.mode.key().to_owned(), main.json());
     if let Some(h) = host {
@@ -385,26 +469,28 @@ fn finish(args: &DemoArgs, main: &Run, host: Option<&Run>, fixed: Option<&Run>, 
     summary["runs"] = Value::Object(runs);
     // Every stage change of every seed, at the step it happened (for the no-shock check).
     summary["transitions"] = main
+        .record
         .stage_track
         .iter()
         .flat_map(|(seed, track)| track.iter().map(move |(step, stage)| json!([step, seed, stage.as_str_name()])))
         .collect::<Vec<_>>()
         .into();
-    let csv: String = main.train_loss.iter().map(|(step, loss)| format!("{step},{loss}\n")).collect();
+    let csv: String = main.record.train_loss.iter().map(|(step, loss)| format!("{step},{loss}\n")).collect();
     std::fs::write(args.out.join("train_loss.csv"), format!("step,loss\n{csv}"))?;
     std::fs::write(args.out.join("summary.json"), serde_json::to_string_pretty(&summary)? + "\n")?;
     let bands: Vec<Band> = main
+        .record
         .stage_track
         .iter()
         .map(|(seed, track)| Band { label: seed.clone(), segments: segments(track, session.step) })
         .collect();
-    let mut series = vec![Series { label: "train loss", points: &main.train_loss }];
+    let mut series = vec![Series { label: "train loss", points: &main.record.train_loss }];
     for (label, run) in
         [("validation: grown", Some(main)), ("validation: host only", host), ("validation: static", fixed)]
     {
         if let Some(r) = run {
             let label = if r.mode == Mode::HostOnly { "validation: host only" } else { label };
-            series.push(Series { label, points: &r.val_loss });
+            series.push(Series { label, points: &r.record.val_loss });
         }
     }
     // A text model's train loss starts near ln 256 = 5.5 nats and would flatten the validation
@@ -419,7 +505,7 @@ fn finish(args: &DemoArgs, main: &Run, host: Option<&Run>, fixed: Option<&Run>, 
         &format!("Kasmina demo: {}", session.data.name()),
         &series,
         &bands,
-        &main.gate_marks,
+        &main.record.gate_marks,
         session.step,
         y_max,
     );

@@ -8,6 +8,7 @@
 //! - `serve`: the same training, serving the `KasminaControl` gRPC service.
 //! - `sign` / `send`: build, sign and print or send an `AdaptationCommand`.
 
+mod checkpoint;
 mod cmd;
 mod controller;
 mod data;
@@ -54,6 +55,10 @@ fn main() -> std::process::ExitCode {
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<checkpoint::Halted>().is_some() => {
+            eprintln!("kasmina: {e}");
+            std::process::ExitCode::from(3)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

@@ -20,6 +20,7 @@ pub(crate) struct Band {
 }
 
 /// A gate evaluation at a step.
+#[derive(Debug, Clone)]
 pub(crate) struct GateMark {
     pub(crate) step: u64,
     pub(crate) passed: bool,

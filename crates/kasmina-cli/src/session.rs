@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::loss::cross_entropy;
 use candle_nn::optim::{Optimizer, ParamsAdamW};
 use kasmina_runtime::reexports::security::{KeyRing, VerifierConfig};
@@ -81,6 +81,15 @@ pub(crate) struct StepInfo {
     pub(crate) fossilized: Vec<FossilizedSeed>,
 }
 
+/// How far into its epoch a session is.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct EpochProgress {
+    /// Batches of the epoch already trained on.
+    pub(crate) batches: usize,
+    /// Their summed training loss.
+    pub(crate) total: f32,
+}
+
 /// What one epoch did.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct EpochInfo {
@@ -97,7 +106,13 @@ pub(crate) struct Session {
     pub(crate) model: Model,
     pub(crate) data: Data,
     opt: AdamW,
+    /// The optimiser's variables by name, in its order (host variables sorted by name, then
+    /// the static seed's as `static.<name>`): what a checkpoint saves.
+    opt_vars: Vec<(String, Var)>,
     rng: StdRng,
+    /// Where the current epoch is (batches done, their summed loss): a checkpoint taken
+    /// mid-epoch resumes from here.
+    pub(crate) progress: EpochProgress,
     batch: usize,
     pub(crate) step: u64,
     pub(crate) epoch: u32,
@@ -142,25 +157,32 @@ impl Session {
             builder = builder.verifier_config(verifier);
         }
         let kasmina = builder.build()?;
-        let mut host_vars = model.varmap.all_vars();
+        // Sorted by name: the optimiser's order (and a checkpoint's) is the same in every process.
+        let mut opt_vars: Vec<(String, Var)> = {
+            let vars = model.varmap.data().lock().map_err(|_| anyhow::anyhow!("the host's variables are poisoned"))?;
+            vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        opt_vars.sort_by(|a, b| a.0.cmp(&b.0));
         if let Some((slot, blueprint)) = &opts.static_seed {
             let spec =
                 specs.iter().find(|s| s.name == slot).with_context(|| format!("the host has no slot `{slot}`"))?;
             let artifact = builtin::artifact(blueprint, spec.width, opts.seed, &opts.device)?;
             let kernel = SeedKernel::instantiate(&artifact, &opts.device)?;
-            host_vars.extend(kernel.vars());
+            opt_vars.extend(kernel.named_vars().iter().map(|(n, v)| (format!("static.{n}"), v.clone())));
             model.set_static(slot, kernel);
         } else if !opts.host_only {
             model.attach_to(&kasmina)?;
         }
         let params = ParamsAdamW { lr: opts.host_lr, weight_decay: 0.0, ..ParamsAdamW::default() };
-        let opt = AdamW::new(host_vars, params)?;
+        let opt = AdamW::new(opt_vars.iter().map(|(_, v)| v.clone()).collect(), params)?;
         Ok(Self {
             kasmina,
             model,
             data,
             opt,
-            rng: StdRng::seed_from_u64(opts.seed ^ 0xBA7C),
+            opt_vars,
+            rng: StdRng::seed_from_u64(opts.seed ^ RNG_SALT),
+            progress: EpochProgress::default(),
             batch: opts.batch.max(1),
             step: 0,
             epoch: 0,
@@ -203,16 +225,16 @@ impl Session {
         Ok(StepInfo { step: self.step, loss: loss_value, fossilized })
     }
 
-    /// One epoch over shuffled batches, then validation and the epoch safe point.
+    /// One epoch over shuffled batches (the rest of it, when a checkpoint was taken
+    /// mid-epoch), then validation and the epoch safe point.
     pub(crate) fn epoch(&mut self, mut on_step: impl FnMut(&Self, &StepInfo) -> Result<()>) -> Result<EpochInfo> {
-        let mut total = 0.0;
-        let mut count = 0;
-        for (x, y) in self.data.batches(&mut self.rng, self.batch)? {
+        for (x, y) in self.data.batches(&mut self.rng, self.batch)?.into_iter().skip(self.progress.batches) {
             let info = self.step(&x, &y)?;
-            total += info.loss;
-            count += 1;
+            self.progress.total += info.loss;
+            self.progress.batches += 1;
             on_step(self, &info)?;
         }
+        let EpochProgress { batches: count, total } = std::mem::take(&mut self.progress);
         let (val_loss, val_acc) = self.validate()?;
         if self.model.has_slots() {
             let k_start = Instant::now();
@@ -237,6 +259,72 @@ impl Session {
         let pred = logits.argmax(1)?;
         let acc = pred.eq(&y)?.to_dtype(DType::F32)?.mean_all()?.to_scalar::<f32>()?;
         Ok((loss, acc))
+    }
+}
+
+/// Salt of the batch-order generator's seed.
+const RNG_SALT: u64 = 0xBA7C;
+
+impl Session {
+    /// The host's state for a checkpoint: every optimiser variable (`var.<name>`) and its two
+    /// AdamW moments (`adam_m.<name>`, `adam_v.<name>`) as safetensors bytes, and the
+    /// optimiser's step count.
+    pub(crate) fn host_state(&self) -> Result<(Vec<u8>, u64)> {
+        let state = self.opt.state()?;
+        let mut tensors: Vec<(String, Tensor)> = Vec::with_capacity(3 * self.opt_vars.len());
+        for ((name, var), (m, v)) in self.opt_vars.iter().zip(state.moments) {
+            tensors.push((format!("var.{name}"), var.as_tensor().copy()?));
+            tensors.push((format!("adam_m.{name}"), m));
+            tensors.push((format!("adam_v.{name}"), v));
+        }
+        let bytes = safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), None)?;
+        Ok((bytes, state.step))
+    }
+
+    /// Restores what [`host_state`](Self::host_state) saved and Kasmina's part of `checkpoint`,
+    /// then moves the session to `step`, `epoch` and `progress` (the batch order is replayed
+    /// from the seed: the generator draws one shuffle per epoch). Checked before anything
+    /// changes, except that Kasmina's own restore comes first and is itself all-or-nothing.
+    pub(crate) fn restore(
+        &mut self,
+        checkpoint: &kasmina_runtime::Checkpoint,
+        host_file: &str,
+        seed: u64,
+        (step, epoch, progress, opt_steps): (u64, u32, EpochProgress, u64),
+    ) -> Result<()> {
+        let saved = candle_core::safetensors::load_buffer(checkpoint.file(host_file)?, self.model_device())?;
+        let get = |key: String, like: &Var| -> Result<Tensor> {
+            let t = saved.get(&key).with_context(|| format!("{host_file}: no tensor `{key}`"))?;
+            anyhow::ensure!(
+                t.dims() == like.dims(),
+                "{host_file}: `{key}` is {:?}, the host's {:?}",
+                t.dims(),
+                like.dims()
+            );
+            Ok(t.clone())
+        };
+        let mut values = Vec::with_capacity(self.opt_vars.len());
+        let mut moments = Vec::with_capacity(self.opt_vars.len());
+        for (name, var) in &self.opt_vars {
+            values.push(get(format!("var.{name}"), var)?);
+            moments.push((get(format!("adam_m.{name}"), var)?, get(format!("adam_v.{name}"), var)?));
+        }
+        self.kasmina.restore_checkpoint(checkpoint)?;
+        for ((_, var), value) in self.opt_vars.iter().zip(values) {
+            var.set(&value)?;
+        }
+        let params = self.opt.params().clone();
+        self.opt.load_state(&kasmina_runtime::AdamWState { step: opt_steps, params, moments })?;
+        self.rng = StdRng::seed_from_u64(seed ^ RNG_SALT);
+        for _ in 0..epoch {
+            self.data.batches(&mut self.rng, self.batch)?;
+        }
+        (self.step, self.epoch, self.progress) = (step, epoch, progress);
+        Ok(())
+    }
+
+    fn model_device(&self) -> &Device {
+        self.opt_vars.first().map_or(&Device::Cpu, |(_, v)| v.device())
     }
 }
 

@@ -2,6 +2,7 @@
 //! by the Rust tonic client, and the `sign` / `send` commands.
 #![allow(clippy::unwrap_used)] // Tests may unwrap (helpers included).
 
+mod checkpoint;
 mod demo;
 mod serve;
 mod sign;
