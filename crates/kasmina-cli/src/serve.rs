@@ -10,7 +10,9 @@
 //! - `StreamTelemetry`: a telemetry subscription bridged into the response stream; ERROR and
 //!   CRITICAL packets are never dropped (normal ones are, when a client reads too slowly).
 //! - Ctrl-C / SIGTERM: stop accepting, let the training thread finish its current step, flush
-//!   telemetry, write the rollback payloads as JSON, exit 0.
+//!   telemetry, write the rollback payloads as JSON (an earlier file is moved aside to `.1`,
+//!   `.2`, ...), save a checkpoint with `--checkpoint-dir`, exit 0. The telemetry file is
+//!   appended to, never truncated; `--resume` restores the newest checkpoint before serving.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -25,6 +27,7 @@ use kasmina_runtime::reexports::telemetry::{JsonLinesSink, NullSink, Telemetry, 
 use kasmina_runtime::{Kasmina, KasminaConfig};
 use kasmina_server::{ControlPlane, ReadToken, ServerConfig, TlsSettings};
 
+use crate::checkpoint::{self, CheckpointArgs, Halted};
 use crate::session::{Session, SessionOptions, Stopped, device};
 
 /// Arguments of `serve`.
@@ -95,6 +98,10 @@ pub(crate) struct ServeArgs {
     /// Serve plaintext off loopback (only behind a TLS-terminating proxy).
     #[arg(long)]
     allow_plaintext: bool,
+    /// Checkpoints: every `--checkpoint-every` steps and at shutdown; `--resume` restores the
+    /// newest one before serving.
+    #[command(flatten)]
+    checkpoint: CheckpointArgs,
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<()> {
@@ -111,8 +118,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
     config.validate().context("invalid settings")?;
 
     let telemetry = match &args.telemetry {
+        // Appended to, never truncated: a restart keeps what the earlier run wrote.
         Some(path) => Telemetry::spawn(
-            JsonLinesSink::create(path).with_context(|| format!("opening {}", path.display()))?,
+            JsonLinesSink::append_to(path).with_context(|| format!("opening {}", path.display()))?,
             TelemetryConfig::default(),
         )?,
         None => Telemetry::spawn(NullSink, TelemetryConfig::default())?,
@@ -146,7 +154,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
     plane.check(args.listen).context(
         "unsafe control-plane settings (see --read-token, --tls-cert/--tls-key, --tls-client-ca, --allow-plaintext)",
     )?;
-    let result = serve(options, args.listen, plane, &rollback_path);
+    let result = serve(options, args.listen, plane, &rollback_path, &args.checkpoint);
     // Best effort: the library is regenerated at every start.
     let _ = std::fs::remove_dir_all(&blueprint_dir);
     result
@@ -191,16 +199,23 @@ fn server_config(args: &ServeArgs) -> Result<ServerConfig> {
     Ok(config)
 }
 
-fn serve(options: SessionOptions, listen: SocketAddr, plane: ServerConfig, rollback_path: &Path) -> Result<()> {
+fn serve(
+    options: SessionOptions,
+    listen: SocketAddr,
+    plane: ServerConfig,
+    rollback_path: &Path,
+    ckpt: &CheckpointArgs,
+) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<Kasmina>>(1);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let trainer = {
         let stop = Arc::clone(&stop);
+        let ckpt = ckpt.clone();
         std::thread::Builder::new()
             .name("kasmina-train".to_owned())
             .spawn(move || {
-                let result = train(options, &ready_tx, &stop);
+                let result = train(options, &ready_tx, &stop, &ckpt);
                 let _ = done_tx.send(());
                 result
             })
@@ -245,19 +260,55 @@ fn serve(options: SessionOptions, listen: SocketAddr, plane: ServerConfig, rollb
     Ok(())
 }
 
-/// The training thread: builds the session, hands its `Kasmina` to the server, then runs epochs
-/// until `stop` (checked after every step, so the current step always completes).
+/// Builds the session and, with `--resume`, restores the newest checkpoint: before the server
+/// gets the runtime, so no command is applied to a state about to be replaced.
+fn start(options: SessionOptions, ckpt: &CheckpointArgs) -> Result<Session> {
+    let seed = options.seed;
+    let mut session = Session::new(options)?;
+    if let (true, Some(dir)) = (ckpt.resume, &ckpt.checkpoint_dir) {
+        match checkpoint::resume(dir, &mut session, seed)? {
+            Some(r) => eprintln!("kasmina serve: resumed at step {} from {}", r.step, dir.display()),
+            None => eprintln!("kasmina serve: no checkpoint under {} yet; starting afresh", dir.display()),
+        }
+    }
+    Ok(session)
+}
+
+/// The training thread: builds (or resumes) the session, hands its `Kasmina` to the server,
+/// then runs epochs until `stop` (checked after every step, so the current step always
+/// completes), saving a checkpoint every `--checkpoint-every` steps and when it stops.
 fn train(
     options: SessionOptions,
     ready: &std::sync::mpsc::SyncSender<Result<Kasmina>>,
     stop: &AtomicBool,
+    ckpt: &CheckpointArgs,
 ) -> Result<()> {
-    let Some(mut session) = Session::start(options, ready) else { return Ok(()) };
+    let mut session = match start(options, ckpt) {
+        Ok(session) => {
+            let _ = ready.send(Ok(session.kasmina.clone()));
+            session
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return Ok(());
+        }
+    };
     let mut last_log = Instant::now();
     let mut last_stages = String::new();
+    let dir = ckpt.checkpoint_dir.as_deref();
     while !stop.load(Ordering::SeqCst) {
-        let epoch =
-            session.epoch(|_, _| if stop.load(Ordering::SeqCst) { Err(anyhow::Error::new(Stopped)) } else { Ok(()) });
+        let epoch = session.epoch(|s, info| {
+            let halt = ckpt.halt_at_step == Some(info.step);
+            if let Some(dir) = dir
+                && (halt || (ckpt.checkpoint_every > 0 && info.step.is_multiple_of(ckpt.checkpoint_every)))
+            {
+                checkpoint::save(dir, s, serde_json::json!({}), false)?;
+            }
+            if halt {
+                return Err(Halted(info.step).into());
+            }
+            if stop.load(Ordering::SeqCst) { Err(anyhow::Error::new(Stopped)) } else { Ok(()) }
+        });
         match epoch {
             Ok(info) => {
                 let stages = stage_line(&session.kasmina);
@@ -271,11 +322,19 @@ fn train(
                 }
             }
             Err(e) if e.is::<Stopped>() => break,
+            Err(e) if e.is::<Halted>() => {
+                stop.store(true, Ordering::SeqCst);
+                return Err(e);
+            }
             Err(e) => {
                 stop.store(true, Ordering::SeqCst);
                 return Err(e.context("training failed"));
             }
         }
+    }
+    if let Some(dir) = dir {
+        let saved = checkpoint::save(dir, &session, serde_json::json!({}), false)?;
+        eprintln!("kasmina serve: checkpoint at step {} in {}", saved.step, saved.dir.display());
     }
     Ok(())
 }
@@ -363,6 +422,26 @@ fn write_rollbacks(kasmina: &Kasmina, path: &Path) -> Result<usize> {
     let doc = serde_json::json!({ "rollbacks": entries });
     let mut text = serde_json::to_string_pretty(&doc).context("encoding the rollback payloads")?;
     text.push('\n');
+    rotate(path)?;
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     Ok(payloads.len())
+}
+
+/// Moves an existing `path` aside to `path.N` (the first free N from 1), so a restart never
+/// overwrites what an earlier run wrote.
+fn rotate(path: &Path) -> Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let mut n = 1u32;
+    let aside = loop {
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".{n}"));
+        let candidate = PathBuf::from(name);
+        if !candidate.exists() {
+            break candidate;
+        }
+        n += 1;
+    };
+    std::fs::rename(path, &aside).with_context(|| format!("moving {} aside to {}", path.display(), aside.display()))
 }

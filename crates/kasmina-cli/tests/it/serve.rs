@@ -25,20 +25,30 @@ const WAIT: Duration = Duration::from_secs(60);
 struct Server {
     child: Option<Child>,
     addr: String,
-    dir: tempfile::TempDir,
+    dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
 }
 
 impl Server {
     fn start(extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let mut server = Self::start_in(tmp.path(), extra);
+        server._tmp = Some(tmp);
+        server
+    }
+
+    /// A server working in `dir` (its telemetry, rollback file and stderr log there).
+    fn start_in(dir: &Path, extra: &[&str]) -> Self {
+        let dir = dir.to_owned();
         let mut child = kasmina()
-            .args(["serve", "--listen", "127.0.0.1:0", "--steps-per-stage", "8", "--embargo-secs", "1"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--embargo-secs", "1"])
+            .args(if extra.contains(&"--steps-per-stage") { &[][..] } else { &["--steps-per-stage", "8"][..] })
             .arg("--telemetry")
-            .arg(dir.path().join("telemetry.jsonl"))
+            .arg(dir.join("telemetry.jsonl"))
             .args(extra)
-            .current_dir(dir.path())
+            .current_dir(&dir)
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(dir.join("stderr.log")).unwrap())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -51,7 +61,7 @@ impl Server {
             for _ in lines {}
         });
         let line = rx.recv_timeout(WAIT);
-        let mut server = Self { child: Some(child), addr: String::new(), dir };
+        let mut server = Self { child: Some(child), addr: String::new(), dir, _tmp: None };
         match line {
             Ok(Some(Ok(line))) => {
                 let addr = line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected line {line:?}"));
@@ -63,11 +73,11 @@ impl Server {
     }
 
     fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.dir.join(name)
     }
 
     async fn client(&self) -> KasminaControlClient<Channel> {
@@ -246,6 +256,56 @@ async fn serve_answers_every_rpc_and_shuts_down_cleanly() {
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(server.path("kasmina-rollback.json")).unwrap()).unwrap();
     assert!(doc["rollbacks"].is_array(), "{doc}");
+}
+
+/// Steps the server has trained, from its state packet.
+async fn seed_stage(client: &mut KasminaControlClient<Channel>, seed_id: &str) -> Option<SeedLifecycleStage> {
+    let state = client.get_system_state(SystemStateRequest {}).await.unwrap().into_inner();
+    state.seed_states.iter().find(|s| s.seed_id == seed_id).map(|s| s.stage())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_resumes_its_seeds_refuses_replays_and_keeps_its_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = tmp.path().join("ckpt");
+    let flags = ["--checkpoint-dir", ckpt.to_str().unwrap(), "--checkpoint-every", "20", "--resume"];
+    let mut server = Server::start_in(tmp.path(), &[&flags[..], &["--steps-per-stage", "100000"]].concat());
+    let mut client = server.client().await;
+    let signed = germinate("it-restart-1", "it-seed-r", "BP001");
+    let receipt = client.submit_command(signed.clone()).await.unwrap().into_inner();
+    assert!(receipt.accepted, "{receipt:?}");
+    let mut before = None;
+    for _ in 0..600 {
+        before = seed_stage(&mut client, "it-seed-r").await;
+        if before == Some(SeedLifecycleStage::SeedStageTraining) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(before, Some(SeedLifecycleStage::SeedStageTraining));
+    drop(client);
+    assert!(server.terminate().success(), "{}", server.stderr());
+    let lines_before = std::fs::read_to_string(tmp.path().join("telemetry.jsonl")).unwrap().lines().count();
+    assert!(lines_before > 0);
+    assert!(tmp.path().join("kasmina-rollback.json").exists());
+    drop(server);
+
+    let mut server = Server::start_in(tmp.path(), &[&flags[..], &["--steps-per-stage", "100000"]].concat());
+    assert!(server.stderr().contains("resumed at step"), "{}", server.stderr());
+    let mut client = server.client().await;
+    // The seed is back where it was (its window is far from over) ...
+    assert_eq!(seed_stage(&mut client, "it-seed-r").await, Some(SeedLifecycleStage::SeedStageTraining));
+    // ... and the command accepted before the restart is a replay after it.
+    let replay = client.submit_command(signed).await.unwrap().into_inner();
+    assert!(!replay.accepted);
+    assert_eq!(replay.reason, "nonce_replayed", "{replay:?}");
+    drop(client);
+    assert!(server.terminate().success(), "{}", server.stderr());
+    // Nothing of the first run was lost: telemetry appended, the rollback file moved aside.
+    let lines_after = std::fs::read_to_string(tmp.path().join("telemetry.jsonl")).unwrap().lines().count();
+    assert!(lines_after > lines_before, "{lines_after} lines after, {lines_before} before");
+    assert!(tmp.path().join("kasmina-rollback.json").exists());
+    assert!(tmp.path().join("kasmina-rollback.json.1").exists());
 }
 
 #[test]
