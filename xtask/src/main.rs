@@ -9,6 +9,7 @@
 //! Paths come from `CARGO_MANIFEST_DIR`, never from the working directory.
 
 mod bench;
+mod crash;
 mod fuzz;
 mod layering;
 mod proto;
@@ -33,6 +34,9 @@ commands:
   soak [--commands N] [--steps M] [--debug]
                                     the control plane under mixed signed/replayed/stale/forged
                                     commands while training runs (default 1 000 000 / 100 000)
+  crash-test [--kills N] [--seed S] [--debug]
+                                    SIGKILL the demo at random points (saves included), resume it
+                                    each time, compare with an uninterrupted run (default 50 kills)
   ci                                run the CI sequence (fmt, clippy, tests, proto --check, layering)
 ";
 
@@ -64,6 +68,7 @@ fn run() -> Result<()> {
         "bench" => bench::run(&workspace_root(), rest),
         "fuzz" => fuzz::run(&workspace_root(), rest),
         "soak" => soak::run(&workspace_root(), rest),
+        "crash-test" => crash::run(&workspace_root(), rest),
         "ci" => {
             parse_flags(rest, &[])?;
             ci(&workspace_root())
