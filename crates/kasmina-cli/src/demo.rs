@@ -252,6 +252,38 @@ struct Run {
     session: Session,
     tamiyo: Controller,
     record: Record,
+    /// What checkpointing cost this process.
+    ckpt: CheckpointStats,
+}
+
+/// Saves and restores of one run in this process.
+#[derive(Debug, Default)]
+struct CheckpointStats {
+    saves: u32,
+    save_ms: Vec<f64>,
+    bytes: u64,
+    restore_ms: Option<f64>,
+}
+
+impl CheckpointStats {
+    fn saved(&mut self, s: &kasmina_runtime::SavedCheckpoint) {
+        self.saves += 1;
+        self.save_ms.push(s.took.as_secs_f64() * 1e3);
+        self.bytes = s.bytes;
+    }
+
+    fn json(&self) -> Value {
+        let mut ms = self.save_ms.clone();
+        ms.sort_by(f64::total_cmp);
+        let median = ms.get(ms.len() / 2).copied();
+        json!({
+            "saves": self.saves,
+            "save_ms_median": median,
+            "save_ms_max": ms.last(),
+            "bytes": self.bytes,
+            "restore_ms": self.restore_ms,
+        })
+    }
 }
 
 impl Run {
@@ -338,11 +370,13 @@ fn run_one(args: &DemoArgs, mode: Mode, bar: &ProgressBar) -> Result<Run> {
     let (session, keys, probation_steps) = start_session(args, &mode, resuming)?;
     let plan = if mode == Mode::Grown { plan(args) } else { Vec::new() };
     let tamiyo = Controller::new(keys, plan, probation_steps).germinate_by(args.germinate_by);
-    let mut run = Run { mode, session, tamiyo, record: Record::default() };
+    let mut run = Run { mode, session, tamiyo, record: Record::default(), ckpt: CheckpointStats::default() };
     let mut done = false;
+    let restore_started = Instant::now();
     if let (true, Some(dir)) = (resuming, &ckpt_dir)
         && let Some(resumed) = checkpoint::resume(dir, &mut run.session, args.seed)?
     {
+        run.ckpt.restore_ms = Some(restore_started.elapsed().as_secs_f64() * 1e3);
         run.record = Record::from_json(&resumed.record, &mut run.tamiyo)?;
         done = resumed.done;
         if !args.quiet && !args.json {
@@ -357,14 +391,15 @@ fn run_one(args: &DemoArgs, mode: Mode, bar: &ProgressBar) -> Result<Run> {
     run.tamiyo.collect();
     run.session.kasmina.flush_telemetry()?;
     if let (Some(dir), false) = (&ckpt_dir, done) {
-        checkpoint::save(dir, &run.session, run.record.to_json(&run.tamiyo), true)?;
+        let saved = checkpoint::save(dir, &run.session, run.record.to_json(&run.tamiyo), true)?;
+        run.ckpt.saved(&saved);
     }
     Ok(run)
 }
 
 /// One epoch of a run, saving a checkpoint every `--checkpoint-every` steps.
 fn train_epoch(args: &DemoArgs, run: &mut Run, ckpt_dir: Option<&Path>, bar: &ProgressBar) -> Result<()> {
-    let Run { session, tamiyo, record, mode } = run;
+    let Run { session, tamiyo, record, mode, ckpt } = run;
     let every = args.checkpoint.checkpoint_every;
     let epoch = session.epoch(|s, info| {
         record.train_loss.push((info.step as f64, f64::from(info.loss)));
@@ -375,7 +410,7 @@ fn train_epoch(args: &DemoArgs, run: &mut Run, ckpt_dir: Option<&Path>, bar: &Pr
             && (halt || (every > 0 && info.step.is_multiple_of(every)))
         {
             tamiyo.collect();
-            checkpoint::save(dir, s, record.to_json(tamiyo), false)?;
+            ckpt.saved(&checkpoint::save(dir, s, record.to_json(tamiyo), false)?);
         }
         if halt {
             return Err(Halted(info.step).into());
@@ -467,6 +502,9 @@ fn finish(args: &DemoArgs, main: &Run, host: Option<&Run>, fixed: Option<&Run>, 
         runs.insert("static".to_owned(), fixed.map_or(Value::Null, Run::json));
     }
     summary["runs"] = Value::Object(runs);
+    if args.checkpoint.checkpoint_dir.is_some() {
+        summary["checkpoint"] = main.ckpt.json();
+    }
     // Every stage change of every seed, at the step it happened (for the no-shock check).
     summary["transitions"] = main
         .record
