@@ -292,6 +292,12 @@ pub const ILLEGAL_TRANSITION: EventName = EventName::new("illegal_transition", E
 pub const KERNEL_FETCH: EventName = EventName::new("kernel_fetch", Info);
 /// The telemetry transport dropped packets under back-pressure (dropped).
 pub const TELEMETRY_DROPPED_EVENT: EventName = EventName::new("telemetry_dropped", Warning);
+/// A checkpoint was saved (dir, step, bytes, took_ms; decisions D13).
+pub const CHECKPOINT_SAVED: EventName = EventName::new("checkpoint_saved", Info);
+/// A checkpoint was restored (dir, step; decisions D13).
+pub const CHECKPOINT_RESTORED: EventName = EventName::new("checkpoint_restored", Info);
+/// A checkpoint could not be saved or restored; nothing changed (dir, error; decisions D13).
+pub const CHECKPOINT_FAILED: EventName = EventName::new("checkpoint_failed", Error);
 /// A benchmark result, published as telemetry (name, value, unit).
 pub const BENCHMARK_RESULT: EventName = EventName::new("benchmark_result", Info);
 
@@ -334,6 +340,9 @@ pub const ALL_EVENTS: &[EventName] = &[
     ILLEGAL_TRANSITION,
     KERNEL_FETCH,
     TELEMETRY_DROPPED_EVENT,
+    CHECKPOINT_SAVED,
+    CHECKPOINT_RESTORED,
+    CHECKPOINT_FAILED,
     BENCHMARK_RESULT,
 ];
 

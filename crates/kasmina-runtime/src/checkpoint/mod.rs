@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use kasmina_telemetry::names;
 use leyline::CheckpointManifest;
 
 use crate::handle::Kasmina;
@@ -160,6 +161,15 @@ pub enum CheckpointError {
     },
 }
 
+/// The ERROR event of a failed save or restore.
+fn failed(dir: &Path, operation: &str, e: &CheckpointError) -> leyline::TelemetryEvent {
+    names::CHECKPOINT_FAILED.event_with([
+        ("dir", dir.display().to_string()),
+        ("operation", operation.to_owned()),
+        ("error", e.to_string()),
+    ])
+}
+
 /// What the trainer saves with Kasmina's state: its own files (host weights and optimiser
 /// state, typically safetensors) and metadata (its step, epoch, data position...).
 #[derive(Debug, Clone, Default)]
@@ -258,6 +268,22 @@ impl Kasmina {
         root: impl AsRef<Path>,
         trainer: TrainerState,
     ) -> Result<SavedCheckpoint, CheckpointError> {
+        let root = root.as_ref();
+        let result = self.save_inner(root, trainer);
+        let event = match &result {
+            Ok(s) => names::CHECKPOINT_SAVED.event_with([
+                ("dir", s.dir.display().to_string()),
+                ("step", s.step.to_string()),
+                ("bytes", s.bytes.to_string()),
+                ("took_ms", format!("{:.3}", s.took.as_secs_f64() * 1e3)),
+            ]),
+            Err(e) => failed(root, "save", e),
+        };
+        self.inner.publish(vec![event], false);
+        result
+    }
+
+    fn save_inner(&self, root: &Path, trainer: TrainerState) -> Result<SavedCheckpoint, CheckpointError> {
         let started = std::time::Instant::now();
         if trainer.files.contains_key(KASMINA_TENSORS) {
             return Err(CheckpointError::Invalid {
@@ -277,7 +303,7 @@ impl Kasmina {
             kasmina: Some(state),
             trainer: trainer.meta.into_iter().collect(),
         };
-        let (dir, bytes) = store::commit(root.as_ref(), step, &files, manifest)?;
+        let (dir, bytes) = store::commit(root, step, &files, manifest)?;
         Ok(SavedCheckpoint { dir, step, bytes, took: started.elapsed() })
     }
 
@@ -285,6 +311,17 @@ impl Kasmina {
     /// nothing changes). The runtime must have the checkpoint's slots (same names, widths and
     /// layouts) and no live seed.
     pub fn restore_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
+        let result = self.restore_inner(checkpoint);
+        let event = match &result {
+            Ok(()) => names::CHECKPOINT_RESTORED
+                .event_with([("dir", checkpoint.dir.display().to_string()), ("step", checkpoint.step().to_string())]),
+            Err(e) => failed(&checkpoint.dir, "restore", e),
+        };
+        self.inner.publish(vec![event], false);
+        result
+    }
+
+    fn restore_inner(&self, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
         let state = checkpoint.manifest.kasmina.as_ref().ok_or_else(|| CheckpointError::Manifest {
             path: checkpoint.dir.join(MANIFEST),
             reason: "no Kasmina state".into(),

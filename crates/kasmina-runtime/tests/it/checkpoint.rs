@@ -258,6 +258,11 @@ fn a_checkpoint_restores_only_into_the_settings_it_was_taken_with() {
     changed.blending_steps += 1;
     let (mut rig, err) = refused(root.path(), Rig::new(changed));
     assert!(matches!(&err, CheckpointError::Config { field, .. } if field == "blending_steps"), "{err:?}");
+    // The refusal is an ERROR event naming the problem.
+    let failed = rig.events("checkpoint_failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].attributes["operation"], "restore");
+    assert!(failed[0].attributes["error"].contains("blending_steps"), "{failed:?}");
     assert_untouched(&mut rig);
 }
 
@@ -276,6 +281,9 @@ fn saves_are_atomic_keep_two_and_an_empty_root_has_no_checkpoint() {
     std::fs::create_dir(root.path().join(".staging-1-2")).unwrap();
     let latest = Checkpoint::load_latest(root.path()).unwrap();
     assert_eq!(latest.dir(), dirs[2]);
+    let saved = rig.events("checkpoint_saved");
+    assert_eq!(saved.len(), 3);
+    assert_eq!(saved[2].attributes["step"], "6");
     assert_eq!(latest.step(), 6);
     assert!(!dirs[0].exists(), "the oldest of three is pruned");
     assert!(dirs[1].exists() && dirs[2].exists());
