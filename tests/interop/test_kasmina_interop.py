@@ -34,11 +34,13 @@ RPC_TIMEOUT = 10.0
 
 
 @pytest.fixture(scope="module")
-def pb(tmp_path_factory):
-    """Generates and imports the Python bindings of leyline.proto and control.proto."""
+def bindings(tmp_path_factory):
+    """Generates and imports the Python bindings of leyline.proto, control.proto and
+    checkpoint.proto (once: a second copy would clash in protobuf's descriptor pool)."""
     proto_dir = Path(os.environ.get("KASMINA_PROTO_DIR", Path(__file__).resolve().parents[2] / "proto"))
     out = tmp_path_factory.mktemp("leyline_py")
-    protos = [str(proto_dir / "esper/leyline/v1" / name) for name in ("leyline.proto", "control.proto")]
+    names = ("leyline.proto", "control.proto", "checkpoint.proto")
+    protos = [str(proto_dir / "esper/leyline/v1" / name) for name in names]
     subprocess.run(
         [sys.executable, "-m", "grpc_tools.protoc", f"-I{proto_dir}", f"--python_out={out}", f"--grpc_python_out={out}", *protos],
         check=True,
@@ -46,12 +48,20 @@ def pb(tmp_path_factory):
     )
     sys.path.insert(0, str(out))
     try:
-        leyline = importlib.import_module("esper.leyline.v1.leyline_pb2")
-        control = importlib.import_module("esper.leyline.v1.control_pb2")
-        control_grpc = importlib.import_module("esper.leyline.v1.control_pb2_grpc")
+        return {
+            "leyline": importlib.import_module("esper.leyline.v1.leyline_pb2"),
+            "control": importlib.import_module("esper.leyline.v1.control_pb2"),
+            "control_grpc": importlib.import_module("esper.leyline.v1.control_pb2_grpc"),
+            "checkpoint": importlib.import_module("esper.leyline.v1.checkpoint_pb2"),
+        }
     finally:
         sys.path.remove(str(out))
-    return leyline, control, control_grpc
+
+
+@pytest.fixture(scope="module")
+def pb(bindings):
+    """(leyline_pb2, control_pb2, control_pb2_grpc)."""
+    return bindings["leyline"], bindings["control"], bindings["control_grpc"]
 
 
 class Server:
@@ -436,3 +446,41 @@ def test_sigterm_shuts_down_cleanly(server):
     assert code == 0, server.log()
     assert (server.workdir / "kasmina-rollback.json").is_file()
     assert (server.workdir / "telemetry.jsonl").stat().st_size > 0
+
+
+@pytest.fixture(scope="module")
+def checkpoint_pb(bindings):
+    """checkpoint_pb2."""
+    return bindings["checkpoint"]
+
+
+def test_a_checkpoint_manifest_is_canonical_protobuf_json_with_true_hashes(pb, checkpoint_pb, tmp_path):
+    """A demo's checkpoint, read the way any Esper service would: protobuf's own JSON parser,
+    strict (an unknown field fails), and hashlib over the files it lists."""
+    from google.protobuf import json_format
+
+    leyline = pb[0]
+    ckpt = tmp_path / "ckpt"
+    run = subprocess.run(
+        [os.environ["KASMINA_BIN"], "demo", "--seed", "1", "--epochs", "8", "--germinate-by", "2", "--quiet",
+         "--out", str(tmp_path / "out"), "--checkpoint-dir", str(ckpt), "--halt-at-step", "200"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 3, run.stderr
+    directory = ckpt / "grown" / (ckpt / "grown" / "LATEST").read_text().strip()
+    manifest = json_format.Parse((directory / "manifest.json").read_text(), checkpoint_pb.CheckpointManifest())
+    assert manifest.schema_version == 1
+    assert manifest.kasmina.step == 200
+    assert {f.name for f in manifest.files} == {"kasmina.safetensors", "host.safetensors", "run.json"}
+    for f in manifest.files:
+        data = (directory / f.name).read_bytes()
+        assert len(data) == f.size_bytes
+        assert hashlib.sha256(data).hexdigest() == f.sha256
+    seeds = {s.seed.seed_id: s.seed for s in manifest.kasmina.slots if s.HasField("seed")}
+    adapter = seeds["seed-adapter"]
+    assert adapter.lifecycle.stage == leyline.SEED_STAGE_TRAINING
+    assert adapter.WhichOneof("state") == "live"
+    assert adapter.live.WhichOneof("phase") == "training"
+    assert len(adapter.kernel.artifact_sha256) == 64
+    assert manifest.kasmina.nonces, "the accepted commands' nonces are saved"
+    assert manifest.trainer["step"] == "200"

@@ -72,6 +72,11 @@
 //! Commands arrive signed ([`Kasmina::submit`]) or in process from the trusted trainer
 //! ([`Kasmina::apply`]); either way they are applied at a safe point, between steps, and each
 //! gets one final receipt ([`Kasmina::receipt`]).
+//!
+//! At a safe point the whole state can be saved beside the trainer's ([`Kasmina::save_checkpoint`],
+//! [`TrainerState`]) and restored in a new process ([`Checkpoint::load_latest`],
+//! [`Kasmina::restore_checkpoint`]), checked first and bit-identical on the CPU
+//! (`docs/checkpoint.md`); seeds train with [`AdamW`], whose state a checkpoint keeps.
 
 mod attach;
 pub mod blueprint;
