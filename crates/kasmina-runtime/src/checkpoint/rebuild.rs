@@ -183,6 +183,133 @@ fn optimizer(
     Ok(opt)
 }
 
+/// The largest count a checkpoint may hold (2^53: exact in every JSON reader; a run at a
+/// million steps a second would take 285 years to reach it). Counters the runtime increments
+/// can then never overflow after a restore.
+const MAX_COUNT: u64 = 1 << 53;
+/// The largest 32-bit count (epochs, violations, passes).
+const MAX_COUNT32: u32 = 1 << 30;
+/// The longest duration (ms) a checkpoint may hold: about 34 years.
+const MAX_MS: u64 = 1 << 40;
+
+fn bound64(what: &str, v: u64, max: u64) -> Result<(), CheckpointError> {
+    if v <= max { Ok(()) } else { Err(invalid(what, format!("{v} is beyond {max}"))) }
+}
+
+fn bound32(what: &str, v: u32) -> Result<(), CheckpointError> {
+    bound64(what, u64::from(v), u64::from(MAX_COUNT32))
+}
+
+fn check_alpha(what: &str, a: Option<&AlphaCheckpoint>) -> Result<(), CheckpointError> {
+    let Some(a) = a else { return Ok(()) };
+    let ramp = match &a.ramp {
+        Some(alpha_checkpoint::Ramp::RampIn(r)) => [r.start, r.end],
+        Some(alpha_checkpoint::Ramp::RampOut(r)) => [r.steps, r.done],
+        None => [0, 0],
+    };
+    for v in [a.steps, a.step, ramp[0], ramp[1]] {
+        bound64(what, v, MAX_COUNT)?;
+    }
+    Ok(())
+}
+
+fn check_live(what: &str, l: &LiveCheckpoint) -> Result<(), CheckpointError> {
+    use live_checkpoint::Phase as P;
+    for v in [l.monitor_checks, l.monitor_violations, l.monitor_nan_outputs, l.monitor_skipped] {
+        bound64(what, v, MAX_COUNT)?;
+    }
+    let h = l.health.clone().unwrap_or_default();
+    bound32(what, h.isolation_violations)?;
+    bound32(what, h.update_violations)?;
+    if let Some(p) = &l.pause {
+        bound32(what, p.granted)?;
+        bound32(what, p.used)?;
+        bound64(what, p.elapsed_ms, MAX_MS)?;
+    }
+    check_alpha(what, l.alpha_template.as_ref())?;
+    match &l.phase {
+        Some(P::Training(t)) => bound64(what, t.steps, MAX_COUNT),
+        Some(P::Blending(b)) => {
+            check_alpha(what, b.alpha.as_ref())?;
+            bound64(what, b.steps, MAX_COUNT)
+        }
+        Some(P::Shadowing(s)) => bound64(what, s.steps, MAX_COUNT),
+        Some(P::Probationary(p)) => {
+            bound32(what, p.epochs)?;
+            bound64(what, p.steps, MAX_COUNT)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_seed(s: &SeedCheckpoint, step: u64) -> Result<(), CheckpointError> {
+    use seed_checkpoint::State as S;
+    let what = format!("seed `{}`", s.seed_id);
+    bound32(&what, s.epochs)?;
+    if let Some(l) = &s.lifecycle {
+        bound64(&what, l.transitions, MAX_COUNT)?;
+        for v in [l.in_stage_ms, l.embargo_elapsed_ms.unwrap_or(0), l.embargo_remaining_ms.unwrap_or(0)] {
+            bound64(&what, v, MAX_MS)?;
+        }
+        for t in &l.history {
+            bound64(&what, t.ago_ms, MAX_MS)?;
+        }
+    }
+    if let Some(h) = &s.history {
+        bound64(&what, h.isolation_checks, MAX_COUNT)?;
+        bound32(&what, h.isolation_violations)?;
+    }
+    if let Some(k) = &s.kernel {
+        bound64(&what, k.steps, MAX_COUNT)?;
+        bound64(&what, k.optimizer.as_ref().map_or(0, |o| o.steps), MAX_COUNT)?;
+    }
+    match &s.state {
+        Some(S::Live(l)) => check_live(&what, l),
+        Some(S::BlendingOut(b)) => check_alpha(&what, b.alpha.as_ref()),
+        Some(S::Fossilized(f)) => bound64(&what, f.ramp, MAX_COUNT),
+        Some(S::Embargoed(e)) => bound64(&what, e.since_step, step),
+        _ => Ok(()),
+    }
+}
+
+/// Every count within [`MAX_COUNT`] (or [`MAX_COUNT32`]), every duration within [`MAX_MS`], an
+/// embargo's start not after the checkpoint's step: what a running runtime could have saved,
+/// and what it can count on from without overflowing.
+fn check_bounds(state: &KasminaCheckpoint) -> Result<(), CheckpointError> {
+    bound64("step", state.step, MAX_COUNT)?;
+    bound32("epoch", state.epoch)?;
+    let c = state.counters.clone().unwrap_or_default();
+    for v in [c.steps, c.isolation_checks, c.isolation_violations, c.commands_accepted, c.commands_rejected] {
+        bound64("counters", v, MAX_COUNT)?;
+    }
+    bound64("counters", c.events_dropped, MAX_COUNT)?;
+    for b in &state.breakers {
+        bound32("breaker", b.failures)?;
+        bound32("breaker", b.successes)?;
+        for v in [b.opened_total, b.denied_total] {
+            bound64("breaker", v, MAX_COUNT)?;
+        }
+        for v in [b.open_remaining_ms.unwrap_or(0), b.probe_age_ms.unwrap_or(0)] {
+            bound64("breaker", v, MAX_MS)?;
+        }
+    }
+    for n in &state.nonces {
+        bound64("nonce", n.remaining_ms, MAX_MS)?;
+    }
+    for p in &state.pending {
+        bound64("pending command", p.deadline_remaining_ms.unwrap_or(0), MAX_MS)?;
+    }
+    let q = state.pause_quota.unwrap_or_default();
+    bound32("pause quota", q.used)?;
+    bound64("pause quota", q.window_elapsed_ms, MAX_MS)?;
+    for slot in &state.slots {
+        if let Some(s) = &slot.seed {
+            check_seed(s, state.step)?;
+        }
+    }
+    Ok(())
+}
+
 /// A restored kernel and, for a seed that trains, its optimiser.
 struct Rebuilt {
     kernel: Arc<SeedKernel>,
@@ -219,6 +346,7 @@ impl Inner {
             return Err(CheckpointError::Device { saved: state.device.clone(), running });
         }
         self.check_config(state)?;
+        check_bounds(state)?;
         let cells = self.check_slots(state)?;
         let tensors = candle_core::safetensors::load_buffer(tensor_bytes, &self.device)
             .map_err(|e| CheckpointError::Tensor { name: KASMINA_TENSORS.into(), reason: e.to_string() })?;

@@ -291,3 +291,19 @@ fn saves_are_atomic_keep_two_and_an_empty_root_has_no_checkpoint() {
     assert_eq!(manifest.schema_version, 1);
     assert!(manifest.files.iter().all(|f| f.sha256.len() == 64));
 }
+
+/// Found by the `restore_checkpoint` fuzz target: a checkpoint claiming step 2^64 − 1 was
+/// restored and the next step overflowed the counter. Counts beyond what a run could reach are
+/// refused.
+#[test]
+fn regression_counts_no_run_could_reach_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = saved_run(root.path());
+    let p = dir.join("manifest.json");
+    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    manifest["kasmina"]["step"] = serde_json::Value::from("18446744073709551615");
+    std::fs::write(&p, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let (mut rig, err) = refused(root.path(), Rig::new(config()));
+    assert!(matches!(&err, CheckpointError::Invalid { what, .. } if what == "step"), "{err:?}");
+    assert_untouched(&mut rig);
+}
