@@ -286,6 +286,15 @@ impl Kasmina {
         self.admit(verified, transport)
     }
 
+    /// Verifies the command of an Oona bus entry — its `payload` field (an encoded
+    /// `BusEnvelope`) and its `signature` field — and queues it for the next safe point
+    /// (transport `OONA`, form `BUS`; decisions D12). A rejected entry is answered at once and
+    /// changes nothing; a redelivered one is `nonce_replayed`.
+    pub fn submit_bus_entry(&self, envelope: &[u8], signature: &str) -> std::result::Result<Ticket, CommandReceipt> {
+        let verified = self.inner.verifier.verify_bus_entry(envelope, signature);
+        self.admit(verified, CommandTransport::Oona)
+    }
+
     fn admit(
         &self,
         verified: std::result::Result<VerifiedCommand, Rejection>,

@@ -237,6 +237,39 @@ impl CommandVerifier {
         self.verify_legacy(bytes, "")
     }
 
+    /// Verifies the command of an Oona bus entry (decisions D12): `signature` (standard padded
+    /// base64 HMAC-SHA256, the entry's `signature` field) must cover the exact `envelope` bytes
+    /// (its `payload` field) under the key [`DEFAULT_KEY_ID`]; the envelope must be a
+    /// `BusEnvelope` of type `BUS_MESSAGE_TYPE_ADAPTATION_COMMAND`; its payload, the encoded
+    /// command, then goes through the rest of D8's order (decode, command id, `issued_at`,
+    /// freshness, nonce), so a redelivered entry is `nonce_replayed`.
+    ///
+    /// # Errors
+    /// `missing_signature` for an empty signature, `invalid_signature` or `unknown_key`,
+    /// `malformed_command` for an envelope that does not decode or carries another message
+    /// type, `oversized_command`, then the checks of [`verify_signed`](Self::verify_signed).
+    pub fn verify_bus_entry(&self, envelope: &[u8], signature: &str) -> Result<VerifiedCommand, Rejection> {
+        self.check_available()?;
+        self.check_size(envelope.len(), self.config.max_command_bytes.saturating_add(ENVELOPE_OVERHEAD_BYTES))?;
+        if signature.is_empty() {
+            return Err(Rejection::MissingSignature);
+        }
+        match self.keys.using_key(DEFAULT_KEY_ID, |key| key.verify(envelope, signature)) {
+            None => return Err(Rejection::UnknownKey { key_id: DEFAULT_KEY_ID.to_owned() }),
+            Some(false) => return Err(Rejection::InvalidSignature { key_id: Some(DEFAULT_KEY_ID.to_owned()) }),
+            Some(true) => {}
+        }
+        let bus = leyline::BusEnvelope::decode(envelope)
+            .map_err(|e| Rejection::MalformedCommand { detail: format!("bus envelope: {e}") })?;
+        if bus.message_type() != leyline::BusMessageType::AdaptationCommand {
+            return Err(Rejection::MalformedCommand {
+                detail: format!("bus message type {} is not an adaptation command", bus.message_type().as_str_name()),
+            });
+        }
+        let command = decode(bus.payload.as_slice())?;
+        self.admit(command, DEFAULT_KEY_ID.to_owned(), CommandForm::Bus)
+    }
+
     /// The legacy form; `envelope_key_id` is the `key_id` of the envelope it came in (empty: none).
     fn verify_legacy(&self, bytes: &[u8], envelope_key_id: &str) -> Result<VerifiedCommand, Rejection> {
         self.check_available()?;

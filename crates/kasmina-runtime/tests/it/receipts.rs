@@ -90,3 +90,26 @@ fn an_exhausted_pause_quota_ends_the_pause_once() {
     bad.annotations.insert("resume".into(), "yes".into());
     assert_eq!(rig.kasmina.apply(bad).reason, "invalid_annotation");
 }
+
+#[test]
+fn a_bus_entry_is_verified_like_any_command_and_its_receipt_names_the_bus() {
+    use leyline::Message;
+    let mut rig = Rig::new(config());
+    let cmd = rig.seed_op(SeedOperation::SeedOpGerminate, "seed-bus", "BP001");
+    let mut envelope = leyline::BusEnvelope { payload: cmd.encode_to_vec(), ..Default::default() };
+    envelope.set_message_type(leyline::BusMessageType::AdaptationCommand);
+    let bytes = envelope.encode_to_vec();
+    let signature = kasmina_runtime::reexports::security::sign(crate::harness::SECRET.as_bytes(), &bytes);
+    let ticket = rig.kasmina.submit_bus_entry(&bytes, &signature).unwrap();
+    rig.step();
+    let done = ticket.try_receipt().expect("applied at the safe point");
+    assert!(done.accepted, "{done:?}");
+    let p = done.provenance.unwrap();
+    assert_eq!((p.form(), p.transport(), p.key_id.as_str()), (CommandForm::Bus, CommandTransport::Oona, "default"));
+    assert_eq!(rig.kasmina.seed_summaries()[0].seed_id, "seed-bus");
+    // Redelivered (at-least-once): a replay, answered at once, nothing changes.
+    let again = rig.kasmina.submit_bus_entry(&bytes, &signature).unwrap_err();
+    assert_eq!(again.reason, "nonce_replayed");
+    let forged = rig.kasmina.submit_bus_entry(&bytes, "AAAA").unwrap_err();
+    assert_eq!(forged.reason, "invalid_signature");
+}

@@ -1,6 +1,7 @@
 //! Integration tests of kasmina-security: the peer's vectors, properties, concurrency, keys, ledger.
 #![allow(clippy::unwrap_used)] // Test helpers outside `#[test]` functions unwrap too.
 
+mod bus;
 mod concurrency;
 mod keys;
 mod ledger;

@@ -1280,6 +1280,7 @@ pub enum CommandForm {
     Envelope = 1,
     Legacy = 2,
     Trusted = 3,
+    Bus = 4,
 }
 impl CommandForm {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -1292,6 +1293,7 @@ impl CommandForm {
             Self::Envelope => "COMMAND_FORM_ENVELOPE",
             Self::Legacy => "COMMAND_FORM_LEGACY",
             Self::Trusted => "COMMAND_FORM_TRUSTED",
+            Self::Bus => "COMMAND_FORM_BUS",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -1301,6 +1303,7 @@ impl CommandForm {
             "COMMAND_FORM_ENVELOPE" => Some(Self::Envelope),
             "COMMAND_FORM_LEGACY" => Some(Self::Legacy),
             "COMMAND_FORM_TRUSTED" => Some(Self::Trusted),
+            "COMMAND_FORM_BUS" => Some(Self::Bus),
             _ => None,
         }
     }

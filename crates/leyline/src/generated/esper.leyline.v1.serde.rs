@@ -2312,6 +2312,7 @@ impl serde::Serialize for CommandForm {
             Self::Envelope => "COMMAND_FORM_ENVELOPE",
             Self::Legacy => "COMMAND_FORM_LEGACY",
             Self::Trusted => "COMMAND_FORM_TRUSTED",
+            Self::Bus => "COMMAND_FORM_BUS",
         };
         serializer.serialize_str(variant)
     }
@@ -2322,8 +2323,13 @@ impl<'de> serde::Deserialize<'de> for CommandForm {
     where
         D: serde::Deserializer<'de>,
     {
-        const FIELDS: &[&str] =
-            &["COMMAND_FORM_UNSPECIFIED", "COMMAND_FORM_ENVELOPE", "COMMAND_FORM_LEGACY", "COMMAND_FORM_TRUSTED"];
+        const FIELDS: &[&str] = &[
+            "COMMAND_FORM_UNSPECIFIED",
+            "COMMAND_FORM_ENVELOPE",
+            "COMMAND_FORM_LEGACY",
+            "COMMAND_FORM_TRUSTED",
+            "COMMAND_FORM_BUS",
+        ];
 
         struct GeneratedVisitor;
 
@@ -2363,6 +2369,7 @@ impl<'de> serde::Deserialize<'de> for CommandForm {
                     "COMMAND_FORM_ENVELOPE" => Ok(CommandForm::Envelope),
                     "COMMAND_FORM_LEGACY" => Ok(CommandForm::Legacy),
                     "COMMAND_FORM_TRUSTED" => Ok(CommandForm::Trusted),
+                    "COMMAND_FORM_BUS" => Ok(CommandForm::Bus),
                     _ => Err(serde::de::Error::unknown_variant(value, FIELDS)),
                 }
             }
