@@ -22,8 +22,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use kasmina_oona::{Consumer, OonaConfig, OonaSink};
 use kasmina_runtime::reexports::security::{KeyRing, printable};
-use kasmina_runtime::reexports::telemetry::{JsonLinesSink, NullSink, Telemetry, TelemetryConfig};
+use kasmina_runtime::reexports::telemetry::{FanoutSink, JsonLinesSink, NullSink, Telemetry, TelemetryConfig};
 use kasmina_runtime::{Kasmina, KasminaConfig};
 use kasmina_server::{ControlPlane, ReadToken, ServerConfig, TlsSettings};
 
@@ -98,6 +99,11 @@ pub(crate) struct ServeArgs {
     /// Serve plaintext off loopback (only behind a TLS-terminating proxy).
     #[arg(long)]
     allow_plaintext: bool,
+    /// Also join Esper's Oona bus on this Redis (commands from `oona.emergency`/`oona.normal`,
+    /// telemetry to `oona.telemetry`, a SystemStatePacket per epoch to `oona.normal`); the
+    /// `OONA_*` variables override the stream names and limits (docs/oona.md).
+    #[arg(long, value_name = "redis://HOST:PORT", env = "OONA_URL")]
+    oona: Option<String>,
     /// Checkpoints: every `--checkpoint-every` steps and at shutdown; `--resume` restores the
     /// newest one before serving.
     #[command(flatten)]
@@ -117,14 +123,15 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
     config.auto_advance = !args.manual_advance;
     config.validate().context("invalid settings")?;
 
-    let telemetry = match &args.telemetry {
-        // Appended to, never truncated: a restart keeps what the earlier run wrote.
-        Some(path) => Telemetry::spawn(
-            JsonLinesSink::append_to(path).with_context(|| format!("opening {}", path.display()))?,
-            TelemetryConfig::default(),
-        )?,
-        None => Telemetry::spawn(NullSink, TelemetryConfig::default())?,
-    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("kasmina-grpc")
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (stop_bus, bus_stopped) = tokio::sync::watch::channel(false);
+    let bus = start_bus(&args, &keys, &runtime, &bus_stopped)?;
+    let telemetry = telemetry(&args, bus.as_ref())?;
     let rollback_path = args.rollback_file.clone().unwrap_or_else(|| {
         let dir = args.telemetry.as_deref().and_then(Path::parent).unwrap_or(Path::new(""));
         dir.join("kasmina-rollback.json")
@@ -154,7 +161,16 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
     plane.check(args.listen).context(
         "unsafe control-plane settings (see --read-token, --tls-cert/--tls-key, --tls-client-ca, --allow-plaintext)",
     )?;
-    let result = serve(options, args.listen, plane, &rollback_path, &args.checkpoint);
+    let result = serve(Serving {
+        options,
+        listen: args.listen,
+        plane,
+        rollback_path: &rollback_path,
+        ckpt: &args.checkpoint,
+        runtime,
+        bus,
+        stop_bus,
+    });
     // Best effort: the library is regenerated at every start.
     let _ = std::fs::remove_dir_all(&blueprint_dir);
     result
@@ -199,23 +215,71 @@ fn server_config(args: &ServeArgs) -> Result<ServerConfig> {
     Ok(config)
 }
 
-fn serve(
+/// With `--oona`: connects the telemetry writer to the bus.
+fn start_bus(
+    args: &ServeArgs,
+    keys: &KeyRing,
+    runtime: &tokio::runtime::Runtime,
+    stopped: &tokio::sync::watch::Receiver<bool>,
+) -> Result<Option<Bus>> {
+    let Some(url) = &args.oona else { return Ok(None) };
+    let config = OonaConfig::from_lookup(Some(url), |k| std::env::var(k).ok()).context("--oona")?;
+    let (sink, task) = runtime
+        .block_on(OonaSink::start(config.clone(), keys.clone(), stopped.clone()))
+        .with_context(|| format!("connecting to Oona at {}", config.url))?;
+    eprintln!("kasmina serve: on the Oona bus at {} as `{}`", config.url, config.consumer);
+    Ok(Some(Bus { config, sink, task }))
+}
+
+/// Telemetry to `--telemetry` (appended to, never truncated: a restart keeps what the earlier
+/// run wrote) and to the bus.
+fn telemetry(args: &ServeArgs, bus: Option<&Bus>) -> Result<Telemetry> {
+    let mut sinks = FanoutSink::new();
+    if let Some(path) = &args.telemetry {
+        sinks = sinks.with(JsonLinesSink::append_to(path).with_context(|| format!("opening {}", path.display()))?);
+    }
+    if let Some(b) = bus {
+        sinks = sinks.with(b.sink.clone());
+    }
+    Ok(if sinks.is_empty() {
+        Telemetry::spawn(NullSink, TelemetryConfig::default())?
+    } else {
+        Telemetry::spawn(sinks, TelemetryConfig::default())?
+    })
+}
+
+/// Oona: its settings, the telemetry sink and the sink's writer task.
+struct Bus {
+    config: OonaConfig,
+    sink: OonaSink,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Everything `serve` runs.
+struct Serving<'a> {
     options: SessionOptions,
     listen: SocketAddr,
     plane: ServerConfig,
-    rollback_path: &Path,
-    ckpt: &CheckpointArgs,
-) -> Result<()> {
+    rollback_path: &'a Path,
+    ckpt: &'a CheckpointArgs,
+    runtime: tokio::runtime::Runtime,
+    bus: Option<Bus>,
+    stop_bus: tokio::sync::watch::Sender<bool>,
+}
+
+fn serve(s: Serving<'_>) -> Result<()> {
+    let Serving { options, listen, plane, rollback_path, ckpt, runtime, bus, stop_bus } = s;
     let stop = Arc::new(AtomicBool::new(false));
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<Kasmina>>(1);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let trainer = {
         let stop = Arc::clone(&stop);
         let ckpt = ckpt.clone();
+        let state_sink = bus.as_ref().map(|b| b.sink.clone());
         std::thread::Builder::new()
             .name("kasmina-train".to_owned())
             .spawn(move || {
-                let result = train(options, &ready_tx, &stop, &ckpt);
+                let result = train(options, &ready_tx, &stop, &ckpt, state_sink.as_ref());
                 let _ = done_tx.send(());
                 result
             })
@@ -235,21 +299,33 @@ fn serve(
         }
     };
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("kasmina-grpc")
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let consumer = match &bus {
+        Some(b) => {
+            let consumer = runtime
+                .block_on(Consumer::connect(b.config.clone(), kasmina.clone()))
+                .context("joining the Oona consumer group")?;
+            Some(runtime.spawn(consumer.run(stop_bus.subscribe())))
+        }
+        None => None,
+    };
     let served = runtime.block_on(serve_grpc(kasmina.clone(), plane, listen, Arc::clone(&stop), done_rx));
     stop.store(true, Ordering::SeqCst);
-    runtime.shutdown_timeout(Duration::from_secs(1));
-
     let trained = match trainer.join() {
         Ok(result) => result,
         Err(_) => Err(anyhow::anyhow!("the training thread panicked")),
     };
     let flushed = kasmina.flush_telemetry().context("flushing telemetry");
+    // The bus last: the consumer stops reading, the writer sends what is queued (CRITICAL
+    // packets included) once more, then both end.
+    let _ = stop_bus.send(true);
+    if let Some(c) = consumer {
+        let _ = runtime.block_on(c);
+    }
+    if let Some(b) = bus {
+        let _ = runtime.block_on(async { tokio::time::timeout(Duration::from_secs(5), b.task).await });
+    }
+    runtime.shutdown_timeout(Duration::from_secs(1));
+
     let written = write_rollbacks(&kasmina, rollback_path);
     let _ = kasmina.telemetry().shutdown();
     served?;
@@ -282,6 +358,7 @@ fn train(
     ready: &std::sync::mpsc::SyncSender<Result<Kasmina>>,
     stop: &AtomicBool,
     ckpt: &CheckpointArgs,
+    bus: Option<&OonaSink>,
 ) -> Result<()> {
     let mut session = match start(options, ckpt) {
         Ok(session) => {
@@ -311,6 +388,10 @@ fn train(
         });
         match epoch {
             Ok(info) => {
+                if let Some(bus) = bus {
+                    // Each epoch's state on `oona.normal`, as Tolaria publishes it.
+                    bus.publish_state(&session.kasmina.system_state_packet())?;
+                }
                 let stages = stage_line(&session.kasmina);
                 if stages != last_stages || last_log.elapsed() >= Duration::from_secs(10) {
                     eprintln!(
