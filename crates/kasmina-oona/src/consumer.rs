@@ -75,17 +75,25 @@ impl Consumer {
     pub async fn connect(config: OonaConfig, kasmina: Kasmina) -> Result<Self, OonaError> {
         config.validate()?;
         let client = redis::Client::open(config.url.as_str())?;
-        let mut conn = ConnectionManager::new(client).await?;
-        for stream in [&config.emergency_stream, &config.normal_stream] {
+        let conn = ConnectionManager::new(client).await?;
+        let mut consumer = Self { config, kasmina, conn, in_flight: Vec::new(), stats: Arc::default() };
+        consumer.ensure_groups().await?;
+        Ok(consumer)
+    }
+
+    /// Creates the consumer group on both command streams unless it exists (after a Redis
+    /// restart without persistence it no longer does).
+    async fn ensure_groups(&mut self) -> Result<(), OonaError> {
+        for stream in [self.config.emergency_stream.clone(), self.config.normal_stream.clone()] {
             let created: Result<(), redis::RedisError> =
-                conn.xgroup_create_mkstream(stream.as_str(), config.group.as_str(), "0").await;
+                self.conn.xgroup_create_mkstream(stream.as_str(), self.config.group.as_str(), "0").await;
             match created {
                 Ok(()) => {}
                 Err(e) if e.to_string().contains("BUSYGROUP") => {}
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(Self { config, kasmina, conn, in_flight: Vec::new(), stats: Arc::default() })
+        Ok(())
     }
 
     /// The counters.
@@ -124,8 +132,14 @@ impl Consumer {
         while !*stop.borrow() {
             match self.poll().await {
                 Ok(_) => backoff = Duration::from_millis(50),
-                Err(_) => {
+                Err(e) => {
                     bump(&self.stats.errors);
+                    if e.to_string().contains("NOGROUP") {
+                        // Redis came back empty: the group is gone, and with it the entries
+                        // still in flight (their commands are queued or applied already).
+                        let _ = self.ensure_groups().await;
+                        self.in_flight.retain(|f| f.ticket.try_receipt().is_none());
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = stop.changed() => {}

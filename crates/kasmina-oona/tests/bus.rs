@@ -305,3 +305,101 @@ async fn telemetry_is_published_signed_and_critical_packets_survive_a_redis_rest
     stop_tx.send(true).unwrap();
     task.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (.ci/run starts these with --ignored)"]
+async fn the_consumer_survives_a_redis_restart_and_applies_no_command_twice() {
+    let mut redis = Redis::start();
+    let (kasmina, host, _dir) = runtime(kasmina_runtime::reexports::telemetry::NullSink);
+    let consumer = Consumer::connect(config(&redis, "k1"), kasmina.clone()).await.unwrap();
+    let stats = consumer.stats();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(consumer.run(stop));
+    // A trainer stepping beside the bus.
+    let trainer = {
+        let (k, h) = (kasmina.clone(), host.clone());
+        let stop = stop_tx.subscribe();
+        std::thread::spawn(move || {
+            while !*stop.borrow() {
+                step(&k, &h);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let publish = |redis: &Redis, id: &str| {
+        let fields = encode_entry(
+            BusMessageType::AdaptationCommand,
+            germinate(id, &format!("seed-{id}")).encode_to_vec(),
+            &keys(),
+        )
+        .unwrap();
+        let url = redis.url();
+        async move {
+            let mut conn = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
+            xadd(&mut conn, "oona.normal", &fields).await;
+            fields
+        }
+    };
+    let first = publish(&redis, "before").await;
+    let wait_accepted = |n: u64| {
+        let stats = std::sync::Arc::clone(&stats);
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while stats.accepted.load(Ordering::Relaxed) < n && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            stats.accepted.load(Ordering::Relaxed)
+        }
+    };
+    assert_eq!(wait_accepted(1).await, 1);
+    // Redis dies and comes back empty (no persistence), on the same port.
+    redis.stop();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.spawn();
+    publish(&redis, "after").await;
+    assert_eq!(wait_accepted(2).await, 2, "the consumer reconnected and read on");
+    // The first entry, redelivered after the restart, is refused as a replay.
+    let mut conn = redis.conn().await;
+    xadd(&mut conn, "oona.normal", &first).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stats.rejected.load(Ordering::Relaxed) < 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stats.rejected.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.accepted.load(Ordering::Relaxed), 2, "no command applied twice");
+    assert!(stats.errors.load(Ordering::Relaxed) >= 1, "the outage was seen and retried");
+    stop_tx.send(true).unwrap();
+    task.await.unwrap();
+    trainer.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (.ci/run starts these with --ignored)"]
+async fn a_stream_trimmed_under_the_consumer_leaves_nothing_pending() {
+    let redis = Redis::start();
+    let (kasmina, host, _dir) = runtime(kasmina_runtime::reexports::telemetry::NullSink);
+    let mut conn = redis.conn().await;
+    let mut cfg = config(&redis, "k1");
+    cfg.claim_idle = Duration::from_millis(50);
+    let mut consumer = Consumer::connect(cfg, kasmina.clone()).await.unwrap();
+    for i in 0..5 {
+        let fields = encode_entry(
+            BusMessageType::AdaptationCommand,
+            germinate(&format!("trim-{i}"), &format!("seed-{i}")).encode_to_vec(),
+            &keys(),
+        )
+        .unwrap();
+        xadd(&mut conn, "oona.normal", &fields).await;
+    }
+    consumer.poll().await.unwrap();
+    assert_eq!(consumer.in_flight(), 5);
+    // Trimmed away while its entries are still pending.
+    let _: u64 = redis::cmd("XTRIM").arg("oona.normal").arg("MAXLEN").arg(0).query_async(&mut conn).await.unwrap();
+    step(&kasmina, &host);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..3 {
+        consumer.poll().await.unwrap();
+    }
+    assert_eq!(consumer.in_flight(), 0);
+    assert_eq!(pending(&mut conn, "oona.normal", "kasmina").await, 0);
+}
