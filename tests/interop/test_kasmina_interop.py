@@ -631,3 +631,23 @@ def test_unsigned_and_forged_bus_entries_are_dead_lettered_without_effect(pb, oo
     states = read_bus(pb, r, "oona.normal", leyline.BUS_MESSAGE_TYPE_SYSTEM_STATE, leyline.SystemStatePacket)
     seen = {s.seed_id for p in states for s in p.seed_states}
     assert not ({"bus-unsigned", "bus-forged"} & seen), "a refused entry had an effect"
+
+
+def test_the_demo_joins_the_bus_with_its_telemetry_and_a_state_per_epoch(pb, tmp_path):
+    leyline = pb[0]
+    redis_server = RedisServer(tmp_path)
+    try:
+        run = subprocess.run(
+            [os.environ["KASMINA_BIN"], "demo", "--epochs", "4", "--quiet", "--out", str(tmp_path / "out"),
+             "--oona", redis_server.url],
+            env={**os.environ, "ESPER_LEYLINE_SECRET": SECRET}, capture_output=True, text=True, timeout=300,
+        )
+        assert run.returncode == 0, run.stderr
+        r = redis_server.client
+        states = read_bus(pb, r, "oona.normal", leyline.BUS_MESSAGE_TYPE_SYSTEM_STATE, leyline.SystemStatePacket)
+        assert len(states) == 4, "one SystemStatePacket per epoch of the grown run"
+        packets = read_bus(pb, r, "oona.telemetry", leyline.BUS_MESSAGE_TYPE_TELEMETRY, leyline.TelemetryPacket)
+        lines = (tmp_path / "out" / "telemetry.jsonl").read_text().splitlines()
+        assert len(packets) == len(lines) > 0, "every packet of the JSON-lines file is on the bus too"
+    finally:
+        redis_server.stop()

@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use kasmina_runtime::reexports::security::KeyRing;
-use kasmina_runtime::reexports::telemetry::{JsonLinesSink, NullSink, Telemetry, TelemetryConfig};
+use kasmina_runtime::reexports::telemetry::{FanoutSink, JsonLinesSink, NullSink, Telemetry, TelemetryConfig};
 use kasmina_runtime::{KasminaConfig, TrainingMode};
 use leyline::{SeedLifecycleGate, SeedLifecycleStage as Stage};
 use serde_json::{Value, json};
 
+use crate::bus::BusLink;
 use crate::checkpoint::{self, CheckpointArgs, Halted};
 use crate::controller::{Controller, Planned};
 use crate::data::Data;
@@ -97,6 +98,10 @@ pub(crate) struct DemoArgs {
     /// (by default Tamiyo waits for a plateau).
     #[arg(long, value_name = "EPOCH")]
     germinate_by: Option<u32>,
+    /// Join Esper's Oona bus on this Redis during the grown run: telemetry and a state packet
+    /// per epoch out, commands from a remote Tamiyo in (beside the demo's own controller).
+    #[arg(long, value_name = "redis://HOST:PORT", env = "OONA_URL")]
+    oona: Option<String>,
     /// Checkpoints: each of the three runs saves under `DIR/<run>/`; `--resume` skips the runs
     /// that ended and resumes the one that was interrupted.
     #[command(flatten)]
@@ -252,6 +257,8 @@ struct Run {
     session: Session,
     tamiyo: Controller,
     record: Record,
+    /// The grown run's link to the Oona bus (`--oona`).
+    bus: Option<BusLink>,
     /// What checkpointing cost this process.
     ckpt: CheckpointStats,
 }
@@ -367,10 +374,17 @@ fn progress(args: &DemoArgs) -> ProgressBar {
 fn run_one(args: &DemoArgs, mode: Mode, bar: &ProgressBar) -> Result<Run> {
     let ckpt_dir = args.checkpoint.checkpoint_dir.as_ref().map(|d| d.join(mode.key()));
     let resuming = args.checkpoint.resume && ckpt_dir.as_ref().is_some_and(|d| d.join("LATEST").exists());
-    let (session, keys, probation_steps) = start_session(args, &mode, resuming)?;
+    let mut bus = match (&args.oona, &mode) {
+        (Some(url), Mode::Grown) => Some(BusLink::connect(url, &demo_keys(args)?)?),
+        _ => None,
+    };
+    let (session, keys, probation_steps) = start_session(args, &mode, resuming, bus.as_ref().map(|b| &b.sink))?;
+    if let Some(b) = bus.as_mut() {
+        b.consume(&session.kasmina)?;
+    }
     let plan = if mode == Mode::Grown { plan(args) } else { Vec::new() };
     let tamiyo = Controller::new(keys, plan, probation_steps).germinate_by(args.germinate_by);
-    let mut run = Run { mode, session, tamiyo, record: Record::default(), ckpt: CheckpointStats::default() };
+    let mut run = Run { mode, session, tamiyo, record: Record::default(), bus, ckpt: CheckpointStats::default() };
     let mut done = false;
     let restore_started = Instant::now();
     if let (true, Some(dir)) = (resuming, &ckpt_dir)
@@ -390,6 +404,9 @@ fn run_one(args: &DemoArgs, mode: Mode, bar: &ProgressBar) -> Result<Run> {
     }
     run.tamiyo.collect();
     run.session.kasmina.flush_telemetry()?;
+    if let Some(b) = run.bus.take() {
+        b.close();
+    }
     if let (Some(dir), false) = (&ckpt_dir, done) {
         let saved = checkpoint::save(dir, &run.session, run.record.to_json(&run.tamiyo), true)?;
         run.ckpt.saved(&saved);
@@ -399,7 +416,7 @@ fn run_one(args: &DemoArgs, mode: Mode, bar: &ProgressBar) -> Result<Run> {
 
 /// One epoch of a run, saving a checkpoint every `--checkpoint-every` steps.
 fn train_epoch(args: &DemoArgs, run: &mut Run, ckpt_dir: Option<&Path>, bar: &ProgressBar) -> Result<()> {
-    let Run { session, tamiyo, record, mode, ckpt } = run;
+    let Run { session, tamiyo, record, mode, ckpt, bus } = run;
     let every = args.checkpoint.checkpoint_every;
     let epoch = session.epoch(|s, info| {
         record.train_loss.push((info.step as f64, f64::from(info.loss)));
@@ -421,6 +438,9 @@ fn train_epoch(args: &DemoArgs, run: &mut Run, ckpt_dir: Option<&Path>, bar: &Pr
     track(session, session.step, &mut record.stage_track, &mut record.gate_marks, &mut record.seen);
     tamiyo.on_epoch(&session.kasmina, epoch.epoch, session.step, epoch.val_loss, epoch.val_acc)?;
     record.last = Some((epoch.val_loss, epoch.val_acc));
+    if let Some(b) = bus {
+        b.publish_state(&session.kasmina)?;
+    }
     bar.set_message(format!(
         "{:<9} epoch {:>2} val {:.3} acc {:>5.1}% | {}",
         mode.key(),
@@ -434,15 +454,29 @@ fn train_epoch(args: &DemoArgs, run: &mut Run, ckpt_dir: Option<&Path>, bar: &Pr
 
 /// The session of one run (its own Kasmina, keys and telemetry), the keys and the probation
 /// window.
-fn start_session(args: &DemoArgs, mode: &Mode, resuming: bool) -> Result<(Session, KeyRing, u64)> {
-    let device = device(&args.device)?;
+/// The demo's signing key: `ESPER_LEYLINE_SECRET`, else one derived from the seed.
+fn demo_keys(args: &DemoArgs) -> Result<KeyRing> {
     let secret = std::env::var("ESPER_LEYLINE_SECRET").unwrap_or_else(|_| format!("kasmina-demo-secret-{}", args.seed)); // ≥ 16 bytes
-    let keys = KeyRing::with_key("default", secret.as_bytes())?;
+    Ok(KeyRing::with_key("default", secret.as_bytes())?)
+}
+
+fn start_session(
+    args: &DemoArgs,
+    mode: &Mode,
+    resuming: bool,
+    bus: Option<&kasmina_oona::OonaSink>,
+) -> Result<(Session, KeyRing, u64)> {
+    let device = device(&args.device)?;
+    let keys = demo_keys(args)?;
     let telemetry = if *mode == Mode::Grown {
         // A resumed run appends: what the interrupted run wrote stays.
         let path = args.out.join("telemetry.jsonl");
-        let sink = if resuming { JsonLinesSink::append_to(path)? } else { JsonLinesSink::create(path)? };
-        Telemetry::spawn(sink, TelemetryConfig::default())?
+        let file = if resuming { JsonLinesSink::append_to(path)? } else { JsonLinesSink::create(path)? };
+        let mut sinks = FanoutSink::new().with(file);
+        if let Some(b) = bus {
+            sinks = sinks.with(b.clone());
+        }
+        Telemetry::spawn(sinks, TelemetryConfig::default())?
     } else {
         Telemetry::new(NullSink, TelemetryConfig::default())?
     };

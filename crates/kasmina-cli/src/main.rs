@@ -8,6 +8,7 @@
 //! - `serve`: the same training, serving the `KasminaControl` gRPC service.
 //! - `sign` / `send`: build, sign and print or send an `AdaptationCommand`.
 
+mod bus;
 mod checkpoint;
 mod cmd;
 mod controller;
