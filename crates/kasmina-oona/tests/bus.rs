@@ -403,3 +403,46 @@ async fn a_stream_trimmed_under_the_consumer_leaves_nothing_pending() {
     assert_eq!(consumer.in_flight(), 0);
     assert_eq!(pending(&mut conn, "oona.normal", "kasmina").await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (.ci/run starts these with --ignored)"]
+async fn a_slow_consumer_falls_behind_and_catches_up_losing_nothing() {
+    let redis = Redis::start();
+    let (kasmina, host, _dir) = runtime(kasmina_runtime::reexports::telemetry::NullSink);
+    let mut cfg = config(&redis, "slow");
+    cfg.batch = 4;
+    let consumer = Consumer::connect(cfg, kasmina.clone()).await.unwrap();
+    let stats = consumer.stats();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(consumer.run(stop));
+    // Safe points are rare (one every 20 ms) and reads are small: the stream runs ahead.
+    let trainer = {
+        let (k, h, stop) = (kasmina.clone(), host.clone(), stop_tx.subscribe());
+        std::thread::spawn(move || {
+            while !*stop.borrow() {
+                step(&k, &h);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let mut conn = redis.conn().await;
+    const N: u64 = 120;
+    for i in 0..N {
+        let cmd = germinate(&format!("slow-{i}"), &format!("seed-{i}"));
+        let fields = encode_entry(BusMessageType::AdaptationCommand, cmd.encode_to_vec(), &keys()).unwrap();
+        xadd(&mut conn, "oona.normal", &fields).await;
+    }
+    let length: u64 = conn.xlen("oona.normal").await.unwrap();
+    assert_eq!(length, N);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stats.acked.load(Ordering::Relaxed) < N && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stats.accepted.load(Ordering::Relaxed), N, "every command verified once");
+    assert_eq!(stats.acked.load(Ordering::Relaxed), N, "every entry acknowledged after its receipt");
+    assert_eq!(stats.rejected.load(Ordering::Relaxed) + stats.dead_lettered.load(Ordering::Relaxed), 0);
+    assert_eq!(pending(&mut conn, "oona.normal", "kasmina").await, 0);
+    stop_tx.send(true).unwrap();
+    task.await.unwrap();
+    trainer.join().unwrap();
+}
