@@ -29,18 +29,18 @@
 #![allow(missing_docs)]
 
 use std::hint::black_box;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::loss::cross_entropy;
 use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 use criterion::{Criterion, SamplingMode};
 use kasmina_benches::extras::{self, median, quick, wanted};
+use kasmina_benches::rigs;
 use kasmina_hosts::{CONTEXT, Input, Model, Task, cnn};
 use kasmina_runtime::reexports::telemetry::{NullSink, Telemetry, TelemetryConfig};
-use kasmina_runtime::{Kasmina, KasminaConfig, SeedKernel, StepReport, blueprint::builtin};
-use leyline::adaptation_command::Payload;
-use leyline::{AdaptationCommand, CommandSeedOperation, CommandType, SeedLifecycleStage as Stage, SeedOperation};
+use kasmina_runtime::{Kasmina, SeedKernel, StepReport, blueprint::builtin};
+use leyline::SeedLifecycleStage as Stage;
 
 type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -139,14 +139,8 @@ impl Rig {
         } else {
             let mut widths: Vec<usize> = model.slots().iter().map(|s| s.width).collect();
             widths.dedup();
-            let mut cfg = KasminaConfig::default();
+            let mut cfg = rigs::holding_config(if kind == Kind::Training { 1 << 40 } else { 4 });
             cfg.seed_learning_rate = LR;
-            cfg.training_steps = if kind == Kind::Training { 1 << 40 } else { 4 };
-            cfg.blending_steps = 1 << 40;
-            cfg.alpha_curve = kasmina_isolation::AlphaCurve::Linear;
-            // A noisy shared vCPU must not turn a slow probe into a cull mid-bench.
-            cfg.fetch_latency_budget_ms = 60_000.0;
-            cfg.hook_latency_budget_ms = 60_000.0;
             let kasmina = Kasmina::builder()
                 .device(dev.clone())
                 .config(cfg)
@@ -180,22 +174,7 @@ impl Rig {
             return Ok(());
         };
         let [(slot, blueprint), _] = host.task.plan();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH)?;
-        let receipt = kasmina.apply(AdaptationCommand {
-            version: 1,
-            command_id: "bench-germinate-1".into(),
-            command_type: CommandType::CommandSeed as i32,
-            target_seed_id: "seed-1".into(),
-            issued_at: Some(leyline::wkt::Timestamp { seconds: now.as_secs() as i64, nanos: 0 }),
-            issued_by: "bench".into(),
-            payload: Some(Payload::SeedOperation(CommandSeedOperation {
-                operation: SeedOperation::SeedOpGerminate as i32,
-                blueprint_id: blueprint.into(),
-                parameters: Default::default(),
-            })),
-            annotations: [("slot".to_owned(), slot.to_owned())].into(),
-            ..Default::default()
-        });
+        let receipt = kasmina.apply(rigs::germinate(blueprint, slot));
         if !receipt.accepted {
             return Err(format!("germinate refused: {receipt:?}").into());
         }

@@ -42,7 +42,7 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
@@ -53,8 +53,7 @@ use kasmina_runtime::reexports::telemetry::{NullSink, Telemetry, TelemetryConfig
 use kasmina_runtime::{
     BlueprintRuntime, Kasmina, KasminaConfig, KernelArtifact, SeedSlot, StepReport, blueprint::builtin,
 };
-use leyline::adaptation_command::Payload;
-use leyline::{AdaptationCommand, CommandSeedOperation, CommandType, SeedLifecycleStage, SeedOperation};
+use leyline::SeedLifecycleStage;
 
 type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -64,6 +63,7 @@ const ALPHA: f64 = 0.5;
 const SLOT: &str = "hidden";
 
 use kasmina_benches::extras::{self, median, quick, wanted};
+use kasmina_benches::rigs;
 
 // ------------------------------------------------------------------------------ kernel load
 
@@ -259,17 +259,10 @@ impl Rig {
         let host = Host::new(&dev)?;
         let dir = tempfile::tempdir()?;
         let library = builtin::write_library(dir.path(), &[at.width], 0)?;
-        let mut cfg = KasminaConfig::default();
-        // Reach BLENDING quickly and stay there: a near-constant alpha over a very long schedule.
-        cfg.training_steps = 4;
-        cfg.blending_steps = 1 << 40;
-        cfg.alpha_curve = kasmina_isolation::AlphaCurve::Linear;
-        // A noisy shared vCPU must not turn a slow fetch or probe into a fallback or a cull.
-        cfg.fetch_latency_budget_ms = 60_000.0;
-        cfg.hook_latency_budget_ms = 60_000.0;
+        // Reach BLENDING quickly and stay there.
         let kasmina = Kasmina::builder()
             .device(dev.clone())
-            .config(cfg)
+            .config(rigs::holding_config(4))
             .telemetry(Telemetry::new(NullSink, TelemetryConfig::default())?)
             .host_vars(host.named_vars())
             .blueprints(library)
@@ -291,22 +284,7 @@ impl Rig {
 
     /// GERMINATE BP001 (a trusted in-process command), then train until G1 moves it to BLENDING.
     fn germinate_and_blend(&self) -> BoxResult<()> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH)?;
-        let cmd = AdaptationCommand {
-            version: 1,
-            command_id: "bench-germinate-1".into(),
-            command_type: CommandType::CommandSeed as i32,
-            target_seed_id: "seed-1".into(),
-            issued_at: Some(leyline::wkt::Timestamp { seconds: now.as_secs() as i64, nanos: 0 }),
-            issued_by: "bench".into(),
-            payload: Some(Payload::SeedOperation(CommandSeedOperation {
-                operation: SeedOperation::SeedOpGerminate as i32,
-                blueprint_id: builtin::RESIDUAL_MLP.into(),
-                parameters: Default::default(),
-            })),
-            annotations: [("slot".to_owned(), SLOT.to_owned())].into(),
-            ..Default::default()
-        };
+        let cmd = rigs::germinate(builtin::RESIDUAL_MLP, SLOT);
         let receipt = self.kasmina.apply(cmd);
         if !receipt.accepted {
             return Err(format!("germinate refused: {receipt:?}").into());

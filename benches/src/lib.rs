@@ -6,4 +6,5 @@
 
 pub mod extras;
 pub mod fixtures;
+pub mod rigs;
 pub mod threads;
