@@ -259,10 +259,14 @@ impl Rig {
         let host = Host::new(&dev)?;
         let dir = tempfile::tempdir()?;
         let library = builtin::write_library(dir.path(), &[at.width], 0)?;
-        // Reach BLENDING quickly and stay there.
+        // Reach BLENDING quickly and stay there. Straight-through TRAINING: the seed gets its
+        // gradients from the step's own backward (this rig reports no shadow loss tensor), which
+        // is what G1's gradient-health window reads.
+        let mut cfg = rigs::holding_config(4);
+        cfg.training_mode = kasmina_runtime::TrainingMode::StraightThrough;
         let kasmina = Kasmina::builder()
             .device(dev.clone())
-            .config(rigs::holding_config(4))
+            .config(cfg)
             .telemetry(Telemetry::new(NullSink, TelemetryConfig::default())?)
             .host_vars(host.named_vars())
             .blueprints(library)
