@@ -379,7 +379,13 @@ fn train(
             if let Some(dir) = dir
                 && (halt || (ckpt.checkpoint_every > 0 && info.step.is_multiple_of(ckpt.checkpoint_every)))
             {
-                checkpoint::save(dir, s, serde_json::json!({}), false)?;
+                // A periodic save that fails (a full disk) is reported (`checkpoint_failed`) and
+                // training goes on; the planned halt needs its checkpoint.
+                match checkpoint::save(dir, s, serde_json::json!({}), false) {
+                    Ok(_) => {}
+                    Err(e) if halt => return Err(e),
+                    Err(e) => eprintln!("kasmina serve: checkpoint not saved: {e:#}"),
+                }
             }
             if halt {
                 return Err(Halted(info.step).into());
