@@ -463,7 +463,8 @@ def test_a_checkpoint_manifest_is_canonical_protobuf_json_with_true_hashes(pb, c
     ckpt = tmp_path / "ckpt"
     run = subprocess.run(
         [os.environ["KASMINA_BIN"], "demo", "--seed", "1", "--epochs", "8", "--germinate-by", "2", "--quiet",
-         "--out", str(tmp_path / "out"), "--checkpoint-dir", str(ckpt), "--halt-at-step", "200"],
+         "--out", str(tmp_path / "out"), "--checkpoint-dir", str(ckpt), "--halt-at-step", "200",
+         "--latency-budget-ms", "60000"],
         capture_output=True, text=True, timeout=120,
     )
     assert run.returncode == 3, run.stderr

@@ -18,9 +18,23 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// The demo every process runs: short, germinating early, a checkpoint every 7 steps (so a
-/// random kill often lands inside a save).
-const DEMO: &[&str] =
-    &["demo", "--seed", "1", "--epochs", "20", "--germinate-by", "2", "--quiet", "--json", "--checkpoint-every", "7"];
+/// random kill often lands inside a save). The wall-clock budgets are set high: a run killed and resumed
+/// many times on a loaded machine must not take another path than the reference for a preempted probe.
+const DEMO: &[&str] = &[
+    "demo",
+    "--seed",
+    "1",
+    "--epochs",
+    "20",
+    "--germinate-by",
+    "2",
+    "--quiet",
+    "--json",
+    "--checkpoint-every",
+    "7",
+    "--latency-budget-ms",
+    "60000",
+];
 const RUNS: [&str; 3] = ["grown", "host_only", "static"];
 
 struct Options {

@@ -98,6 +98,11 @@ pub(crate) struct DemoArgs {
     /// (by default Tamiyo waits for a plateau).
     #[arg(long, value_name = "EPOCH")]
     germinate_by: Option<u32>,
+    /// Both wall-clock budgets (isolation hook, kernel fetch), in ms: the only quantities of a
+    /// demo not counted in steps. Tests that compare two runs to the bit set them high, so a
+    /// preempted probe on a loaded machine cannot send one run down another path.
+    #[arg(long, value_name = "MS", hide = true)]
+    latency_budget_ms: Option<f64>,
     /// Join Esper's Oona bus on this Redis during the grown run: telemetry and a state packet
     /// per epoch out, commands from a remote Tamiyo in (beside the demo's own controller).
     #[arg(long, value_name = "redis://HOST:PORT", env = "OONA_URL")]
@@ -170,6 +175,11 @@ fn config(args: &DemoArgs) -> Result<KasminaConfig> {
         // failed the design's 8 ms budget (a wall-clock gate in a run otherwise counted in
         // steps). The demo keeps a budget that still catches a pathological kernel.
         c.hook_latency_budget_ms = HOOK_BUDGET_MS;
+    }
+    if let Some(ms) = args.latency_budget_ms {
+        anyhow::ensure!(ms.is_finite() && ms > 0.0, "--latency-budget-ms must be positive");
+        c.hook_latency_budget_ms = ms;
+        c.fetch_latency_budget_ms = ms;
     }
     Ok(c)
 }

@@ -12,7 +12,21 @@ use crate::kasmina;
 /// A short mlp demo: germinates at epoch 2; the helpful seed goes TRAINING (steps 157–260),
 /// BLENDING (261–312), SHADOWING, PROBATIONARY (365–468), FOSSILIZED; the broken one is
 /// EMBARGOED over steps 161–224.
-const DEMO: &[&str] = &["demo", "--seed", "1", "--epochs", "20", "--germinate-by", "2", "--quiet", "--json"];
+/// The wall-clock budgets are set high: on a loaded machine a preempted probe must not send one
+/// of the two runs compared down another path.
+const DEMO: &[&str] = &[
+    "demo",
+    "--seed",
+    "1",
+    "--epochs",
+    "20",
+    "--germinate-by",
+    "2",
+    "--quiet",
+    "--json",
+    "--latency-budget-ms",
+    "60000",
+];
 
 fn demo(out: &Path, extra: &[&str]) -> (std::process::ExitStatus, Value) {
     let output = kasmina().args(DEMO).arg("--out").arg(out).args(extra).output().unwrap();
