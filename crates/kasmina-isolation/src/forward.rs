@@ -171,9 +171,10 @@ pub fn slot_forward<K: Module + ?Sized>(mode: SlotMode, host: &Tensor, kernel: &
     };
     let delta = seed_delta(host, &input, kernel)?;
     let output = match mode {
-        SlotMode::StraightThrough => straight_through(host, &delta)?,
-        SlotMode::Blend { alpha } => blend(host, &delta, alpha)?,
-        SlotMode::BlendOut { alpha } => blend(host, &delta.detach(), alpha)?,
+        // The fused kernels: one pass, the plain ops' bits and gradients (module `fused`).
+        SlotMode::StraightThrough => crate::fused::fused_straight_through(host, &delta)?,
+        SlotMode::Blend { alpha } => crate::fused::fused_blend(host, &delta, alpha)?,
+        SlotMode::BlendOut { alpha } => crate::fused::fused_blend(host, &delta.detach(), alpha)?,
         SlotMode::Full | SlotMode::Fossil { .. } => host.add(&delta).op("residual add")?,
         SlotMode::Transparent => host.clone(),
     };

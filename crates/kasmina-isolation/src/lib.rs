@@ -76,6 +76,7 @@
 mod alpha;
 mod error;
 mod forward;
+mod fused;
 mod layout;
 mod monitor;
 mod schedule;
@@ -83,6 +84,7 @@ mod schedule;
 pub use alpha::{AlphaController, AlphaCurve, SavedAlpha, SavedRamp};
 pub use error::{Error, Result};
 pub use forward::{SeedBranch, SlotForward, SlotMode, blend, seed_input, seed_output, slot_forward, straight_through};
+pub use fused::{fused_blend, fused_straight_through};
 pub use layout::Layout;
 pub use monitor::{
     IsolationMonitor, IsolationReport, IsolationVerdict, MonitorConfig, MonitorCounters, Probe, SkipReason,
