@@ -90,7 +90,7 @@ enum_helpers!(
     [CircuitStateUnknown, CircuitStateClosed, CircuitStateOpen, CircuitStateHalfOpen]
 );
 enum_helpers!(TelemetryLevel, "TELEMETRY_LEVEL_", [Unspecified, Info, Warning, Error, Critical]);
-enum_helpers!(CommandForm, "COMMAND_FORM_", [Unspecified, Envelope, Legacy, Trusted]);
+enum_helpers!(CommandForm, "COMMAND_FORM_", [Unspecified, Envelope, Legacy, Trusted, Bus]);
 enum_helpers!(CommandTransport, "COMMAND_TRANSPORT_", [Unspecified, InProcess, Grpc, Oona]);
 enum_helpers!(ReceiptStatus, "RECEIPT_STATUS_", [Unspecified, Queued, Applied, Refused]);
 
@@ -146,7 +146,8 @@ mod tests {
         for (i, s) in ReceiptStatus::ALL.iter().enumerate() {
             assert_eq!(*s as i32, i as i32);
         }
-        assert!(CommandForm::try_from(4).is_err());
+        assert_eq!(CommandForm::ALL.len(), 5);
+        assert!(CommandForm::try_from(5).is_err());
     }
 
     #[test]
