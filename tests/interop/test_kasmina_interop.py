@@ -522,11 +522,26 @@ class RedisServer:
         self.proc.wait(timeout=10)
 
 
+class SharedRedis:
+    """The Redis `.ci/run` started (KASMINA_REDIS_URL); it stops it."""
+
+    def __init__(self, url: str):
+        import redis
+
+        self.url = url
+        self.client = redis.Redis.from_url(url)
+        self.client.ping()
+
+    def stop(self):
+        pass
+
+
 @pytest.fixture(scope="module")
 def oona(tmp_path_factory):
-    """A Redis and a `kasmina serve --oona` on it."""
+    """A Redis (the one `.ci/run` started, else one of our own) and `kasmina serve --oona` on it."""
     workdir = tmp_path_factory.mktemp("oona")
-    redis_server = RedisServer(workdir)
+    shared = os.environ.get("KASMINA_REDIS_URL")
+    redis_server = SharedRedis(shared) if shared else RedisServer(workdir)
     server = Server(workdir, ["--oona", redis_server.url])
     yield redis_server, server
     server.kill()

@@ -446,3 +446,31 @@ async fn a_slow_consumer_falls_behind_and_catches_up_losing_nothing() {
     task.await.unwrap();
     trainer.join().unwrap();
 }
+
+/// The Redis `.ci/run` starts and stops (`KASMINA_REDIS_URL`), or one of this test's own: a
+/// signed command round trip on streams no other test uses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (.ci/run starts these with --ignored)"]
+async fn a_command_round_trip_on_the_redis_ci_started() {
+    let own = std::env::var("KASMINA_REDIS_URL").is_err().then(Redis::start);
+    let url = std::env::var("KASMINA_REDIS_URL").unwrap_or_else(|_| own.as_ref().unwrap().url());
+    let prefix =
+        format!("it-{}-{}", std::process::id(), SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos());
+    let mut cfg = OonaConfig::new(url.clone());
+    cfg.normal_stream = format!("{prefix}.normal");
+    cfg.emergency_stream = format!("{prefix}.emergency");
+    cfg.telemetry_stream = format!("{prefix}.telemetry");
+    cfg.dead_letter_stream = format!("{prefix}.deadletter");
+    cfg.block = Duration::from_millis(50);
+    let (kasmina, host, _dir) = runtime(kasmina_runtime::reexports::telemetry::NullSink);
+    let mut consumer = Consumer::connect(cfg.clone(), kasmina.clone()).await.unwrap();
+    let mut conn = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let fields =
+        encode_entry(BusMessageType::AdaptationCommand, germinate("ci-1", "seed-ci").encode_to_vec(), &keys()).unwrap();
+    xadd(&mut conn, &cfg.normal_stream, &fields).await;
+    assert_eq!(consumer.poll().await.unwrap(), 1);
+    step(&kasmina, &host);
+    consumer.poll().await.unwrap();
+    assert_eq!(pending(&mut conn, &cfg.normal_stream, "kasmina").await, 0);
+    assert_eq!(kasmina.seed_summaries()[0].seed_id, "seed-ci");
+}
