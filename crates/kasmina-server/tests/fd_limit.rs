@@ -53,7 +53,11 @@ async fn exhaust_and_recover() {
     }));
 
     // Silent clients until the process has no descriptor left (each costs one here and one for
-    // the server's accepted socket).
+    // the server's accepted socket). One descriptor is held in reserve: when the client side runs
+    // out first (its socket cannot be created, so no connection waits in the backlog and the
+    // server never fails an accept), the reserve is released for one more client, whose
+    // connection the server then cannot accept. Without it the test raced (seen once in CI).
+    let reserve = std::fs::File::open("/dev/null").unwrap();
     let mut clients = Vec::new();
     while clients.len() < 200 {
         match tokio::net::TcpStream::connect(addr).await {
@@ -63,6 +67,12 @@ async fn exhaust_and_recover() {
         if service.accept_failures() > 0 {
             break;
         }
+    }
+    drop(reserve);
+    if service.accept_failures() == 0
+        && let Ok(c) = tokio::net::TcpStream::connect(addr).await
+    {
+        clients.push(c);
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while service.accept_failures() == 0 && Instant::now() < deadline {
