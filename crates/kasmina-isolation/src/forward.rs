@@ -44,6 +44,9 @@ pub fn seed_output<K: Module + ?Sized>(input: &Tensor, kernel: &K) -> Result<Ten
 /// shape.
 pub fn straight_through(host: &Tensor, seed: &Tensor) -> Result<Tensor> {
     ensure_same_shape("seed delta", host, seed)?;
+    if crate::fused::fusable(host, seed) {
+        return crate::fused::straight_through(host, seed);
+    }
     let zero_valued = seed.sub(&seed.detach()).op("straight-through")?;
     host.add(&zero_valued).op("straight-through")
 }
@@ -60,6 +63,11 @@ pub fn straight_through(host: &Tensor, seed: &Tensor) -> Result<Tensor> {
 pub fn blend(host: &Tensor, delta: &Tensor, alpha: f64) -> Result<Tensor> {
     let alpha = clamp_alpha(alpha)?;
     ensure_same_shape("seed delta", host, delta)?;
+    // One fused pass where it can (the same bits); at alpha 0 the plain op, whose zero-scaled
+    // branch candle prunes from the backward graph (a custom op cannot be pruned).
+    if alpha > 0.0 && crate::fused::fusable(host, delta) {
+        return crate::fused::blend(host, delta, alpha);
+    }
     host.add(&delta.affine(alpha, 0.0).op("blend")?).op("blend")
 }
 
@@ -171,10 +179,9 @@ pub fn slot_forward<K: Module + ?Sized>(mode: SlotMode, host: &Tensor, kernel: &
     };
     let delta = seed_delta(host, &input, kernel)?;
     let output = match mode {
-        // The fused kernels: one pass, the plain ops' bits and gradients (module `fused`).
-        SlotMode::StraightThrough => crate::fused::fused_straight_through(host, &delta)?,
-        SlotMode::Blend { alpha } => crate::fused::fused_blend(host, &delta, alpha)?,
-        SlotMode::BlendOut { alpha } => crate::fused::fused_blend(host, &delta.detach(), alpha)?,
+        SlotMode::StraightThrough => straight_through(host, &delta)?,
+        SlotMode::Blend { alpha } => blend(host, &delta, alpha)?,
+        SlotMode::BlendOut { alpha } => blend(host, &delta.detach(), alpha)?,
         SlotMode::Full | SlotMode::Fossil { .. } => host.add(&delta).op("residual add")?,
         SlotMode::Transparent => host.clone(),
     };

@@ -84,7 +84,6 @@ mod schedule;
 pub use alpha::{AlphaController, AlphaCurve, SavedAlpha, SavedRamp};
 pub use error::{Error, Result};
 pub use forward::{SeedBranch, SlotForward, SlotMode, blend, seed_input, seed_output, slot_forward, straight_through};
-pub use fused::{fused_blend, fused_straight_through};
 pub use layout::Layout;
 pub use monitor::{
     IsolationMonitor, IsolationReport, IsolationVerdict, MonitorConfig, MonitorCounters, Probe, SkipReason,

@@ -6,6 +6,7 @@
 
 mod alpha;
 mod cases;
+mod fused;
 mod modes;
 mod schedule;
 
