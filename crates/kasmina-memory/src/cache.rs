@@ -1,24 +1,22 @@
-//! A TTL- and byte-bounded concurrent cache on top of `moka`, with an injected monotonic clock.
+//! A TTL-, byte- and entry-bounded concurrent LRU cache with an injected monotonic clock.
 
 use std::borrow::Borrow;
 use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use moka::notification::RemovalCause;
-use moka::ops::compute::{CompResult, Op};
-use moka::policy::EvictionPolicy;
+use parking_lot::Mutex;
 use quanta::{Clock, Instant};
 
 use crate::error::{Error, Result};
+use crate::lru::{Lru, Node};
 use crate::weigh::Weigh;
 
 /// A function giving a value's weight in bytes.
 pub type Weigher<V> = Arc<dyn Fn(&V) -> u64 + Send + Sync>;
 
-/// The longest TTL accepted (moka's own limit).
+/// The longest TTL accepted (far beyond any run; kept from the moka-based cache, whose limit it was).
 const MAX_TTL: Duration = Duration::from_secs(1000 * 365 * 24 * 3600);
 
 /// Settings of one [`TtlCache`].
@@ -28,10 +26,7 @@ pub struct TtlCacheConfig {
     pub ttl: Duration,
     /// Bound on the summed weight of the entries, in bytes. Default 64 MiB.
     pub max_bytes: u64,
-    /// Optional bound on the number of entries. Default none.
-    ///
-    /// Both bounds hold at once: with an entry bound, every entry counts at least `max_bytes / max_entries` bytes
-    /// against the byte bound, so the cache may evict a little before either bound alone is reached.
+    /// Optional bound on the number of entries. Default none. Both bounds hold at once, each exactly.
     pub max_entries: Option<u64>,
 }
 
@@ -112,12 +107,13 @@ pub struct CacheStats {
     pub ttl_seconds: f64,
 }
 
-/// What one cleanup removed.
+/// What one cleanup removed: the expired or cleared entries, plus the size evictions made by inserts since the
+/// previous report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CleanupCounts {
     /// Expired entries removed.
     pub expired: u64,
-    /// Entries evicted for the byte or entry bound while pending work was applied.
+    /// Entries evicted for the byte or entry bound (by inserts) since the previous report.
     pub size_evicted: u64,
     /// Entries removed on request (by `clear`).
     pub explicit: u64,
@@ -141,62 +137,59 @@ impl std::ops::AddAssign for CleanupCounts {
     }
 }
 
+/// Cumulative counters, kept under the cache's lock with the entries.
 #[derive(Debug, Default)]
 struct Counters {
-    hits: AtomicU64,
-    misses: AtomicU64,
-    expired: AtomicU64,
-    size_evicted: AtomicU64,
-    size_evicted_bytes: AtomicU64,
-    explicit: AtomicU64,
-    entries: AtomicU64,
-    bytes: AtomicU64,
+    hits: u64,
+    misses: u64,
+    expired: u64,
+    size_evicted: u64,
+    explicit: u64,
 }
 
-/// A cached value with its expiry and its weight.
-#[derive(Clone)]
-struct Slot<V> {
-    value: V,
-    /// `None`: beyond the clock's range, never expires.
-    expires_at: Option<Instant>,
-    bytes: u64,
-    /// Weight in the cache's units against moka's bound.
-    units: u32,
+/// Everything behind the cache's lock.
+struct State<K, V> {
+    lru: Lru<K, V>,
+    counters: Counters,
+    /// Size evictions not yet returned by `run_pending_tasks`, `cleanup` or `clear`.
+    unreported: CleanupCounts,
 }
 
-impl<V> Slot<V> {
-    fn is_expired(&self, now: Instant) -> bool {
-        self.expires_at.is_some_and(|at| now >= at)
-    }
+/// What a lookup found.
+enum Found<R, K, V> {
+    /// A live entry (made the most recently used), read through the caller's closure.
+    Live(R),
+    /// An expired entry, now removed.
+    Expired(Node<K, V>),
+    Absent,
 }
 
 /// A concurrent cache bounded by TTL, bytes and (optionally) entries, with eviction counted by cause.
 ///
-/// Storage, the weight bound and LRU eviction come from [`moka::sync::Cache`]; expiry is checked by this wrapper
-/// against an injected [`quanta::Clock`] (moka's own mock clock is private to moka), so tests drive time with
-/// `quanta::Clock::mock()`. An expired entry is removed when it is next looked up (counted as a miss and an
-/// expiry) or by [`cleanup`](Self::cleanup); until then it still counts towards the bounds, which keep holding
-/// regardless.
+/// Entries are kept in least-recently-used order behind one lock: a lookup makes its entry the most recently used,
+/// and an `insert` that takes the cache past its byte or entry bound evicts the least recently used entries there
+/// and then, so both bounds always hold. Expiry is checked against an injected [`quanta::Clock`], so tests drive
+/// time with `quanta::Clock::mock()`. An expired entry is removed when it is next looked up (counted as a miss and an
+/// expiry) or by [`cleanup`](Self::cleanup); until then it still counts towards the bounds (and may be evicted for
+/// them like any other entry). Values are cloned under the lock: wrap large ones in an `Arc`.
 ///
 /// All methods take `&self`; clone an `Arc<TtlCache>` to share one.
 pub struct TtlCache<K, V> {
-    inner: moka::sync::Cache<K, Slot<V>>,
+    state: Mutex<State<K, V>>,
     clock: Clock,
     config: TtlCacheConfig,
     weigher: Weigher<V>,
-    counters: Arc<Counters>,
-    /// Bytes per weight unit against moka's `u32` weights (1 unless the bound exceeds `u32::MAX` bytes).
-    unit: u64,
-    /// Minimum weight of an entry, in bytes (enforces the entry bound through the byte bound).
-    floor: u64,
+    /// The entry bound as a count (`usize::MAX` when none is set).
+    max_entries: usize,
 }
 
 impl<K, V> fmt::Debug for TtlCache<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (entries, bytes) = self.state.try_lock().map_or((None, None), |s| (Some(s.lru.len()), Some(s.lru.bytes())));
         f.debug_struct("TtlCache")
             .field("config", &self.config)
-            .field("entries", &self.counters.entries.load(Relaxed))
-            .field("bytes", &self.counters.bytes.load(Relaxed))
+            .field("entries", &entries)
+            .field("bytes", &bytes)
             .finish_non_exhaustive()
     }
 }
@@ -220,25 +213,9 @@ where
     /// A cache weighing values with `weigher`, timed by `clock`.
     pub fn with_weigher(config: TtlCacheConfig, clock: Clock, weigher: Weigher<V>) -> Result<Self> {
         config.validate()?;
-        let unit = config.max_bytes.div_ceil(u64::from(u32::MAX)).max(1);
-        let floor = config.max_entries.map_or(1, |n| (config.max_bytes / n).max(1));
-        let counters = Arc::new(Counters::default());
-        let listener_counters = Arc::clone(&counters);
-        let inner = moka::sync::Cache::builder()
-            .max_capacity(config.max_bytes / unit)
-            .eviction_policy(EvictionPolicy::lru())
-            .weigher(|_k: &K, slot: &Slot<V>| slot.units)
-            .eviction_listener(move |_k: Arc<K>, slot: Slot<V>, cause: RemovalCause| {
-                let c = &listener_counters;
-                c.entries.fetch_sub(1, Relaxed);
-                c.bytes.fetch_sub(slot.bytes, Relaxed);
-                if matches!(cause, RemovalCause::Size | RemovalCause::Expired) {
-                    c.size_evicted.fetch_add(1, Relaxed);
-                    c.size_evicted_bytes.fetch_add(slot.bytes, Relaxed);
-                }
-            })
-            .build();
-        Ok(Self { inner, clock, config, weigher, counters, unit, floor })
+        let max_entries = config.max_entries.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        let state = State { lru: Lru::new(), counters: Counters::default(), unreported: CleanupCounts::default() };
+        Ok(Self { state: Mutex::new(state), clock, config, weigher, max_entries })
     }
 
     /// The settings in use.
@@ -251,60 +228,65 @@ where
         &self.clock
     }
 
-    /// Insert or replace `key` with a fresh TTL. A value heavier than the whole byte bound is refused and not
-    /// cached ([`Error::EntryTooLarge`]); otherwise older entries are evicted (LRU) to make room.
+    /// Insert or replace `key` with a fresh TTL, as the most recently used entry. A value heavier than the whole byte
+    /// bound is refused and not cached ([`Error::EntryTooLarge`]); otherwise the least recently used entries are
+    /// evicted until both bounds hold again.
     pub fn insert(&self, key: K, value: V) -> Result<()> {
         let bytes = (self.weigher)(&value);
         if bytes > self.config.max_bytes {
             return Err(Error::EntryTooLarge { bytes, max_bytes: self.config.max_bytes });
         }
-        let units = u32::try_from(bytes.max(self.floor).div_ceil(self.unit)).unwrap_or(u32::MAX);
         let expires_at = self.clock.now().checked_add(self.config.ttl);
-        // Count before inserting: the listener subtracts when this slot (or the one it replaces) goes.
-        self.counters.entries.fetch_add(1, Relaxed);
-        self.counters.bytes.fetch_add(bytes, Relaxed);
-        self.inner.insert(key, Slot { value, expires_at, bytes, units });
+        let mut evicted = Vec::new();
+        let mut state = self.state.lock();
+        let replaced = state.lru.insert(Node::new(key, value, expires_at, bytes));
+        while state.lru.bytes() > self.config.max_bytes || state.lru.len() > self.max_entries {
+            let Some(node) = state.lru.pop_lru() else { break };
+            state.counters.size_evicted += 1;
+            state.unreported.size_evicted += 1;
+            state.unreported.bytes_freed += node.bytes;
+            evicted.push(node);
+        }
+        drop(state);
+        drop((replaced, evicted));
         Ok(())
     }
 
-    /// The live value under `key` (a clone), counting a hit or a miss. An expired entry is removed and counted as a
-    /// miss and an expiry.
+    /// The live value under `key` (a clone), counting a hit or a miss; a hit makes the entry the most recently used.
+    /// An expired entry is removed and counted as a miss and an expiry.
     pub fn get<Q>(&self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
-        Q: ToOwned<Owned = K> + Hash + Eq + ?Sized,
+        Q: Hash + Eq + ?Sized,
     {
-        match self.inner.get(key) {
-            Some(slot) if !slot.is_expired(self.clock.now()) => {
-                self.counters.hits.fetch_add(1, Relaxed);
-                Some(slot.value)
+        let now = self.clock.now();
+        let mut state = self.state.lock();
+        match Self::lookup(&mut state, key, now, V::clone) {
+            Found::Live(value) => {
+                state.counters.hits += 1;
+                Some(value)
             }
-            Some(_) => {
-                self.remove_if_expired(key, self.clock.now());
-                self.counters.misses.fetch_add(1, Relaxed);
-                None
-            }
-            None => {
-                self.counters.misses.fetch_add(1, Relaxed);
+            found => {
+                state.counters.misses += 1;
+                drop(state);
+                drop(found);
                 None
             }
         }
     }
 
-    /// Whether a live entry is held under `key` (no hit or miss counted; an expired entry is removed).
+    /// Whether a live entry is held under `key` (made the most recently used; no hit or miss counted). An expired
+    /// entry is removed and counted as an expiry.
     pub fn contains_key<Q>(&self, key: &Q) -> bool
     where
         K: Borrow<Q>,
-        Q: ToOwned<Owned = K> + Hash + Eq + ?Sized,
+        Q: Hash + Eq + ?Sized,
     {
-        match self.inner.get(key) {
-            Some(slot) if slot.is_expired(self.clock.now()) => {
-                self.remove_if_expired(key, self.clock.now());
-                false
-            }
-            Some(_) => true,
-            None => false,
-        }
+        let now = self.clock.now();
+        let mut state = self.state.lock();
+        let found = Self::lookup(&mut state, key, now, |_| ());
+        drop(state);
+        matches!(found, Found::Live(()))
     }
 
     /// Remove the entry under `key`, returning its value; counted as an explicit eviction.
@@ -313,53 +295,53 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let slot = self.inner.remove(key)?;
-        self.counters.explicit.fetch_add(1, Relaxed);
-        Some(slot.value)
+        let mut state = self.state.lock();
+        let i = state.lru.find(key)?;
+        let node = state.lru.remove_at(i)?;
+        state.counters.explicit += 1;
+        drop(state);
+        Some(node.value)
     }
 
-    /// Remove every entry; returns the real count (as explicit evictions) and the bytes released.
+    /// Remove every entry; returns the real count (as explicit evictions) and the bytes released, plus the size
+    /// evictions not reported yet (see [`run_pending_tasks`](Self::run_pending_tasks)).
     pub fn clear(&self) -> CleanupCounts {
-        let mut out = CleanupCounts::default();
-        for (key, _) in self.inner.iter() {
-            if let Some(slot) = self.inner.remove(&*key) {
-                out.explicit += 1;
-                out.bytes_freed += slot.bytes;
-            }
-        }
-        self.counters.explicit.fetch_add(out.explicit, Relaxed);
-        out += self.run_pending_tasks();
+        let mut state = self.state.lock();
+        let mut out = std::mem::take(&mut state.unreported);
+        out.bytes_freed += state.lru.bytes();
+        let removed = state.lru.take_all();
+        out.explicit += removed.len() as u64;
+        state.counters.explicit += removed.len() as u64;
+        drop(state);
+        drop(removed);
         out
     }
 
-    /// Remove every expired entry, then apply moka's pending work (which may evict for the bounds). Returns what
-    /// was removed.
+    /// Remove every expired entry. Returns what was removed, plus the size evictions not reported yet (see
+    /// [`run_pending_tasks`](Self::run_pending_tasks)).
     pub fn cleanup(&self) -> CleanupCounts {
         let now = self.clock.now();
-        let mut out = CleanupCounts::default();
-        for (key, slot) in self.inner.iter() {
-            if slot.is_expired(now)
-                && let Some(bytes) = self.remove_if_expired(&*key, now)
-            {
-                out.expired += 1;
-                out.bytes_freed += bytes;
-            }
-        }
-        out += self.run_pending_tasks();
+        let mut state = self.state.lock();
+        let mut out = std::mem::take(&mut state.unreported);
+        let removed = state.lru.drain_if(|node| node.is_expired(now));
+        out.expired += removed.len() as u64;
+        out.bytes_freed += removed.iter().map(|node| node.bytes).sum::<u64>();
+        state.counters.expired += removed.len() as u64;
+        drop(state);
+        drop(removed);
         out
     }
 
-    /// Apply moka's pending maintenance (size evictions); returns the size evictions it performed.
+    /// The size evictions made since they were last reported (by this method, [`cleanup`](Self::cleanup) or
+    /// [`clear`](Self::clear)). Evictions happen within [`insert`](Self::insert), so no work is ever pending; the
+    /// name is kept from the moka-based cache, which deferred them.
     pub fn run_pending_tasks(&self) -> CleanupCounts {
-        let (n0, b0) = (self.counters.size_evicted.load(Relaxed), self.counters.size_evicted_bytes.load(Relaxed));
-        self.inner.run_pending_tasks();
-        let (n1, b1) = (self.counters.size_evicted.load(Relaxed), self.counters.size_evicted_bytes.load(Relaxed));
-        CleanupCounts { size_evicted: n1.saturating_sub(n0), bytes_freed: b1.saturating_sub(b0), ..Default::default() }
+        std::mem::take(&mut self.state.lock().unreported)
     }
 
     /// Entries held (expired ones count until removed).
     pub fn len(&self) -> u64 {
-        self.counters.entries.load(Relaxed)
+        self.state.lock().lru.len() as u64
     }
 
     /// Whether the cache holds nothing.
@@ -369,58 +351,63 @@ where
 
     /// Summed weight of the entries held, in bytes.
     pub fn weighted_size_bytes(&self) -> u64 {
-        self.counters.bytes.load(Relaxed)
+        self.state.lock().lru.bytes()
     }
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> CacheStats {
-        let c = &self.counters;
-        let hits = c.hits.load(Relaxed);
-        let misses = c.misses.load(Relaxed);
-        let lookups = hits + misses;
+        let state = self.state.lock();
+        let c = &state.counters;
+        let lookups = c.hits + c.misses;
         CacheStats {
-            size: c.entries.load(Relaxed),
-            weighted_size_bytes: c.bytes.load(Relaxed),
+            size: state.lru.len() as u64,
+            weighted_size_bytes: state.lru.bytes(),
             max_bytes: self.config.max_bytes,
             max_entries: self.config.max_entries,
-            hits,
-            misses,
-            hit_rate: if lookups == 0 { 0.0 } else { hits as f64 / lookups as f64 },
-            evictions: EvictionCounts {
-                expired: c.expired.load(Relaxed),
-                size: c.size_evicted.load(Relaxed),
-                explicit: c.explicit.load(Relaxed),
-            },
+            hits: c.hits,
+            misses: c.misses,
+            hit_rate: if lookups == 0 { 0.0 } else { c.hits as f64 / lookups as f64 },
+            evictions: EvictionCounts { expired: c.expired, size: c.size_evicted, explicit: c.explicit },
             ttl_seconds: self.config.ttl.as_secs_f64(),
         }
     }
 
-    /// Remove `key` if its entry is expired at `now`; returns the bytes released.
-    ///
-    /// Uses moka's plain removal (the cheap path) and puts the entry back, unless something newer took its place,
-    /// in the rare case that a concurrent insert made it fresh in the meantime.
+    /// Look `key` up at `now`: a live entry becomes the most recently used and is read with `read`; an expired one
+    /// is removed and counted as an expiry.
+    fn lookup<Q, R>(state: &mut State<K, V>, key: &Q, now: Instant, read: impl FnOnce(&V) -> R) -> Found<R, K, V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let Some(i) = state.lru.find(key) else { return Found::Absent };
+        match state.lru.node(i) {
+            Some(node) if !node.is_expired(now) => {
+                let out = read(&node.value);
+                state.lru.touch(i);
+                Found::Live(out)
+            }
+            Some(_) => match state.lru.remove_at(i) {
+                Some(node) => {
+                    state.counters.expired += 1;
+                    Found::Expired(node)
+                }
+                None => Found::Absent,
+            },
+            None => Found::Absent,
+        }
+    }
+
+    /// Remove `key` if its entry is expired at `now` (counted as an expiry); returns the bytes released.
+    #[cfg(test)]
     fn remove_if_expired<Q>(&self, key: &Q, now: Instant) -> Option<u64>
     where
         K: Borrow<Q>,
-        Q: ToOwned<Owned = K> + Hash + Eq + ?Sized,
+        Q: Hash + Eq + ?Sized,
     {
-        let slot = self.inner.remove(key)?;
-        if slot.is_expired(now) {
-            self.counters.expired.fetch_add(1, Relaxed);
-            return Some(slot.bytes);
+        match Self::lookup(&mut self.state.lock(), key, now, |_| ()) {
+            Found::Expired(node) => Some(node.bytes),
+            Found::Live(()) | Found::Absent => None,
         }
-        let bytes = slot.bytes;
-        self.counters.entries.fetch_add(1, Relaxed);
-        self.counters.bytes.fetch_add(bytes, Relaxed);
-        let restored = self.inner.entry_by_ref(key).and_compute_with(|entry| match entry {
-            None => Op::Put(slot),
-            Some(_) => Op::Nop,
-        });
-        if !matches!(restored, CompResult::Inserted(_)) {
-            self.counters.entries.fetch_sub(1, Relaxed);
-            self.counters.bytes.fetch_sub(bytes, Relaxed);
-        }
-        None
     }
 }
 
@@ -428,15 +415,27 @@ where
 mod tests {
     use super::*;
 
+    /// The entry bound counts entries, independently of their weight.
     #[test]
-    fn entry_bound_becomes_a_weight_floor() {
+    fn the_entry_bound_counts_entries() {
         let cfg = TtlCacheConfig::new(Duration::from_secs(1), 1000).with_max_entries(10);
         let cache: TtlCache<u32, Vec<u8>> = TtlCache::new(cfg, Clock::mock().0).unwrap();
-        assert_eq!((cache.unit, cache.floor), (1, 100));
+        for k in 0..20 {
+            cache.insert(k, vec![0; 1]).unwrap();
+        }
+        assert_eq!((cache.len(), cache.weighted_size_bytes()), (10, 10), "tiny entries: the entry bound holds");
+        for k in 0..5 {
+            cache.insert(100 + k, vec![0; 300]).unwrap();
+        }
+        assert_eq!((cache.len(), cache.weighted_size_bytes()), (3, 900), "heavy entries: the byte bound holds");
+        assert_eq!(
+            cache.run_pending_tasks(),
+            CleanupCounts { size_evicted: 22, bytes_freed: 620, ..Default::default() }
+        );
+        assert_eq!(cache.run_pending_tasks(), CleanupCounts::default(), "reported once");
     }
 
-    /// The race path: an entry found expired was refreshed by a concurrent insert before removal; it is put back
-    /// with its accounting intact.
+    /// A fresh entry is never collected by the expiry path; an expired one is, with its accounting.
     #[test]
     fn a_fresh_entry_is_never_collected() {
         let (clock, mock) = Clock::mock();
@@ -451,11 +450,17 @@ mod tests {
         assert_eq!((cache.len(), cache.weighted_size_bytes(), cache.stats().evictions.expired), (0, 0, 1));
     }
 
+    /// Bounds beyond `u32` (what moka's weights allowed) are kept exactly, in bytes.
     #[test]
-    fn huge_bounds_are_scaled_into_u32_weights() {
+    fn huge_bounds_are_exact() {
         let cfg = TtlCacheConfig::new(Duration::from_secs(1), 64 * 1024 * 1024 * 1024);
-        let cache: TtlCache<u32, Vec<u8>> = TtlCache::new(cfg, Clock::mock().0).unwrap();
-        assert!(cache.unit > 1);
-        assert!(cache.config.max_bytes / cache.unit <= u64::from(u32::MAX));
+        let weigher: Weigher<u64> = Arc::new(|v: &u64| *v);
+        let cache: TtlCache<u32, u64> = TtlCache::with_weigher(cfg, Clock::mock().0, weigher).unwrap();
+        for k in 0..8 {
+            cache.insert(k, 5 << 30).unwrap();
+        }
+        assert_eq!((cache.len(), cache.weighted_size_bytes()), (8, 40 << 30));
+        cache.insert(8, 30 << 30).unwrap();
+        assert_eq!((cache.len(), cache.weighted_size_bytes()), (7, 60 << 30));
     }
 }

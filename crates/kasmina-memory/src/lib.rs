@@ -1,7 +1,7 @@
 //! TTL- and byte-bounded caches, epoch-driven GC and teacher memory budgeting for Kasmina.
 //!
-//! Layer L1 (domain): depends only on `leyline` and external crates (moka for the caches, quanta for the injected
-//! monotonic clock, parking_lot, thiserror); never on another `kasmina-*` crate, and not on candle: caches are
+//! Layer L1 (domain): depends only on `leyline` and external crates (quanta for the injected monotonic clock,
+//! parking_lot for the caches' lock, thiserror); never on another `kasmina-*` crate, and not on candle: caches are
 //! generic over the value, weighed in bytes through [`Weigh`] (the runtime weighs tensors by their byte size).
 //!
 //! Main types: [`TtlCache`] (TTL + byte bound + optional entry bound, LRU, evictions counted by cause, a
@@ -41,6 +41,7 @@
 mod cache;
 mod error;
 mod governor;
+mod lru;
 mod teacher;
 mod weigh;
 
