@@ -142,6 +142,16 @@ pub fn peer_system_state_10x5() -> Vec<u8> {
         .collect()
 }
 
+/// The three codec fixtures of the prototype and the peer comparison (`cargo xtask bench
+/// --peer`), by name, as the peer's bytes.
+pub fn codec_fixtures() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("adaptation_command", leyline::encode_peer(&adaptation_command())),
+        ("system_state_8x4", leyline::encode_peer(&system_state_packet(8, 4))),
+        ("telemetry_10m_5e", leyline::encode_peer(&telemetry_packet(10, 5))),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use leyline::{Message, SystemStatePacket};

@@ -6,5 +6,6 @@
 
 pub mod extras;
 pub mod fixtures;
+pub mod read_all;
 pub mod rigs;
 pub mod threads;

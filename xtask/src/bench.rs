@@ -186,7 +186,7 @@ fn fresh(path: &Path, since: SystemTime) -> bool {
 
 /// Walks `target/criterion/**/new/` and reads the estimates and samples of every benchmark
 /// written since `since`.
-fn collect(dir: &Path, since: SystemTime) -> Result<Vec<Entry>> {
+pub(crate) fn collect(dir: &Path, since: SystemTime) -> Result<Vec<Entry>> {
     let mut found = Vec::new();
     walk(dir, &mut found)?;
     let mut out = Vec::new();

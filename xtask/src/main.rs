@@ -10,8 +10,10 @@
 
 mod bench;
 mod crash;
+mod fastgen;
 mod fuzz;
 mod layering;
+mod peer;
 mod proto;
 mod soak;
 
@@ -28,6 +30,9 @@ commands:
   layering                          check the crate graph against the allowed dependency edges
   bench [--strict] [--save-baseline] [--filter RE]
                                     run the criterion benches, write target/bench-results/summary.json
+  bench --peer [--rounds N] [--core C] [--quick] [--strict]
+                                    our Leyline codec against the Python peer's (upb), interleaved
+                                    on one pinned core; per-round ratios and their median
   fuzz [--seconds N] [--target NAME]... [--jobs N]
                                     build the fuzz targets (nightly; installs cargo-fuzz), run each
                                     N seconds (default 60), report inputs/s, fail on a crash
@@ -65,6 +70,7 @@ fn run() -> Result<()> {
             parse_flags(rest, &[])?;
             layering::run(&workspace_root())
         }
+        "bench" if rest.iter().any(|a| a == "--peer") => peer::run(&workspace_root(), &peer::parse(rest)?),
         "bench" => bench::run(&workspace_root(), rest),
         "fuzz" => fuzz::run(&workspace_root(), rest),
         "soak" => soak::run(&workspace_root(), rest),

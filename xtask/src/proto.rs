@@ -1,7 +1,8 @@
 //! `cargo xtask proto [--check]`: Leyline codegen with a vendored `protoc`.
 //!
 //! Messages come from prost, the `KasminaControl` client/server stubs from tonic (each behind a
-//! cargo feature of `leyline`), and protobuf's canonical JSON mapping from pbjson. The output is
+//! cargo feature of `leyline`), and protobuf's canonical JSON mapping from pbjson. Borrowed
+//! views and one-pass encoders come from our own generator ([`crate::fastgen`]). The output is
 //! rustfmt'd and carries an `@generated` header, so a re-run is byte-identical and
 //! `--check` can compare the committed files exactly.
 
@@ -113,6 +114,12 @@ fn generate(root: &Path, scratch: &Path) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     let schema = schema_table(&descriptors)?;
     out.push((format!("{PACKAGE}.schema.rs"), rustfmt(root, &format!("{HEADER}{schema}"))?));
+    let set = {
+        use prost::Message;
+        prost_types::FileDescriptorSet::decode(descriptors.as_slice()).context("decoding the descriptor set")?
+    };
+    let fast = crate::fastgen::generate(&set, PACKAGE)?;
+    out.push((format!("{PACKAGE}.fast.rs"), rustfmt(root, &format!("{HEADER}{fast}"))?));
     for name in [format!("{PACKAGE}.rs"), format!("{PACKAGE}.serde.rs")] {
         let path = scratch.join(&name);
         let body = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;

@@ -34,8 +34,12 @@
 #[cfg(any(feature = "client", feature = "server"))]
 pub mod codec;
 pub mod constants;
+pub mod fast;
 mod names;
 mod peer;
+#[cfg(test)]
+mod strategies;
+pub mod view;
 
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic, missing_debug_implementations)]
 #[rustfmt::skip]
@@ -63,9 +67,19 @@ mod generated {
     }
 }
 
+/// Views and one-pass encoders generated beside the owned types (see [`view`] and [`fast`]).
+#[allow(missing_docs, unreachable_pub, unused_mut, unused_variables, unused_parens, clippy::all, clippy::pedantic, missing_debug_implementations)]
+#[rustfmt::skip]
+mod fast_generated {
+    use crate::fast::{self, FastEncode, RevWriter};
+    use crate::generated::*;
+    use crate::view::{kinds, read, singular, DurationView, MapView, Reader, Repeated, StructView, TimestampView, View, ViewError};
+    include!("generated/esper.leyline.v1.fast.rs");
+}
+
+pub use fast::encode_peer;
 pub use generated::*;
 pub use names::UnknownName;
-pub use peer::encode_peer;
 pub use prost::{self, DecodeError, EncodeError, Message, Name};
 
 /// Protobuf well-known types (`Timestamp`, `Duration`, `Struct`, `Value`) with canonical JSON.

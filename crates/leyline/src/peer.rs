@@ -7,36 +7,35 @@
 //! (`"alpha_target"` before `"alpha"`), while a `google.protobuf.Struct` (a `HashMap` in
 //! pbjson-types) has no fixed order at all in prost. Where the bytes themselves matter — golden
 //! vectors, signatures a peer recomputes over re-encoded bytes, size budgets compared with the
-//! peer's — use [`encode_peer`]: it encodes with prost, then rewrites every map at the wire
-//! level (default keys and values restored, entries in upb's order), driven by a schema table
-//! generated from `proto/` with the rest of the code.
+//! peer's — use [`crate::encode_peer`]. It runs the generated one-pass encoder (`leyline::fast`) in
+//! the peer's form. The wire-level rewrite it replaced (prost's bytes, every map rewritten,
+//! driven by a schema table generated from `proto/`) stays as the tests' oracle and for
+//! `google.protobuf.Struct` fields.
 
 use std::cmp::Ordering;
 
 use prost::bytes::Buf;
 use prost::encoding::{WireType, decode_key, decode_varint, encode_key, encode_varint};
+#[cfg(test)]
 use prost::{Message, Name};
 
 use crate::generated::schema::{FieldKind, MessageSchema, SCHEMA, WireKind};
 
-/// Encodes `msg` exactly as Esper's Python peer does (deterministic map order, map entries
-/// with both key and value).
-///
-/// ```
-/// use leyline::{Message, SeedState};
-///
-/// let state = SeedState { metrics: [("alpha".to_owned(), 0.0f32)].into(), ..Default::default() };
-/// let peer = leyline::encode_peer(&state);
-/// assert_eq!(peer.len(), state.encoded_len() + 5); // the explicit 0.0 value
-/// assert_eq!(SeedState::decode(peer.as_slice()).unwrap(), state);
-/// ```
-pub fn encode_peer<M: Message + Name>(msg: &M) -> Vec<u8> {
-    let prost_bytes = msg.encode_to_vec();
-    let mut out = Vec::with_capacity(prost_bytes.len() + 16);
-    match rewrite(&prost_bytes, &M::full_name(), &mut out) {
+/// The wire-level rewrite `encode_peer` used before the one-pass encoder (decisions D23): prost's
+/// bytes, every map rewritten in the peer's form. Kept as the independent oracle the tests
+/// compare the generated encoder with, and for `Struct` fields inside the generated one.
+#[cfg(test)]
+pub(crate) fn encode_peer_rewrite<M: Message + Name>(msg: &M) -> Vec<u8> {
+    rewrite_bytes(&msg.encode_to_vec(), &M::full_name())
+}
+
+/// The peer's form of `bytes`, an encoded message `full_name` (the bytes themselves if they do
+/// not parse, which prost's own output always does).
+pub(crate) fn rewrite_bytes(bytes: &[u8], full_name: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + 16);
+    match rewrite(bytes, full_name, &mut out) {
         Ok(()) => out,
-        // prost's own output always parses; fall back to it rather than fail.
-        Err(_) => prost_bytes,
+        Err(_) => bytes.to_vec(),
     }
 }
 
@@ -107,7 +106,7 @@ fn write_entries(tag: u32, entries: &mut Vec<(Option<Vec<u8>>, Vec<u8>)>, out: &
 }
 
 /// upb's order of string map keys: bytewise over the common prefix, then the longer first.
-fn upb_string_order(a: &[u8], b: &[u8]) -> Ordering {
+pub(crate) fn upb_string_order(a: &[u8], b: &[u8]) -> Ordering {
     let common = a.len().min(b.len());
     a[..common].cmp(&b[..common]).then(b.len().cmp(&a.len()))
 }

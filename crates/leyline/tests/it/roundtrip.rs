@@ -17,7 +17,14 @@ fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 
 fn roundtrip<M>(msg: M)
 where
-    M: Message + Name + Default + PartialEq + std::fmt::Debug + Serialize + DeserializeOwned,
+    M: Message
+        + Name
+        + leyline::fast::FastEncode
+        + Default
+        + PartialEq
+        + std::fmt::Debug
+        + Serialize
+        + DeserializeOwned,
 {
     let bytes = msg.encode_to_vec();
     assert_eq!(M::decode(bytes.as_slice()).unwrap(), msg, "binary round trip");

@@ -11,7 +11,9 @@ fn vectors_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors/leyline_messages.json")
 }
 
-fn check<M: Message + leyline::Name + Default + DeserializeOwned + PartialEq + std::fmt::Debug>(
+fn check<
+    M: Message + leyline::Name + leyline::fast::FastEncode + Default + DeserializeOwned + PartialEq + std::fmt::Debug,
+>(
     name: &str,
     hex: &str,
     fields: &Value,
