@@ -390,6 +390,8 @@ fn view(out: &mut String, name: &str, shapes: &[Shape<'_>]) -> Result<()> {
         }
     }
     let ViewParts { fields, parse, finish, owned, accessors } = p;
+    let accessor_block =
+        if accessors.is_empty() { String::new() } else { format!("\nimpl {name}View<'_> {{\n{accessors}}}\n") };
     let parse_loop = if parse.is_empty() {
         "        while let Some((_, wire)) = r.key()? {\n            r.skip(wire)?;\n        }\n".to_owned()
     } else {
@@ -406,21 +408,24 @@ pub struct {name}View<'a> {{
 }}
 
 impl<'a> View<'a> for {name}View<'a> {{
+    type Owned = {name};
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {{
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
 {parse_loop}{finish}        Ok(v)
     }}
-}}
 
-impl {name}View<'_> {{
-    /// The owned message.
-    pub fn to_message(&self) -> {name} {{
+    fn to_message(&self) -> {name} {{
         {name} {{
 {owned}        }}
     }}
-{accessors}}}
+}}
 
+impl Viewable for {name} {{
+    type View<'a> = {name}View<'a>;
+}}
+{accessor_block}
 "#
     )?;
     Ok(())

@@ -73,7 +73,7 @@ mod generated {
 mod fast_generated {
     use crate::fast::{self, FastEncode, RevWriter};
     use crate::generated::*;
-    use crate::view::{kinds, read, singular, DurationView, MapView, Reader, Repeated, StructView, TimestampView, View, ViewError};
+    use crate::view::{kinds, read, singular, DurationView, MapView, Reader, Repeated, StructView, TimestampView, View, ViewError, Viewable};
     include!("generated/esper.leyline.v1.fast.rs");
 }
 

@@ -6,7 +6,7 @@
 //! recursively) and fills the view's singular fields; repeated fields and maps are
 //! [`Repeated`] and [`MapView`], which decode their elements as they are iterated (from bytes
 //! already checked, so iteration cannot fail). Nothing is allocated, and an owned message is one
-//! call away ([`to_message`](SeedStateView::to_message) on every view).
+//! call away ([`View::to_message`]); [`Viewable::view`] parses the view of an owned type.
 //!
 //! `cargo xtask proto` generates one view per message beside the owned type (`SeedState` →
 //! [`SeedStateView`]). Field names are prost's; enums are `i32` with the same typed accessors.
@@ -96,11 +96,39 @@ pub mod wire {
 
 /// A borrowed, checked view of one message.
 pub trait View<'a>: Sized + Default + Copy {
+    /// The owned message.
+    type Owned;
+
     /// Checks the whole message and reads its singular fields.
     ///
     /// # Errors
     /// [`ViewError`] when `bytes` is not a valid encoding of the message.
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError>;
+
+    /// The owned message (allocates its strings and maps).
+    fn to_message(&self) -> Self::Owned;
+}
+
+/// An owned message type with a generated view (every message of the contract).
+///
+/// ```
+/// use leyline::view::{View, Viewable};
+/// use leyline::{Message, SeedState};
+///
+/// let bytes = SeedState { seed_id: "seed-1".into(), ..Default::default() }.encode_to_vec();
+/// assert_eq!(SeedState::view(&bytes).unwrap().seed_id, "seed-1");
+/// ```
+pub trait Viewable: Sized {
+    /// The view type.
+    type View<'a>: View<'a, Owned = Self>;
+
+    /// Parses `bytes` as this message's view.
+    ///
+    /// # Errors
+    /// [`ViewError`] when `bytes` is not a valid encoding of the message.
+    fn view(bytes: &[u8]) -> Result<Self::View<'_>, ViewError> {
+        <Self::View<'_> as View<'_>>::parse(bytes)
+    }
 }
 
 /// A cursor over the fields of a message.
@@ -135,6 +163,10 @@ impl<'a> Reader<'a> {
     fn varint_slow(&mut self) -> Result<u64, ViewError> {
         let mut v = 0u64;
         for (i, &b) in self.buf.iter().take(10).enumerate() {
+            // The tenth byte holds bit 63 only: more overflows a u64 (prost refuses it too).
+            if i == 9 && b > 1 {
+                return Err(ViewError::InvalidVarint);
+            }
             v |= u64::from(b & 0x7f) << (7 * i);
             if b < 0x80 {
                 self.buf = &self.buf[i + 1..];
@@ -650,6 +682,8 @@ pub struct DurationView {
 macro_rules! seconds_nanos {
     ($view:ident, $owned:ty) => {
         impl<'a> View<'a> for $view {
+            type Owned = $owned;
+
             fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
                 let mut v = Self::default();
                 let mut r = Reader::new(bytes);
@@ -662,11 +696,8 @@ macro_rules! seconds_nanos {
                 }
                 Ok(v)
             }
-        }
 
-        impl $view {
-            /// The owned message.
-            pub fn to_message(&self) -> $owned {
+            fn to_message(&self) -> $owned {
                 <$owned>::from(*self)
             }
         }
@@ -690,16 +721,16 @@ pub struct StructView<'a> {
 }
 
 impl<'a> View<'a> for StructView<'a> {
+    type Owned = pbjson_types::Struct;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         use prost::Message;
         pbjson_types::Struct::decode(bytes).map_err(|e| ViewError::Foreign { field: 0, detail: e.to_string() })?;
         Ok(Self { bytes })
     }
-}
 
-impl StructView<'_> {
     /// The owned `Struct` (empty if the bytes no longer decode, which `parse` rules out).
-    pub fn to_message(&self) -> pbjson_types::Struct {
+    fn to_message(&self) -> pbjson_types::Struct {
         use prost::Message;
         pbjson_types::Struct::decode(self.bytes).unwrap_or_default()
     }
@@ -720,6 +751,10 @@ mod tests {
             assert_eq!(Reader::new(&buf[..buf.len() - 1]).varint(), Err(ViewError::Truncated));
         }
         assert_eq!(Reader::new(&[0xff; 11]).varint(), Err(ViewError::InvalidVarint));
+        // Ten bytes whose last carries more than bit 63 (found by the fuzzer).
+        let over = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, 0xff, 0x5e];
+        assert_eq!(Reader::new(&over).varint(), Err(ViewError::InvalidVarint));
+        assert!(prost::encoding::decode_varint(&mut over.as_slice()).is_err());
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub struct AdaptationCommandView<'a> {
 }
 
 impl<'a> View<'a> for AdaptationCommandView<'a> {
+    type Owned = AdaptationCommand;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -65,11 +67,8 @@ impl<'a> View<'a> for AdaptationCommandView<'a> {
         v.annotations.finish(bytes, 20);
         Ok(v)
     }
-}
 
-impl AdaptationCommandView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> AdaptationCommand {
+    fn to_message(&self) -> AdaptationCommand {
         AdaptationCommand {
             version: self.version,
             command_id: self.command_id.to_owned(),
@@ -96,6 +95,13 @@ impl AdaptationCommandView<'_> {
             annotations: self.annotations.iter().map(|(k, x)| (k.to_owned(), x.to_owned())).collect(),
         }
     }
+}
+
+impl Viewable for AdaptationCommand {
+    type View<'a> = AdaptationCommandView<'a>;
+}
+
+impl AdaptationCommandView<'_> {
     /// `command_type` as [`CommandType`] (its default when the value is unknown).
     pub fn command_type(&self) -> CommandType {
         CommandType::try_from(self.command_type).unwrap_or_default()
@@ -169,6 +175,8 @@ pub struct AlphaCheckpointView<'a> {
 }
 
 impl<'a> View<'a> for AlphaCheckpointView<'a> {
+    type Owned = AlphaCheckpoint;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -193,11 +201,8 @@ impl<'a> View<'a> for AlphaCheckpointView<'a> {
         }
         Ok(v)
     }
-}
 
-impl AlphaCheckpointView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> AlphaCheckpoint {
+    fn to_message(&self) -> AlphaCheckpoint {
         AlphaCheckpoint {
             curve: self.curve.to_owned(),
             steps: self.steps,
@@ -211,6 +216,10 @@ impl AlphaCheckpointView<'_> {
                 .or_else(|| self.ramp_out.map(|x| alpha_checkpoint::Ramp::RampOut(x.to_message())).or_else(|| None)),
         }
     }
+}
+
+impl Viewable for AlphaCheckpoint {
+    type View<'a> = AlphaCheckpointView<'a>;
 }
 
 impl FastEncode for AlphaCheckpoint {
@@ -256,6 +265,8 @@ pub struct AlphaRampInView<'a> {
 }
 
 impl<'a> View<'a> for AlphaRampInView<'a> {
+    type Owned = AlphaRampIn;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -269,13 +280,14 @@ impl<'a> View<'a> for AlphaRampInView<'a> {
         }
         Ok(v)
     }
-}
 
-impl AlphaRampInView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> AlphaRampIn {
+    fn to_message(&self) -> AlphaRampIn {
         AlphaRampIn { from: self.from, start: self.start, end: self.end }
     }
+}
+
+impl Viewable for AlphaRampIn {
+    type View<'a> = AlphaRampInView<'a>;
 }
 
 impl FastEncode for AlphaRampIn {
@@ -303,6 +315,8 @@ pub struct AlphaRampOutView<'a> {
 }
 
 impl<'a> View<'a> for AlphaRampOutView<'a> {
+    type Owned = AlphaRampOut;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -316,13 +330,14 @@ impl<'a> View<'a> for AlphaRampOutView<'a> {
         }
         Ok(v)
     }
-}
 
-impl AlphaRampOutView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> AlphaRampOut {
+    fn to_message(&self) -> AlphaRampOut {
         AlphaRampOut { from: self.from, steps: self.steps, done: self.done }
     }
+}
+
+impl Viewable for AlphaRampOut {
+    type View<'a> = AlphaRampOutView<'a>;
 }
 
 impl FastEncode for AlphaRampOut {
@@ -349,6 +364,8 @@ pub struct BlendingOutCheckpointView<'a> {
 }
 
 impl<'a> View<'a> for BlendingOutCheckpointView<'a> {
+    type Owned = BlendingOutCheckpoint;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -361,13 +378,14 @@ impl<'a> View<'a> for BlendingOutCheckpointView<'a> {
         }
         Ok(v)
     }
-}
 
-impl BlendingOutCheckpointView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> BlendingOutCheckpoint {
+    fn to_message(&self) -> BlendingOutCheckpoint {
         BlendingOutCheckpoint { alpha: self.alpha.map(|x| x.to_message()), cause: self.cause.to_owned() }
     }
+}
+
+impl Viewable for BlendingOutCheckpoint {
+    type View<'a> = BlendingOutCheckpointView<'a>;
 }
 
 impl FastEncode for BlendingOutCheckpoint {
@@ -393,6 +411,8 @@ pub struct BlendingPhaseView<'a> {
 }
 
 impl<'a> View<'a> for BlendingPhaseView<'a> {
+    type Owned = BlendingPhase;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -408,11 +428,8 @@ impl<'a> View<'a> for BlendingPhaseView<'a> {
         v.losses.finish(bytes, 3);
         Ok(v)
     }
-}
 
-impl BlendingPhaseView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> BlendingPhase {
+    fn to_message(&self) -> BlendingPhase {
         BlendingPhase {
             steps: self.steps,
             alpha: self.alpha.map(|x| x.to_message()),
@@ -420,6 +437,10 @@ impl BlendingPhaseView<'_> {
             finite: self.finite,
         }
     }
+}
+
+impl Viewable for BlendingPhase {
+    type View<'a> = BlendingPhaseView<'a>;
 }
 
 impl FastEncode for BlendingPhase {
@@ -454,6 +475,8 @@ pub struct BlueprintDescriptorView<'a> {
 }
 
 impl<'a> View<'a> for BlueprintDescriptorView<'a> {
+    type Owned = BlueprintDescriptor;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -474,11 +497,8 @@ impl<'a> View<'a> for BlueprintDescriptorView<'a> {
         v.allowed_parameters.finish(bytes, 4);
         Ok(v)
     }
-}
 
-impl BlueprintDescriptorView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> BlueprintDescriptor {
+    fn to_message(&self) -> BlueprintDescriptor {
         BlueprintDescriptor {
             blueprint_id: self.blueprint_id.to_owned(),
             name: self.name.to_owned(),
@@ -491,6 +511,13 @@ impl BlueprintDescriptorView<'_> {
             description: self.description.to_owned(),
         }
     }
+}
+
+impl Viewable for BlueprintDescriptor {
+    type View<'a> = BlueprintDescriptorView<'a>;
+}
+
+impl BlueprintDescriptorView<'_> {
     /// `tier` as [`BlueprintTier`] (its default when the value is unknown).
     pub fn tier(&self) -> BlueprintTier {
         BlueprintTier::try_from(self.tier).unwrap_or_default()
@@ -544,6 +571,8 @@ pub struct BlueprintParameterBoundsView<'a> {
 }
 
 impl<'a> View<'a> for BlueprintParameterBoundsView<'a> {
+    type Owned = BlueprintParameterBounds;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -556,13 +585,14 @@ impl<'a> View<'a> for BlueprintParameterBoundsView<'a> {
         }
         Ok(v)
     }
-}
 
-impl BlueprintParameterBoundsView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> BlueprintParameterBounds {
+    fn to_message(&self) -> BlueprintParameterBounds {
         BlueprintParameterBounds { min_value: self.min_value, max_value: self.max_value }
     }
+}
+
+impl Viewable for BlueprintParameterBounds {
+    type View<'a> = BlueprintParameterBoundsView<'a>;
 }
 
 impl FastEncode for BlueprintParameterBounds {
@@ -592,6 +622,8 @@ pub struct BreakerCheckpointView<'a> {
 }
 
 impl<'a> View<'a> for BreakerCheckpointView<'a> {
+    type Owned = BreakerCheckpoint;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -610,11 +642,8 @@ impl<'a> View<'a> for BreakerCheckpointView<'a> {
         }
         Ok(v)
     }
-}
 
-impl BreakerCheckpointView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> BreakerCheckpoint {
+    fn to_message(&self) -> BreakerCheckpoint {
         BreakerCheckpoint {
             name: self.name.to_owned(),
             state: self.state,
@@ -626,6 +655,13 @@ impl BreakerCheckpointView<'_> {
             opened_total: self.opened_total,
         }
     }
+}
+
+impl Viewable for BreakerCheckpoint {
+    type View<'a> = BreakerCheckpointView<'a>;
+}
+
+impl BreakerCheckpointView<'_> {
     /// `state` as [`CircuitBreakerState`] (its default when the value is unknown).
     pub fn state(&self) -> CircuitBreakerState {
         CircuitBreakerState::try_from(self.state).unwrap_or_default()
@@ -672,6 +708,8 @@ pub struct BusEnvelopeView<'a> {
 }
 
 impl<'a> View<'a> for BusEnvelopeView<'a> {
+    type Owned = BusEnvelope;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -686,17 +724,21 @@ impl<'a> View<'a> for BusEnvelopeView<'a> {
         v.attributes.finish(bytes, 3);
         Ok(v)
     }
-}
 
-impl BusEnvelopeView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> BusEnvelope {
+    fn to_message(&self) -> BusEnvelope {
         BusEnvelope {
             message_type: self.message_type,
             payload: self.payload.to_vec(),
             attributes: self.attributes.iter().map(|(k, x)| (k.to_owned(), x.to_owned())).collect(),
         }
     }
+}
+
+impl Viewable for BusEnvelope {
+    type View<'a> = BusEnvelopeView<'a>;
+}
+
+impl BusEnvelopeView<'_> {
     /// `message_type` as [`BusMessageType`] (its default when the value is unknown).
     pub fn message_type(&self) -> BusMessageType {
         BusMessageType::try_from(self.message_type).unwrap_or_default()
@@ -733,6 +775,8 @@ pub struct CheckpointFileView<'a> {
 }
 
 impl<'a> View<'a> for CheckpointFileView<'a> {
+    type Owned = CheckpointFile;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -746,13 +790,14 @@ impl<'a> View<'a> for CheckpointFileView<'a> {
         }
         Ok(v)
     }
-}
 
-impl CheckpointFileView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> CheckpointFile {
+    fn to_message(&self) -> CheckpointFile {
         CheckpointFile { name: self.name.to_owned(), sha256: self.sha256.to_owned(), size_bytes: self.size_bytes }
     }
+}
+
+impl Viewable for CheckpointFile {
+    type View<'a> = CheckpointFileView<'a>;
 }
 
 impl FastEncode for CheckpointFile {
@@ -783,6 +828,8 @@ pub struct CheckpointManifestView<'a> {
 }
 
 impl<'a> View<'a> for CheckpointManifestView<'a> {
+    type Owned = CheckpointManifest;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -801,11 +848,8 @@ impl<'a> View<'a> for CheckpointManifestView<'a> {
         v.trainer.finish(bytes, 6);
         Ok(v)
     }
-}
 
-impl CheckpointManifestView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> CheckpointManifest {
+    fn to_message(&self) -> CheckpointManifest {
         CheckpointManifest {
             schema_version: self.schema_version,
             created_at: self.created_at.map(|x| x.to_message()),
@@ -815,6 +859,10 @@ impl CheckpointManifestView<'_> {
             trainer: self.trainer.iter().map(|(k, x)| (k.to_owned(), x.to_owned())).collect(),
         }
     }
+}
+
+impl Viewable for CheckpointManifest {
+    type View<'a> = CheckpointManifestView<'a>;
 }
 
 impl FastEncode for CheckpointManifest {
@@ -855,6 +903,8 @@ pub struct CommandCircuitBreakerView<'a> {
 }
 
 impl<'a> View<'a> for CommandCircuitBreakerView<'a> {
+    type Owned = CommandCircuitBreaker;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -867,13 +917,17 @@ impl<'a> View<'a> for CommandCircuitBreakerView<'a> {
         }
         Ok(v)
     }
+
+    fn to_message(&self) -> CommandCircuitBreaker {
+        CommandCircuitBreaker { desired_state: self.desired_state, rationale: self.rationale.to_owned() }
+    }
+}
+
+impl Viewable for CommandCircuitBreaker {
+    type View<'a> = CommandCircuitBreakerView<'a>;
 }
 
 impl CommandCircuitBreakerView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> CommandCircuitBreaker {
-        CommandCircuitBreaker { desired_state: self.desired_state, rationale: self.rationale.to_owned() }
-    }
     /// `desired_state` as [`CircuitBreakerState`] (its default when the value is unknown).
     pub fn desired_state(&self) -> CircuitBreakerState {
         CircuitBreakerState::try_from(self.desired_state).unwrap_or_default()
@@ -901,6 +955,8 @@ pub struct CommandOptimizerAdjustmentView<'a> {
 }
 
 impl<'a> View<'a> for CommandOptimizerAdjustmentView<'a> {
+    type Owned = CommandOptimizerAdjustment;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -914,16 +970,17 @@ impl<'a> View<'a> for CommandOptimizerAdjustmentView<'a> {
         v.hyperparameters.finish(bytes, 2);
         Ok(v)
     }
-}
 
-impl CommandOptimizerAdjustmentView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> CommandOptimizerAdjustment {
+    fn to_message(&self) -> CommandOptimizerAdjustment {
         CommandOptimizerAdjustment {
             optimizer_id: self.optimizer_id.to_owned(),
             hyperparameters: self.hyperparameters.iter().map(|(k, x)| (k.to_owned(), x)).collect(),
         }
     }
+}
+
+impl Viewable for CommandOptimizerAdjustment {
+    type View<'a> = CommandOptimizerAdjustmentView<'a>;
 }
 
 impl FastEncode for CommandOptimizerAdjustment {
@@ -957,6 +1014,8 @@ pub struct CommandReceiptView<'a> {
 }
 
 impl<'a> View<'a> for CommandReceiptView<'a> {
+    type Owned = CommandReceipt;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -974,11 +1033,8 @@ impl<'a> View<'a> for CommandReceiptView<'a> {
         }
         Ok(v)
     }
-}
 
-impl CommandReceiptView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> CommandReceipt {
+    fn to_message(&self) -> CommandReceipt {
         CommandReceipt {
             command_id: self.command_id.to_owned(),
             accepted: self.accepted,
@@ -989,6 +1045,13 @@ impl CommandReceiptView<'_> {
             provenance: self.provenance.map(|x| x.to_message()),
         }
     }
+}
+
+impl Viewable for CommandReceipt {
+    type View<'a> = CommandReceiptView<'a>;
+}
+
+impl CommandReceiptView<'_> {
     /// `stage` as [`SeedLifecycleStage`] (its default when the value is unknown).
     pub fn stage(&self) -> SeedLifecycleStage {
         SeedLifecycleStage::try_from(self.stage).unwrap_or_default()
@@ -1036,6 +1099,8 @@ pub struct CommandSeedOperationView<'a> {
 }
 
 impl<'a> View<'a> for CommandSeedOperationView<'a> {
+    type Owned = CommandSeedOperation;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -1050,17 +1115,21 @@ impl<'a> View<'a> for CommandSeedOperationView<'a> {
         v.parameters.finish(bytes, 3);
         Ok(v)
     }
-}
 
-impl CommandSeedOperationView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> CommandSeedOperation {
+    fn to_message(&self) -> CommandSeedOperation {
         CommandSeedOperation {
             operation: self.operation,
             blueprint_id: self.blueprint_id.to_owned(),
             parameters: self.parameters.iter().map(|(k, x)| (k.to_owned(), x)).collect(),
         }
     }
+}
+
+impl Viewable for CommandSeedOperation {
+    type View<'a> = CommandSeedOperationView<'a>;
+}
+
+impl CommandSeedOperationView<'_> {
     /// `operation` as [`SeedOperation`] (its default when the value is unknown).
     pub fn operation(&self) -> SeedOperation {
         SeedOperation::try_from(self.operation).unwrap_or_default()
@@ -1100,6 +1169,8 @@ pub struct ContributionCheckpointView<'a> {
 }
 
 impl<'a> View<'a> for ContributionCheckpointView<'a> {
+    type Owned = ContributionCheckpoint;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -1116,11 +1187,8 @@ impl<'a> View<'a> for ContributionCheckpointView<'a> {
         }
         Ok(v)
     }
-}
 
-impl ContributionCheckpointView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> ContributionCheckpoint {
+    fn to_message(&self) -> ContributionCheckpoint {
         ContributionCheckpoint {
             measured: self.measured,
             mean: self.mean,
@@ -1130,6 +1198,10 @@ impl ContributionCheckpointView<'_> {
             missing_reported: self.missing_reported,
         }
     }
+}
+
+impl Viewable for ContributionCheckpoint {
+    type View<'a> = ContributionCheckpointView<'a>;
 }
 
 impl FastEncode for ContributionCheckpoint {
@@ -1163,6 +1235,8 @@ pub struct DormantCheckpointView<'a> {
 }
 
 impl<'a> View<'a> for DormantCheckpointView<'a> {
+    type Owned = DormantCheckpoint;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -1171,13 +1245,14 @@ impl<'a> View<'a> for DormantCheckpointView<'a> {
         }
         Ok(v)
     }
-}
 
-impl DormantCheckpointView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> DormantCheckpoint {
+    fn to_message(&self) -> DormantCheckpoint {
         DormantCheckpoint {}
     }
+}
+
+impl Viewable for DormantCheckpoint {
+    type View<'a> = DormantCheckpointView<'a>;
 }
 
 impl FastEncode for DormantCheckpoint {
@@ -1193,6 +1268,8 @@ pub struct EmbargoedCheckpointView<'a> {
 }
 
 impl<'a> View<'a> for EmbargoedCheckpointView<'a> {
+    type Owned = EmbargoedCheckpoint;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -1204,13 +1281,14 @@ impl<'a> View<'a> for EmbargoedCheckpointView<'a> {
         }
         Ok(v)
     }
-}
 
-impl EmbargoedCheckpointView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> EmbargoedCheckpoint {
+    fn to_message(&self) -> EmbargoedCheckpoint {
         EmbargoedCheckpoint { since_step: self.since_step }
     }
+}
+
+impl Viewable for EmbargoedCheckpoint {
+    type View<'a> = EmbargoedCheckpointView<'a>;
 }
 
 impl FastEncode for EmbargoedCheckpoint {
@@ -1244,6 +1322,8 @@ pub struct EventEnvelopeView<'a> {
 }
 
 impl<'a> View<'a> for EventEnvelopeView<'a> {
+    type Owned = EventEnvelope;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -1270,11 +1350,8 @@ impl<'a> View<'a> for EventEnvelopeView<'a> {
         v.routing_keys.finish(bytes, 21);
         Ok(v)
     }
-}
 
-impl EventEnvelopeView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> EventEnvelope {
+    fn to_message(&self) -> EventEnvelope {
         EventEnvelope {
             event_id: self.event_id.to_owned(),
             event_type: self.event_type.to_owned(),
@@ -1293,6 +1370,13 @@ impl EventEnvelopeView<'_> {
             current_attempt: self.current_attempt,
         }
     }
+}
+
+impl Viewable for EventEnvelope {
+    type View<'a> = EventEnvelopeView<'a>;
+}
+
+impl EventEnvelopeView<'_> {
     /// `priority` as [`MessagePriority`] (its default when the value is unknown).
     pub fn priority(&self) -> MessagePriority {
         MessagePriority::try_from(self.priority).unwrap_or_default()
@@ -1374,6 +1458,8 @@ pub struct FieldReportView<'a> {
 }
 
 impl<'a> View<'a> for FieldReportView<'a> {
+    type Owned = FieldReport;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -1399,11 +1485,8 @@ impl<'a> View<'a> for FieldReportView<'a> {
         v.follow_up_actions.finish(bytes, 12);
         Ok(v)
     }
-}
 
-impl FieldReportView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> FieldReport {
+    fn to_message(&self) -> FieldReport {
         FieldReport {
             version: self.version,
             report_id: self.report_id.to_owned(),
@@ -1420,6 +1503,13 @@ impl FieldReportView<'_> {
             notes: self.notes.to_owned(),
         }
     }
+}
+
+impl Viewable for FieldReport {
+    type View<'a> = FieldReportView<'a>;
+}
+
+impl FieldReportView<'_> {
     /// `outcome` as [`FieldReportOutcome`] (its default when the value is unknown).
     pub fn outcome(&self) -> FieldReportOutcome {
         FieldReportOutcome::try_from(self.outcome).unwrap_or_default()
@@ -1484,6 +1574,8 @@ pub struct FossilizedCheckpointView<'a> {
 }
 
 impl<'a> View<'a> for FossilizedCheckpointView<'a> {
+    type Owned = FossilizedCheckpoint;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -1495,13 +1587,14 @@ impl<'a> View<'a> for FossilizedCheckpointView<'a> {
         }
         Ok(v)
     }
-}
 
-impl FossilizedCheckpointView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> FossilizedCheckpoint {
+    fn to_message(&self) -> FossilizedCheckpoint {
         FossilizedCheckpoint { ramp: self.ramp }
     }
+}
+
+impl Viewable for FossilizedCheckpoint {
+    type View<'a> = FossilizedCheckpointView<'a>;
 }
 
 impl FastEncode for FossilizedCheckpoint {
@@ -1528,6 +1621,8 @@ pub struct GateEventView<'a> {
 }
 
 impl<'a> View<'a> for GateEventView<'a> {
+    type Owned = GateEvent;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -1547,11 +1642,8 @@ impl<'a> View<'a> for GateEventView<'a> {
         v.attributes.finish(bytes, 5);
         Ok(v)
     }
-}
 
-impl GateEventView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> GateEvent {
+    fn to_message(&self) -> GateEvent {
         GateEvent {
             gate: self.gate,
             passed: self.passed,
@@ -1563,6 +1655,13 @@ impl GateEventView<'_> {
             to_stage: self.to_stage,
         }
     }
+}
+
+impl Viewable for GateEvent {
+    type View<'a> = GateEventView<'a>;
+}
+
+impl GateEventView<'_> {
     /// `gate` as [`SeedLifecycleGate`] (its default when the value is unknown).
     pub fn gate(&self) -> SeedLifecycleGate {
         SeedLifecycleGate::try_from(self.gate).unwrap_or_default()
@@ -1619,6 +1718,8 @@ pub struct GerminatedPhaseView<'a> {
 }
 
 impl<'a> View<'a> for GerminatedPhaseView<'a> {
+    type Owned = GerminatedPhase;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -1627,13 +1728,14 @@ impl<'a> View<'a> for GerminatedPhaseView<'a> {
         }
         Ok(v)
     }
-}
 
-impl GerminatedPhaseView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> GerminatedPhase {
+    fn to_message(&self) -> GerminatedPhase {
         GerminatedPhase {}
     }
+}
+
+impl Viewable for GerminatedPhase {
+    type View<'a> = GerminatedPhaseView<'a>;
 }
 
 impl FastEncode for GerminatedPhase {
@@ -1655,6 +1757,8 @@ pub struct HardwareContextView<'a> {
 }
 
 impl<'a> View<'a> for HardwareContextView<'a> {
+    type Owned = HardwareContext;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -1672,11 +1776,8 @@ impl<'a> View<'a> for HardwareContextView<'a> {
         }
         Ok(v)
     }
-}
 
-impl HardwareContextView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> HardwareContext {
+    fn to_message(&self) -> HardwareContext {
         HardwareContext {
             device_type: self.device_type.to_owned(),
             device_id: self.device_id.to_owned(),
@@ -1687,6 +1788,10 @@ impl HardwareContextView<'_> {
             compute_capability: self.compute_capability,
         }
     }
+}
+
+impl Viewable for HardwareContext {
+    type View<'a> = HardwareContextView<'a>;
 }
 
 impl FastEncode for HardwareContext {
@@ -1734,6 +1839,8 @@ pub struct HealthCheckpointView<'a> {
 }
 
 impl<'a> View<'a> for HealthCheckpointView<'a> {
+    type Owned = HealthCheckpoint;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -1757,11 +1864,8 @@ impl<'a> View<'a> for HealthCheckpointView<'a> {
         v.host_shape.finish(bytes, 9);
         Ok(v)
     }
-}
 
-impl HealthCheckpointView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> HealthCheckpoint {
+    fn to_message(&self) -> HealthCheckpoint {
         HealthCheckpoint {
             isolation_violations: self.isolation_violations,
             update_violations: self.update_violations,
@@ -1776,6 +1880,10 @@ impl HealthCheckpointView<'_> {
             host_dtype: self.host_dtype.to_owned(),
         }
     }
+}
+
+impl Viewable for HealthCheckpoint {
+    type View<'a> = HealthCheckpointView<'a>;
 }
 
 impl FastEncode for HealthCheckpoint {
@@ -1820,6 +1928,8 @@ pub struct HealthRequestView<'a> {
 }
 
 impl<'a> View<'a> for HealthRequestView<'a> {
+    type Owned = HealthRequest;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -1828,13 +1938,14 @@ impl<'a> View<'a> for HealthRequestView<'a> {
         }
         Ok(v)
     }
-}
 
-impl HealthRequestView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> HealthRequest {
+    fn to_message(&self) -> HealthRequest {
         HealthRequest {}
     }
+}
+
+impl Viewable for HealthRequest {
+    type View<'a> = HealthRequestView<'a>;
 }
 
 impl FastEncode for HealthRequest {
@@ -1861,6 +1972,8 @@ pub struct KasminaCheckpointView<'a> {
 }
 
 impl<'a> View<'a> for KasminaCheckpointView<'a> {
+    type Owned = KasminaCheckpoint;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -1889,11 +2002,8 @@ impl<'a> View<'a> for KasminaCheckpointView<'a> {
         v.deferred_events.finish(bytes, 12);
         Ok(v)
     }
-}
 
-impl KasminaCheckpointView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> KasminaCheckpoint {
+    fn to_message(&self) -> KasminaCheckpoint {
         KasminaCheckpoint {
             step: self.step,
             epoch: self.epoch,
@@ -1909,6 +2019,10 @@ impl KasminaCheckpointView<'_> {
             deferred_events: self.deferred_events.iter().map(|x| x.to_message()).collect(),
         }
     }
+}
+
+impl Viewable for KasminaCheckpoint {
+    type View<'a> = KasminaCheckpointView<'a>;
 }
 
 impl FastEncode for KasminaCheckpoint {
@@ -1973,6 +2087,8 @@ pub struct KernelCheckpointView<'a> {
 }
 
 impl<'a> View<'a> for KernelCheckpointView<'a> {
+    type Owned = KernelCheckpoint;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -1992,11 +2108,8 @@ impl<'a> View<'a> for KernelCheckpointView<'a> {
         v.params.finish(bytes, 6);
         Ok(v)
     }
-}
 
-impl KernelCheckpointView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> KernelCheckpoint {
+    fn to_message(&self) -> KernelCheckpoint {
         KernelCheckpoint {
             blueprint_id: self.blueprint_id.to_owned(),
             width: self.width,
@@ -2008,6 +2121,10 @@ impl KernelCheckpointView<'_> {
             noise_word_pos: self.noise_word_pos.to_owned(),
         }
     }
+}
+
+impl Viewable for KernelCheckpoint {
+    type View<'a> = KernelCheckpointView<'a>;
 }
 
 impl FastEncode for KernelCheckpoint {
@@ -2054,6 +2171,8 @@ pub struct LifecycleCheckpointView<'a> {
 }
 
 impl<'a> View<'a> for LifecycleCheckpointView<'a> {
+    type Owned = LifecycleCheckpoint;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -2072,11 +2191,8 @@ impl<'a> View<'a> for LifecycleCheckpointView<'a> {
         v.history.finish(bytes, 2);
         Ok(v)
     }
-}
 
-impl LifecycleCheckpointView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> LifecycleCheckpoint {
+    fn to_message(&self) -> LifecycleCheckpoint {
         LifecycleCheckpoint {
             stage: self.stage,
             history: self.history.iter().map(|x| x.to_message()).collect(),
@@ -2087,6 +2203,13 @@ impl LifecycleCheckpointView<'_> {
             cull_reason: self.cull_reason.to_owned(),
         }
     }
+}
+
+impl Viewable for LifecycleCheckpoint {
+    type View<'a> = LifecycleCheckpointView<'a>;
+}
+
+impl LifecycleCheckpointView<'_> {
     /// `stage` as [`SeedLifecycleStage`] (its default when the value is unknown).
     pub fn stage(&self) -> SeedLifecycleStage {
         SeedLifecycleStage::try_from(self.stage).unwrap_or_default()
@@ -2146,6 +2269,8 @@ pub struct LiveCheckpointView<'a> {
 }
 
 impl<'a> View<'a> for LiveCheckpointView<'a> {
+    type Owned = LiveCheckpoint;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -2200,11 +2325,8 @@ impl<'a> View<'a> for LiveCheckpointView<'a> {
         }
         Ok(v)
     }
-}
 
-impl LiveCheckpointView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> LiveCheckpoint {
+    fn to_message(&self) -> LiveCheckpoint {
         LiveCheckpoint {
             fallback_used: self.fallback_used,
             fetch_latency_ms: self.fetch_latency_ms,
@@ -2228,6 +2350,10 @@ impl LiveCheckpointView<'_> {
             monitor_skipped: self.monitor_skipped,
         }
     }
+}
+
+impl Viewable for LiveCheckpoint {
+    type View<'a> = LiveCheckpointView<'a>;
 }
 
 impl FastEncode for LiveCheckpoint {
@@ -2297,6 +2423,8 @@ pub struct MemoryBudgetsView<'a> {
 }
 
 impl<'a> View<'a> for MemoryBudgetsView<'a> {
+    type Owned = MemoryBudgets;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -2316,11 +2444,8 @@ impl<'a> View<'a> for MemoryBudgetsView<'a> {
         }
         Ok(v)
     }
-}
 
-impl MemoryBudgetsView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> MemoryBudgets {
+    fn to_message(&self) -> MemoryBudgets {
         MemoryBudgets {
             model_percent: self.model_percent,
             optimizer_percent: self.optimizer_percent,
@@ -2333,6 +2458,10 @@ impl MemoryBudgetsView<'_> {
             pruning_metadata_percent: self.pruning_metadata_percent,
         }
     }
+}
+
+impl Viewable for MemoryBudgets {
+    type View<'a> = MemoryBudgetsView<'a>;
 }
 
 impl FastEncode for MemoryBudgets {
@@ -2383,6 +2512,8 @@ pub struct MetricPointView<'a> {
 }
 
 impl<'a> View<'a> for MetricPointView<'a> {
+    type Owned = MetricPoint;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -2398,11 +2529,8 @@ impl<'a> View<'a> for MetricPointView<'a> {
         v.attributes.finish(bytes, 4);
         Ok(v)
     }
-}
 
-impl MetricPointView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> MetricPoint {
+    fn to_message(&self) -> MetricPoint {
         MetricPoint {
             name: self.name.to_owned(),
             value: self.value,
@@ -2410,6 +2538,10 @@ impl MetricPointView<'_> {
             attributes: self.attributes.iter().map(|(k, x)| (k.to_owned(), x.to_owned())).collect(),
         }
     }
+}
+
+impl Viewable for MetricPoint {
+    type View<'a> = MetricPointView<'a>;
 }
 
 impl FastEncode for MetricPoint {
@@ -2444,6 +2576,8 @@ pub struct MitigationActionView<'a> {
 }
 
 impl<'a> View<'a> for MitigationActionView<'a> {
+    type Owned = MitigationAction;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -2456,13 +2590,14 @@ impl<'a> View<'a> for MitigationActionView<'a> {
         }
         Ok(v)
     }
-}
 
-impl MitigationActionView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> MitigationAction {
+    fn to_message(&self) -> MitigationAction {
         MitigationAction { action_type: self.action_type.to_owned(), rationale: self.rationale.to_owned() }
     }
+}
+
+impl Viewable for MitigationAction {
+    type View<'a> = MitigationActionView<'a>;
 }
 
 impl FastEncode for MitigationAction {
@@ -2486,6 +2621,8 @@ pub struct NonceCheckpointView<'a> {
 }
 
 impl<'a> View<'a> for NonceCheckpointView<'a> {
+    type Owned = NonceCheckpoint;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -2498,13 +2635,14 @@ impl<'a> View<'a> for NonceCheckpointView<'a> {
         }
         Ok(v)
     }
-}
 
-impl NonceCheckpointView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> NonceCheckpoint {
+    fn to_message(&self) -> NonceCheckpoint {
         NonceCheckpoint { nonce: self.nonce.to_owned(), remaining_ms: self.remaining_ms }
     }
+}
+
+impl Viewable for NonceCheckpoint {
+    type View<'a> = NonceCheckpointView<'a>;
 }
 
 impl FastEncode for NonceCheckpoint {
@@ -2532,6 +2670,8 @@ pub struct OptimizerCheckpointView<'a> {
 }
 
 impl<'a> View<'a> for OptimizerCheckpointView<'a> {
+    type Owned = OptimizerCheckpoint;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -2548,11 +2688,8 @@ impl<'a> View<'a> for OptimizerCheckpointView<'a> {
         }
         Ok(v)
     }
-}
 
-impl OptimizerCheckpointView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> OptimizerCheckpoint {
+    fn to_message(&self) -> OptimizerCheckpoint {
         OptimizerCheckpoint {
             steps: self.steps,
             lr: self.lr,
@@ -2562,6 +2699,10 @@ impl OptimizerCheckpointView<'_> {
             weight_decay: self.weight_decay,
         }
     }
+}
+
+impl Viewable for OptimizerCheckpoint {
+    type View<'a> = OptimizerCheckpointView<'a>;
 }
 
 impl FastEncode for OptimizerCheckpoint {
@@ -2598,6 +2739,8 @@ pub struct PauseCheckpointView<'a> {
 }
 
 impl<'a> View<'a> for PauseCheckpointView<'a> {
+    type Owned = PauseCheckpoint;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -2611,13 +2754,14 @@ impl<'a> View<'a> for PauseCheckpointView<'a> {
         }
         Ok(v)
     }
-}
 
-impl PauseCheckpointView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> PauseCheckpoint {
+    fn to_message(&self) -> PauseCheckpoint {
         PauseCheckpoint { granted: self.granted, used: self.used, elapsed_ms: self.elapsed_ms }
     }
+}
+
+impl Viewable for PauseCheckpoint {
+    type View<'a> = PauseCheckpointView<'a>;
 }
 
 impl FastEncode for PauseCheckpoint {
@@ -2644,6 +2788,8 @@ pub struct PauseQuotaCheckpointView<'a> {
 }
 
 impl<'a> View<'a> for PauseQuotaCheckpointView<'a> {
+    type Owned = PauseQuotaCheckpoint;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -2656,13 +2802,14 @@ impl<'a> View<'a> for PauseQuotaCheckpointView<'a> {
         }
         Ok(v)
     }
-}
 
-impl PauseQuotaCheckpointView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> PauseQuotaCheckpoint {
+    fn to_message(&self) -> PauseQuotaCheckpoint {
         PauseQuotaCheckpoint { used: self.used, window_elapsed_ms: self.window_elapsed_ms }
     }
+}
+
+impl Viewable for PauseQuotaCheckpoint {
+    type View<'a> = PauseQuotaCheckpointView<'a>;
 }
 
 impl FastEncode for PauseQuotaCheckpoint {
@@ -2689,6 +2836,8 @@ pub struct PendingCommandCheckpointView<'a> {
 }
 
 impl<'a> View<'a> for PendingCommandCheckpointView<'a> {
+    type Owned = PendingCommandCheckpoint;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -2704,11 +2853,8 @@ impl<'a> View<'a> for PendingCommandCheckpointView<'a> {
         }
         Ok(v)
     }
-}
 
-impl PendingCommandCheckpointView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> PendingCommandCheckpoint {
+    fn to_message(&self) -> PendingCommandCheckpoint {
         PendingCommandCheckpoint {
             command: self.command.map(|x| x.to_message()),
             form: self.form,
@@ -2717,6 +2863,13 @@ impl PendingCommandCheckpointView<'_> {
             deadline_remaining_ms: self.deadline_remaining_ms.map(|x| x),
         }
     }
+}
+
+impl Viewable for PendingCommandCheckpoint {
+    type View<'a> = PendingCommandCheckpointView<'a>;
+}
+
+impl PendingCommandCheckpointView<'_> {
     /// `form` as [`CommandForm`] (its default when the value is unknown).
     pub fn form(&self) -> CommandForm {
         CommandForm::try_from(self.form).unwrap_or_default()
@@ -2770,6 +2923,8 @@ pub struct PerformanceBudgetsView<'a> {
 }
 
 impl<'a> View<'a> for PerformanceBudgetsView<'a> {
+    type Owned = PerformanceBudgets;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -2795,11 +2950,8 @@ impl<'a> View<'a> for PerformanceBudgetsView<'a> {
         }
         Ok(v)
     }
-}
 
-impl PerformanceBudgetsView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> PerformanceBudgets {
+    fn to_message(&self) -> PerformanceBudgets {
         PerformanceBudgets {
             epoch_boundary_ms: self.epoch_boundary_ms,
             tamiyo_inference_ms: self.tamiyo_inference_ms,
@@ -2818,6 +2970,10 @@ impl PerformanceBudgetsView<'_> {
             rollback_coordination_seconds: self.rollback_coordination_seconds,
         }
     }
+}
+
+impl Viewable for PerformanceBudgets {
+    type View<'a> = PerformanceBudgetsView<'a>;
 }
 
 impl FastEncode for PerformanceBudgets {
@@ -2884,6 +3040,8 @@ pub struct PolicyUpdateView<'a> {
 }
 
 impl<'a> View<'a> for PolicyUpdateView<'a> {
+    type Owned = PolicyUpdate;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -2900,11 +3058,8 @@ impl<'a> View<'a> for PolicyUpdateView<'a> {
         }
         Ok(v)
     }
-}
 
-impl PolicyUpdateView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> PolicyUpdate {
+    fn to_message(&self) -> PolicyUpdate {
         PolicyUpdate {
             version: self.version,
             policy_id: self.policy_id.to_owned(),
@@ -2914,6 +3069,10 @@ impl PolicyUpdateView<'_> {
             payload: self.payload.to_vec(),
         }
     }
+}
+
+impl Viewable for PolicyUpdate {
+    type View<'a> = PolicyUpdateView<'a>;
 }
 
 impl FastEncode for PolicyUpdate {
@@ -2951,6 +3110,8 @@ pub struct ProbationaryPhaseView<'a> {
 }
 
 impl<'a> View<'a> for ProbationaryPhaseView<'a> {
+    type Owned = ProbationaryPhase;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -2965,11 +3126,8 @@ impl<'a> View<'a> for ProbationaryPhaseView<'a> {
         }
         Ok(v)
     }
-}
 
-impl ProbationaryPhaseView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> ProbationaryPhase {
+    fn to_message(&self) -> ProbationaryPhase {
         ProbationaryPhase {
             steps: self.steps,
             epochs: self.epochs,
@@ -2977,6 +3135,10 @@ impl ProbationaryPhaseView<'_> {
             contribution: self.contribution.map(|x| x.to_message()),
         }
     }
+}
+
+impl Viewable for ProbationaryPhase {
+    type View<'a> = ProbationaryPhaseView<'a>;
 }
 
 impl FastEncode for ProbationaryPhase {
@@ -3007,6 +3169,8 @@ pub struct ProvenanceView<'a> {
 }
 
 impl<'a> View<'a> for ProvenanceView<'a> {
+    type Owned = Provenance;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -3020,13 +3184,17 @@ impl<'a> View<'a> for ProvenanceView<'a> {
         }
         Ok(v)
     }
+
+    fn to_message(&self) -> Provenance {
+        Provenance { key_id: self.key_id.to_owned(), form: self.form, transport: self.transport }
+    }
+}
+
+impl Viewable for Provenance {
+    type View<'a> = ProvenanceView<'a>;
 }
 
 impl ProvenanceView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> Provenance {
-        Provenance { key_id: self.key_id.to_owned(), form: self.form, transport: self.transport }
-    }
     /// `form` as [`CommandForm`] (its default when the value is unknown).
     pub fn form(&self) -> CommandForm {
         CommandForm::try_from(self.form).unwrap_or_default()
@@ -3060,6 +3228,8 @@ pub struct ReceiptRequestView<'a> {
 }
 
 impl<'a> View<'a> for ReceiptRequestView<'a> {
+    type Owned = ReceiptRequest;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -3071,13 +3241,14 @@ impl<'a> View<'a> for ReceiptRequestView<'a> {
         }
         Ok(v)
     }
-}
 
-impl ReceiptRequestView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> ReceiptRequest {
+    fn to_message(&self) -> ReceiptRequest {
         ReceiptRequest { command_id: self.command_id.to_owned() }
     }
+}
+
+impl Viewable for ReceiptRequest {
+    type View<'a> = ReceiptRequestView<'a>;
 }
 
 impl FastEncode for ReceiptRequest {
@@ -3096,6 +3267,8 @@ pub struct ResettingCheckpointView<'a> {
 }
 
 impl<'a> View<'a> for ResettingCheckpointView<'a> {
+    type Owned = ResettingCheckpoint;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -3104,13 +3277,14 @@ impl<'a> View<'a> for ResettingCheckpointView<'a> {
         }
         Ok(v)
     }
-}
 
-impl ResettingCheckpointView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> ResettingCheckpoint {
+    fn to_message(&self) -> ResettingCheckpoint {
         ResettingCheckpoint {}
     }
+}
+
+impl Viewable for ResettingCheckpoint {
+    type View<'a> = ResettingCheckpointView<'a>;
 }
 
 impl FastEncode for ResettingCheckpoint {
@@ -3127,6 +3301,8 @@ pub struct RollbackCheckpointView<'a> {
 }
 
 impl<'a> View<'a> for RollbackCheckpointView<'a> {
+    type Owned = RollbackCheckpoint;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -3139,13 +3315,14 @@ impl<'a> View<'a> for RollbackCheckpointView<'a> {
         }
         Ok(v)
     }
-}
 
-impl RollbackCheckpointView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> RollbackCheckpoint {
+    fn to_message(&self) -> RollbackCheckpoint {
         RollbackCheckpoint { payload: self.payload.map(|x| x.to_message()), elapsed_ms: self.elapsed_ms }
     }
+}
+
+impl Viewable for RollbackCheckpoint {
+    type View<'a> = RollbackCheckpointView<'a>;
 }
 
 impl FastEncode for RollbackCheckpoint {
@@ -3183,6 +3360,8 @@ pub struct RuntimeCountersCheckpointView<'a> {
 }
 
 impl<'a> View<'a> for RuntimeCountersCheckpointView<'a> {
+    type Owned = RuntimeCountersCheckpoint;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -3210,11 +3389,8 @@ impl<'a> View<'a> for RuntimeCountersCheckpointView<'a> {
         v.emitted.finish(bytes, 16);
         Ok(v)
     }
-}
 
-impl RuntimeCountersCheckpointView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> RuntimeCountersCheckpoint {
+    fn to_message(&self) -> RuntimeCountersCheckpoint {
         RuntimeCountersCheckpoint {
             last_val_loss: self.last_val_loss.map(|x| x),
             last_val_acc: self.last_val_acc.map(|x| x),
@@ -3234,6 +3410,10 @@ impl RuntimeCountersCheckpointView<'_> {
             emitted: self.emitted.iter().map(|(k, x)| (k.to_owned(), x.to_message())).collect(),
         }
     }
+}
+
+impl Viewable for RuntimeCountersCheckpoint {
+    type View<'a> = RuntimeCountersCheckpointView<'a>;
 }
 
 impl FastEncode for RuntimeCountersCheckpoint {
@@ -3323,6 +3503,8 @@ pub struct SeedCheckpointView<'a> {
 }
 
 impl<'a> View<'a> for SeedCheckpointView<'a> {
+    type Owned = SeedCheckpoint;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -3403,11 +3585,8 @@ impl<'a> View<'a> for SeedCheckpointView<'a> {
         }
         Ok(v)
     }
-}
 
-impl SeedCheckpointView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> SeedCheckpoint {
+    fn to_message(&self) -> SeedCheckpoint {
         SeedCheckpoint {
             seed_id: self.seed_id.to_owned(),
             blueprint_id: self.blueprint_id.to_owned(),
@@ -3435,6 +3614,10 @@ impl SeedCheckpointView<'_> {
             }),
         }
     }
+}
+
+impl Viewable for SeedCheckpoint {
+    type View<'a> = SeedCheckpointView<'a>;
 }
 
 impl FastEncode for SeedCheckpoint {
@@ -3502,6 +3685,8 @@ pub struct SeedHistoryCheckpointView<'a> {
 }
 
 impl<'a> View<'a> for SeedHistoryCheckpointView<'a> {
+    type Owned = SeedHistoryCheckpoint;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -3521,11 +3706,8 @@ impl<'a> View<'a> for SeedHistoryCheckpointView<'a> {
         v.gates.finish(bytes, 2);
         Ok(v)
     }
-}
 
-impl SeedHistoryCheckpointView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> SeedHistoryCheckpoint {
+    fn to_message(&self) -> SeedHistoryCheckpoint {
         SeedHistoryCheckpoint {
             stages: self.stages.iter().map(|x| x).collect(),
             gates: self.gates.iter().map(|x| x.to_message()).collect(),
@@ -3536,6 +3718,10 @@ impl SeedHistoryCheckpointView<'_> {
             fallback_used: self.fallback_used,
         }
     }
+}
+
+impl Viewable for SeedHistoryCheckpoint {
+    type View<'a> = SeedHistoryCheckpointView<'a>;
 }
 
 impl FastEncode for SeedHistoryCheckpoint {
@@ -3578,6 +3764,8 @@ pub struct SeedStateView<'a> {
 }
 
 impl<'a> View<'a> for SeedStateView<'a> {
+    type Owned = SeedState;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -3597,11 +3785,8 @@ impl<'a> View<'a> for SeedStateView<'a> {
         v.metrics.finish(bytes, 6);
         Ok(v)
     }
-}
 
-impl SeedStateView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> SeedState {
+    fn to_message(&self) -> SeedState {
         SeedState {
             seed_id: self.seed_id.to_owned(),
             stage: self.stage,
@@ -3613,6 +3798,13 @@ impl SeedStateView<'_> {
             risk_score: self.risk_score,
         }
     }
+}
+
+impl Viewable for SeedState {
+    type View<'a> = SeedStateView<'a>;
+}
+
+impl SeedStateView<'_> {
     /// `stage` as [`SeedLifecycleStage`] (its default when the value is unknown).
     pub fn stage(&self) -> SeedLifecycleStage {
         SeedLifecycleStage::try_from(self.stage).unwrap_or_default()
@@ -3664,6 +3856,8 @@ pub struct ShadowStatsCheckpointView<'a> {
 }
 
 impl<'a> View<'a> for ShadowStatsCheckpointView<'a> {
+    type Owned = ShadowStatsCheckpoint;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -3677,13 +3871,14 @@ impl<'a> View<'a> for ShadowStatsCheckpointView<'a> {
         }
         Ok(v)
     }
-}
 
-impl ShadowStatsCheckpointView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> ShadowStatsCheckpoint {
+    fn to_message(&self) -> ShadowStatsCheckpoint {
         ShadowStatsCheckpoint { samples: self.samples, rel_l2_sum: self.rel_l2_sum, cosine_sum: self.cosine_sum }
     }
+}
+
+impl Viewable for ShadowStatsCheckpoint {
+    type View<'a> = ShadowStatsCheckpointView<'a>;
 }
 
 impl FastEncode for ShadowStatsCheckpoint {
@@ -3711,6 +3906,8 @@ pub struct ShadowingPhaseView<'a> {
 }
 
 impl<'a> View<'a> for ShadowingPhaseView<'a> {
+    type Owned = ShadowingPhase;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -3724,17 +3921,18 @@ impl<'a> View<'a> for ShadowingPhaseView<'a> {
         }
         Ok(v)
     }
-}
 
-impl ShadowingPhaseView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> ShadowingPhase {
+    fn to_message(&self) -> ShadowingPhase {
         ShadowingPhase {
             steps: self.steps,
             shadow: self.shadow.map(|x| x.to_message()),
             contribution: self.contribution.map(|x| x.to_message()),
         }
     }
+}
+
+impl Viewable for ShadowingPhase {
+    type View<'a> = ShadowingPhaseView<'a>;
 }
 
 impl FastEncode for ShadowingPhase {
@@ -3762,6 +3960,8 @@ pub struct SignedCommandView<'a> {
 }
 
 impl<'a> View<'a> for SignedCommandView<'a> {
+    type Owned = SignedCommand;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -3775,17 +3975,18 @@ impl<'a> View<'a> for SignedCommandView<'a> {
         }
         Ok(v)
     }
-}
 
-impl SignedCommandView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> SignedCommand {
+    fn to_message(&self) -> SignedCommand {
         SignedCommand {
             command: self.command.to_vec(),
             signature: self.signature.to_owned(),
             key_id: self.key_id.to_owned(),
         }
     }
+}
+
+impl Viewable for SignedCommand {
+    type View<'a> = SignedCommandView<'a>;
 }
 
 impl FastEncode for SignedCommand {
@@ -3815,6 +4016,8 @@ pub struct SlotCheckpointView<'a> {
 }
 
 impl<'a> View<'a> for SlotCheckpointView<'a> {
+    type Owned = SlotCheckpoint;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -3830,11 +4033,8 @@ impl<'a> View<'a> for SlotCheckpointView<'a> {
         }
         Ok(v)
     }
-}
 
-impl SlotCheckpointView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> SlotCheckpoint {
+    fn to_message(&self) -> SlotCheckpoint {
         SlotCheckpoint {
             name: self.name.to_owned(),
             width: self.width,
@@ -3843,6 +4043,10 @@ impl SlotCheckpointView<'_> {
             seed: self.seed.map(|x| x.to_message()),
         }
     }
+}
+
+impl Viewable for SlotCheckpoint {
+    type View<'a> = SlotCheckpointView<'a>;
 }
 
 impl FastEncode for SlotCheckpoint {
@@ -3874,6 +4078,8 @@ pub struct StageListView<'a> {
 }
 
 impl<'a> View<'a> for StageListView<'a> {
+    type Owned = StageList;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -3886,13 +4092,14 @@ impl<'a> View<'a> for StageListView<'a> {
         v.stages.finish(bytes, 1);
         Ok(v)
     }
-}
 
-impl StageListView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> StageList {
+    fn to_message(&self) -> StageList {
         StageList { stages: self.stages.iter().map(|x| x).collect() }
     }
+}
+
+impl Viewable for StageList {
+    type View<'a> = StageListView<'a>;
 }
 
 impl FastEncode for StageList {
@@ -3912,6 +4119,8 @@ pub struct SystemHealthView<'a> {
 }
 
 impl<'a> View<'a> for SystemHealthView<'a> {
+    type Owned = SystemHealth;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -3926,17 +4135,21 @@ impl<'a> View<'a> for SystemHealthView<'a> {
         v.indicators.finish(bytes, 3);
         Ok(v)
     }
-}
 
-impl SystemHealthView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> SystemHealth {
+    fn to_message(&self) -> SystemHealth {
         SystemHealth {
             status: self.status,
             summary: self.summary.to_owned(),
             indicators: self.indicators.iter().map(|(k, x)| (k.to_owned(), x.to_owned())).collect(),
         }
     }
+}
+
+impl Viewable for SystemHealth {
+    type View<'a> = SystemHealthView<'a>;
+}
+
+impl SystemHealthView<'_> {
     /// `status` as [`HealthStatus`] (its default when the value is unknown).
     pub fn status(&self) -> HealthStatus {
         HealthStatus::try_from(self.status).unwrap_or_default()
@@ -3980,6 +4193,8 @@ pub struct SystemLimitsView<'a> {
 }
 
 impl<'a> View<'a> for SystemLimitsView<'a> {
+    type Owned = SystemLimits;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -4000,11 +4215,8 @@ impl<'a> View<'a> for SystemLimitsView<'a> {
         }
         Ok(v)
     }
-}
 
-impl SystemLimitsView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> SystemLimits {
+    fn to_message(&self) -> SystemLimits {
         SystemLimits {
             max_seeds_per_epoch: self.max_seeds_per_epoch,
             max_message_size_bytes: self.max_message_size_bytes,
@@ -4018,6 +4230,10 @@ impl SystemLimitsView<'_> {
             max_importance_history_days: self.max_importance_history_days,
         }
     }
+}
+
+impl Viewable for SystemLimits {
+    type View<'a> = SystemLimitsView<'a>;
 }
 
 impl FastEncode for SystemLimits {
@@ -4077,6 +4293,8 @@ pub struct SystemStatePacketView<'a> {
 }
 
 impl<'a> View<'a> for SystemStatePacketView<'a> {
+    type Owned = SystemStatePacket;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -4103,11 +4321,8 @@ impl<'a> View<'a> for SystemStatePacketView<'a> {
         v.seed_states.finish(bytes, 8);
         Ok(v)
     }
-}
 
-impl SystemStatePacketView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> SystemStatePacket {
+    fn to_message(&self) -> SystemStatePacket {
         SystemStatePacket {
             version: self.version,
             current_epoch: self.current_epoch,
@@ -4125,6 +4340,10 @@ impl SystemStatePacketView<'_> {
             experiment_name: self.experiment_name.to_owned(),
         }
     }
+}
+
+impl Viewable for SystemStatePacket {
+    type View<'a> = SystemStatePacketView<'a>;
 }
 
 impl FastEncode for SystemStatePacket {
@@ -4187,6 +4406,8 @@ pub struct SystemStateRequestView<'a> {
 }
 
 impl<'a> View<'a> for SystemStateRequestView<'a> {
+    type Owned = SystemStateRequest;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -4195,13 +4416,14 @@ impl<'a> View<'a> for SystemStateRequestView<'a> {
         }
         Ok(v)
     }
-}
 
-impl SystemStateRequestView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> SystemStateRequest {
+    fn to_message(&self) -> SystemStateRequest {
         SystemStateRequest {}
     }
+}
+
+impl Viewable for SystemStateRequest {
+    type View<'a> = SystemStateRequestView<'a>;
 }
 
 impl FastEncode for SystemStateRequest {
@@ -4220,6 +4442,8 @@ pub struct TelemetryEventView<'a> {
 }
 
 impl<'a> View<'a> for TelemetryEventView<'a> {
+    type Owned = TelemetryEvent;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -4235,11 +4459,8 @@ impl<'a> View<'a> for TelemetryEventView<'a> {
         v.attributes.finish(bytes, 4);
         Ok(v)
     }
-}
 
-impl TelemetryEventView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> TelemetryEvent {
+    fn to_message(&self) -> TelemetryEvent {
         TelemetryEvent {
             event_id: self.event_id.to_owned(),
             description: self.description.to_owned(),
@@ -4247,6 +4468,13 @@ impl TelemetryEventView<'_> {
             attributes: self.attributes.iter().map(|(k, x)| (k.to_owned(), x.to_owned())).collect(),
         }
     }
+}
+
+impl Viewable for TelemetryEvent {
+    type View<'a> = TelemetryEventView<'a>;
+}
+
+impl TelemetryEventView<'_> {
     /// `level` as [`TelemetryLevel`] (its default when the value is unknown).
     pub fn level(&self) -> TelemetryLevel {
         TelemetryLevel::try_from(self.level).unwrap_or_default()
@@ -4291,6 +4519,8 @@ pub struct TelemetryPacketView<'a> {
 }
 
 impl<'a> View<'a> for TelemetryPacketView<'a> {
+    type Owned = TelemetryPacket;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -4312,11 +4542,8 @@ impl<'a> View<'a> for TelemetryPacketView<'a> {
         v.spans.finish(bytes, 30);
         Ok(v)
     }
-}
 
-impl TelemetryPacketView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> TelemetryPacket {
+    fn to_message(&self) -> TelemetryPacket {
         TelemetryPacket {
             packet_id: self.packet_id.to_owned(),
             timestamp: self.timestamp.map(|x| x.to_message()),
@@ -4328,6 +4555,13 @@ impl TelemetryPacketView<'_> {
             system_health: self.system_health.map(|x| x.to_message()),
         }
     }
+}
+
+impl Viewable for TelemetryPacket {
+    type View<'a> = TelemetryPacketView<'a>;
+}
+
+impl TelemetryPacketView<'_> {
     /// `level` as [`TelemetryLevel`] (its default when the value is unknown).
     pub fn level(&self) -> TelemetryLevel {
         TelemetryLevel::try_from(self.level).unwrap_or_default()
@@ -4372,6 +4606,8 @@ pub struct TelemetryRequestView<'a> {
 }
 
 impl<'a> View<'a> for TelemetryRequestView<'a> {
+    type Owned = TelemetryRequest;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -4383,13 +4619,17 @@ impl<'a> View<'a> for TelemetryRequestView<'a> {
         }
         Ok(v)
     }
+
+    fn to_message(&self) -> TelemetryRequest {
+        TelemetryRequest { min_level: self.min_level }
+    }
+}
+
+impl Viewable for TelemetryRequest {
+    type View<'a> = TelemetryRequestView<'a>;
 }
 
 impl TelemetryRequestView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> TelemetryRequest {
-        TelemetryRequest { min_level: self.min_level }
-    }
     /// `min_level` as [`TelemetryLevel`] (its default when the value is unknown).
     pub fn min_level(&self) -> TelemetryLevel {
         TelemetryLevel::try_from(self.min_level).unwrap_or_default()
@@ -4412,6 +4652,8 @@ pub struct TerminatedCheckpointView<'a> {
 }
 
 impl<'a> View<'a> for TerminatedCheckpointView<'a> {
+    type Owned = TerminatedCheckpoint;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -4420,13 +4662,14 @@ impl<'a> View<'a> for TerminatedCheckpointView<'a> {
         }
         Ok(v)
     }
-}
 
-impl TerminatedCheckpointView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> TerminatedCheckpoint {
+    fn to_message(&self) -> TerminatedCheckpoint {
         TerminatedCheckpoint {}
     }
+}
+
+impl Viewable for TerminatedCheckpoint {
+    type View<'a> = TerminatedCheckpointView<'a>;
 }
 
 impl FastEncode for TerminatedCheckpoint {
@@ -4447,6 +4690,8 @@ pub struct TraceSpanView<'a> {
 }
 
 impl<'a> View<'a> for TraceSpanView<'a> {
+    type Owned = TraceSpan;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -4464,11 +4709,8 @@ impl<'a> View<'a> for TraceSpanView<'a> {
         v.attributes.finish(bytes, 6);
         Ok(v)
     }
-}
 
-impl TraceSpanView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> TraceSpan {
+    fn to_message(&self) -> TraceSpan {
         TraceSpan {
             span_id: self.span_id.to_owned(),
             parent_span_id: self.parent_span_id.to_owned(),
@@ -4478,6 +4720,10 @@ impl TraceSpanView<'_> {
             attributes: self.attributes.iter().map(|(k, x)| (k.to_owned(), x.to_owned())).collect(),
         }
     }
+}
+
+impl Viewable for TraceSpan {
+    type View<'a> = TraceSpanView<'a>;
 }
 
 impl FastEncode for TraceSpan {
@@ -4522,6 +4768,8 @@ pub struct TrainingPhaseView<'a> {
 }
 
 impl<'a> View<'a> for TrainingPhaseView<'a> {
+    type Owned = TrainingPhase;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -4542,11 +4790,8 @@ impl<'a> View<'a> for TrainingPhaseView<'a> {
         v.shadow_diffs.finish(bytes, 6);
         Ok(v)
     }
-}
 
-impl TrainingPhaseView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> TrainingPhase {
+    fn to_message(&self) -> TrainingPhase {
         TrainingPhase {
             steps: self.steps,
             seed_losses: self.seed_losses.iter().map(|x| x).collect(),
@@ -4556,6 +4801,10 @@ impl TrainingPhaseView<'_> {
             shadow_diffs: self.shadow_diffs.iter().map(|x| x).collect(),
         }
     }
+}
+
+impl Viewable for TrainingPhase {
+    type View<'a> = TrainingPhaseView<'a>;
 }
 
 impl FastEncode for TrainingPhase {
@@ -4585,6 +4834,8 @@ pub struct TransitionCheckpointView<'a> {
 }
 
 impl<'a> View<'a> for TransitionCheckpointView<'a> {
+    type Owned = TransitionCheckpoint;
+
     fn parse(bytes: &'a [u8]) -> Result<Self, ViewError> {
         let mut v = Self::default();
         let mut r = Reader::new(bytes);
@@ -4599,13 +4850,17 @@ impl<'a> View<'a> for TransitionCheckpointView<'a> {
         }
         Ok(v)
     }
+
+    fn to_message(&self) -> TransitionCheckpoint {
+        TransitionCheckpoint { from: self.from, to: self.to, ago_ms: self.ago_ms, gate: self.gate }
+    }
+}
+
+impl Viewable for TransitionCheckpoint {
+    type View<'a> = TransitionCheckpointView<'a>;
 }
 
 impl TransitionCheckpointView<'_> {
-    /// The owned message.
-    pub fn to_message(&self) -> TransitionCheckpoint {
-        TransitionCheckpoint { from: self.from, to: self.to, ago_ms: self.ago_ms, gate: self.gate }
-    }
     /// `from` as [`SeedLifecycleStage`] (its default when the value is unknown).
     pub fn from(&self) -> SeedLifecycleStage {
         SeedLifecycleStage::try_from(self.from).unwrap_or_default()
