@@ -29,7 +29,9 @@
 //! The same three steps run with the slot on the host's input instead (`cpu/runtime/w512/*`:
 //! width 512, the seed `BP001` is then 512→256→512, the prototype's isolation seed).
 //!
-//! Kasmina's overhead is `step_with_kasmina / step_plain - 1`. Because the vCPU of the reference
+//! Kasmina's overhead is `step_with_kasmina / step_plain - 1`. The interleaved run also times
+//! `step_plain` with Kasmina's in-place AdamW (`kasmina_runtime::AdamW`) in place of candle-nn's,
+//! so Kasmina's bookkeeping can be told from its optimiser. Because the vCPU of the reference
 //! machine switches between a fast and a slow state every 0.25–1 s, the bench also runs the
 //! three steps interleaved (host-only, plain, Kasmina, repeated) and reports the medians, p05 and
 //! p95 of each and the median of the paired per-step differences, plus the time `on_step`
@@ -203,6 +205,10 @@ struct PlainSeed {
     up_w: Var,
     up_b: Var,
     opt: AdamW,
+    /// The same AdamW arithmetic in place ([`kasmina_runtime::AdamW`], what Kasmina's seeds
+    /// use), over copies of the same weights: the plain loop with Kasmina's optimiser, to tell
+    /// Kasmina's bookkeeping from its optimiser.
+    in_place: (Vec<Var>, kasmina_runtime::AdamW),
 }
 
 impl PlainSeed {
@@ -212,15 +218,27 @@ impl PlainSeed {
         let (down_w, down_b, up_w, up_b) = (var("down.weight")?, var("down.bias")?, var("up.weight")?, var("up.bias")?);
         let defaults = KasminaConfig::default();
         let params = ParamsAdamW { lr: defaults.seed_learning_rate, weight_decay: 0.0, ..ParamsAdamW::default() };
-        let opt = AdamW::new(vec![down_w.clone(), down_b.clone(), up_w.clone(), up_b.clone()], params)?;
-        Ok(Self { down_w, down_b, up_w, up_b, opt })
+        let opt = AdamW::new(vec![down_w.clone(), down_b.clone(), up_w.clone(), up_b.clone()], params.clone())?;
+        let copies = [&down_w, &down_b, &up_w, &up_b]
+            .iter()
+            .map(|v| Var::from_tensor(&v.as_tensor().copy()?))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let in_place = (copies.clone(), kasmina_runtime::AdamW::new(copies, params)?);
+        Ok(Self { down_w, down_b, up_w, up_b, opt, in_place })
     }
 
-    /// The residual seed output on the detached host activation.
-    fn forward(&self, h: &Tensor) -> candle_core::Result<Tensor> {
+    /// The residual seed output on the detached host activation (`in_place`: with the copies
+    /// Kasmina's optimiser trains).
+    fn forward(&self, h: &Tensor, in_place: bool) -> candle_core::Result<Tensor> {
         let x = h.detach();
-        let d = x.matmul(&self.down_w.as_tensor().t()?)?.broadcast_add(self.down_b.as_tensor())?.relu()?;
-        let d = d.matmul(&self.up_w.as_tensor().t()?)?.broadcast_add(self.up_b.as_tensor())?;
+        let w: [&Var; 4] = if in_place {
+            let c = &self.in_place.0;
+            [&c[0], &c[1], &c[2], &c[3]]
+        } else {
+            [&self.down_w, &self.down_b, &self.up_w, &self.up_b]
+        };
+        let d = x.matmul(&w[0].as_tensor().t()?)?.broadcast_add(w[1].as_tensor())?.relu()?;
+        let d = d.matmul(&w[2].as_tensor().t()?)?.broadcast_add(w[3].as_tensor())?;
         x.add(&d)
     }
 }
@@ -320,15 +338,20 @@ impl Rig {
         Ok(loss.to_scalar::<f32>()?)
     }
 
-    fn step_plain(&mut self) -> BoxResult<f32> {
+    /// The plain candle step: candle-nn's AdamW (`in_place`: Kasmina's in-place AdamW).
+    fn step_plain(&mut self, in_place: bool) -> BoxResult<f32> {
         let seed = &self.plain;
         let out = self.host.forward(&self.x, self.at.before_layer, &mut |h| {
-            let s = seed.forward(h)?;
+            let s = seed.forward(h, in_place)?;
             Ok(s.affine(ALPHA, 0.0)?.add(&h.detach().affine(1.0 - ALPHA, 0.0)?)?)
         })?;
         let loss = mse(&out, &self.target)?;
         let grads = loss.backward()?;
-        self.plain.opt.step(&grads)?;
+        if in_place {
+            self.plain.in_place.1.step(&grads)?;
+        } else {
+            self.plain.opt.step(&grads)?;
+        }
         Ok(loss.to_scalar::<f32>()?)
     }
 
@@ -369,42 +392,63 @@ fn training_step_at(c: &mut Criterion, at: Placement) {
     group.sampling_mode(SamplingMode::Flat).sample_size(30);
     group.warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(if quick() { 3 } else { 12 }));
     group.bench_function("step_host_only", |b| b.iter(|| rig.step_host_only().expect("step")));
-    group.bench_function("step_plain", |b| b.iter(|| rig.step_plain().expect("step")));
+    group.bench_function("step_plain", |b| b.iter(|| rig.step_plain(false).expect("step")));
     group.bench_function("step_with_kasmina", |b| b.iter(|| rig.step_with_kasmina(None).expect("step")));
     group.finish();
     rig.check_blending().expect("the seed stayed in BLENDING");
 
-    // Interleaved: host-only, plain, Kasmina, repeated (robust to the vCPU's speed switches).
+    // Interleaved: host-only, plain, plain with Kasmina's optimiser, Kasmina, repeated (robust
+    // to the vCPU's speed switches).
     let rounds = if quick() { 40 } else { 300 };
-    let (mut host_only, mut plain, mut with_k, mut on_step, mut diff) =
+    let (mut host_only, mut plain, mut plain_ip, mut with_k, mut on_step) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut diff, mut diff_ip) = (Vec::new(), Vec::new());
     let ns = |d: Duration| d.as_secs_f64() * 1e9;
-    for _ in 0..rounds {
+    for round in 0..rounds {
         let t = Instant::now();
         black_box(rig.step_host_only().expect("step"));
         host_only.push(ns(t.elapsed()));
-        let t = Instant::now();
-        black_box(rig.step_plain().expect("step"));
-        let p = ns(t.elapsed());
-        let t = Instant::now();
-        let (loss, grads) = rig.forward_backward_with_kasmina().expect("step");
-        let t_on = Instant::now();
-        rig.kasmina.on_step(&grads, StepReport::new(loss)).expect("on_step");
-        let k = ns(t.elapsed());
-        on_step.push(ns(t_on.elapsed()));
+        // The three seeded steps in a rotating order, so that what one step leaves behind
+        // (allocator state, caches) does not always favour the same one.
+        let (mut p, mut pi, mut k) = (0.0, 0.0, 0.0);
+        for which in (0..3).map(|i| (i + round) % 3) {
+            let t = Instant::now();
+            match which {
+                0 => {
+                    black_box(rig.step_plain(false).expect("step"));
+                    p = ns(t.elapsed());
+                }
+                1 => {
+                    black_box(rig.step_plain(true).expect("step"));
+                    pi = ns(t.elapsed());
+                }
+                _ => {
+                    let (loss, grads) = rig.forward_backward_with_kasmina().expect("step");
+                    let t_on = Instant::now();
+                    rig.kasmina.on_step(&grads, StepReport::new(loss)).expect("on_step");
+                    k = ns(t.elapsed());
+                    on_step.push(ns(t_on.elapsed()));
+                }
+            }
+        }
         plain.push(p);
+        plain_ip.push(pi);
         with_k.push(k);
         diff.push(k - p);
+        diff_ip.push(k - pi);
     }
     rig.check_blending().expect("the seed stayed in BLENDING");
-    let (mp, mk, md) = (median(&plain), median(&with_k), median(&diff));
+    let (mp, mpi, mk) = (median(&plain), median(&plain_ip), median(&with_k));
     eprintln!(
-        "{} (slot width {}) interleaved: Kasmina overhead {:+.2} % (difference of medians), {:+.2} % (median of paired \
-         differences); on_step median {:.3} ms; the seed's own cost (plain - host only) {:+.1} %",
+        "{} (slot width {}) interleaved: Kasmina overhead over the plain candle step (candle-nn AdamW) {:+.2} % \
+         (difference of medians), {:+.2} % (median of paired differences); over the plain step with Kasmina's \
+         in-place AdamW {:+.2} % / {:+.2} %; on_step median {:.3} ms; the seed's own cost (plain - host only) {:+.1} %",
         at.name,
         at.width,
         (mk / mp - 1.0) * 100.0,
-        md / mp * 100.0,
+        median(&diff) / mp * 100.0,
+        (mk / mpi - 1.0) * 100.0,
+        median(&diff_ip) / mpi * 100.0,
         median(&on_step) / 1e6,
         (mp / median(&host_only) - 1.0) * 100.0
     );
@@ -414,6 +458,7 @@ fn training_step_at(c: &mut Criterion, at: Placement) {
         &[
             extras::Stats { name: name("step_host_only"), samples_ns: host_only },
             extras::Stats { name: name("step_plain"), samples_ns: plain },
+            extras::Stats { name: name("step_plain_in_place_adamw"), samples_ns: plain_ip },
             extras::Stats { name: name("step_with_kasmina"), samples_ns: with_k },
             extras::Stats { name: name("on_step"), samples_ns: on_step },
         ],

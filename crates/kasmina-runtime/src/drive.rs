@@ -13,7 +13,7 @@ use crate::report::CounterfactualReport;
 use crate::report::{EpochOutcome, EpochReport, StepOutcome, StepReport};
 use crate::seed::evidence::{IsolationEvidence, ResetObservation, StepEvidence};
 use crate::seed::{Effects, Phase, Seed};
-use crate::slot::{Observation, SlotCell, as_module, shadow_distance};
+use crate::slot::{Observation, SlotCell, shadow_distance};
 use crate::state::{Inner, Outbox};
 
 impl Inner {
@@ -248,7 +248,10 @@ impl Inner {
             return None;
         }
         let kernel = live.attached.kernel.clone();
-        let probe = Probe::rerun(&branch.input, as_module(&kernel)).with_step_grads(grads);
+        // The kernel's weights as constants: the probe's backward goes only as far as it must,
+        // through the seed's input towards the host (decisions D24).
+        let frozen = kernel.frozen();
+        let probe = Probe::rerun(&branch.input, &frozen).with_step_grads(grads);
         let report = match live.attached.monitor.check(step, stage, &probe) {
             Ok(r) if !r.is_skipped() => r,
             Ok(_) => return None,

@@ -12,7 +12,6 @@ use kasmina_isolation::{Layout, SeedBranch, SlotMode, seed_input, slot_forward};
 use leyline::SeedLifecycleStage as Stage;
 use parking_lot::Mutex;
 
-use crate::blueprint::SeedKernel;
 use crate::error::Result;
 use crate::seed::{Interface, Route, Seed};
 
@@ -231,9 +230,4 @@ pub(crate) fn shadow_distance(host: &Tensor, delta: &Tensor) -> Result<(f64, f64
     let rel = diff.sqrt() / hh.sqrt().max(1e-12);
     let cos = sh / (hh.sqrt() * ss.sqrt()).max(1e-12);
     Ok((rel, cos))
-}
-
-/// The kernel as a module, for the isolation probe.
-pub(crate) fn as_module(kernel: &Arc<SeedKernel>) -> &dyn Module {
-    kernel.as_ref()
 }

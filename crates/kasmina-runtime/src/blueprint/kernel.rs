@@ -439,8 +439,22 @@ impl SeedKernel {
     /// (seeds are residual, decisions D4; the residual add is `kasmina_isolation::seed_output`).
     /// An input of another layout is a [`candle_core::Error::UnexpectedShape`].
     pub fn delta(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.delta_with(x, false)
+    }
+
+    /// The kernel as a module whose parameters are constants: the same delta, to the bit, but a
+    /// backward through it computes no gradient for the kernel's own variables — only for its
+    /// input and what the input's graph reaches. The isolation probe runs it (decisions D24):
+    /// what it asks is whether the seed's output reaches host variables, which the seed's weight
+    /// gradients (a full-size tensor per weight) do not tell.
+    pub fn frozen(&self) -> FrozenKernel<'_> {
+        FrozenKernel(self)
+    }
+
+    fn delta_with(&self, x: &Tensor, frozen: bool) -> candle_core::Result<Tensor> {
         self.check_input(x)?;
-        let p = |name: &str| self.var(name).map(|v| v.as_tensor().clone());
+        let p =
+            |name: &str| self.var(name).map(|v| if frozen { v.as_tensor().detach() } else { v.as_tensor().clone() });
         let delta = match self.kind {
             KernelKind::Identity => x.zeros_like()?,
             KernelKind::ResidualMlp => dense::residual_mlp(x, &p)?,
@@ -530,6 +544,16 @@ impl SeedKernel {
 impl candle_core::Module for SeedKernel {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         self.delta(xs)
+    }
+}
+
+/// A [`SeedKernel`] whose parameters enter the graph as constants ([`SeedKernel::frozen`]).
+#[derive(Debug, Clone, Copy)]
+pub struct FrozenKernel<'a>(&'a SeedKernel);
+
+impl candle_core::Module for FrozenKernel<'_> {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        self.0.delta_with(xs, true)
     }
 }
 

@@ -16,7 +16,7 @@ mod library;
 mod sequence;
 mod spec;
 
-pub use kernel::{Family, KernelArtifact, KernelKind, NOISE_STD, SeedKernel};
+pub use kernel::{Family, FrozenKernel, KernelArtifact, KernelKind, NOISE_STD, SeedKernel};
 pub use library::{BlueprintLibrary, FetchError};
 
 use candle_core::Device;

@@ -5,6 +5,11 @@
 //! step count, the hyper-parameters and both moments of every variable ([`AdamWState`]) —
 //! which candle-nn's keeps private. A checkpoint needs that state: without it a resumed run
 //! restarts its moments from zero and is no longer the run it continues (decisions D13).
+//!
+//! On the CPU, for f32 and f64, the update runs in place in three passes and allocates nothing
+//! ([`fused`], decisions D24); the bits are the same.
+
+mod fused;
 
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
@@ -70,8 +75,21 @@ impl Optimizer for AdamW {
         let t = i32::try_from(self.step_t).unwrap_or(i32::MAX);
         let scale_m = 1f64 / (1f64 - p.beta1.powi(t));
         let scale_v = 1f64 / (1f64 - p.beta2.powi(t));
+        let consts = fused::StepConsts {
+            beta1: p.beta1,
+            beta2: p.beta2,
+            scale_m,
+            scale_v,
+            decay: 1f64 - p.lr * p.weight_decay,
+            eps: p.eps,
+            lr: p.lr,
+        };
         for slot in &self.slots {
             let Some(g) = grads.get(&slot.var) else { continue };
+            if fused::applies(slot.var.as_tensor(), slot.m.as_tensor(), slot.v.as_tensor(), g) {
+                fused::step(slot.var.as_tensor(), slot.m.as_tensor(), slot.v.as_tensor(), g, consts)?;
+                continue;
+            }
             let next_m = ((slot.m.as_tensor() * p.beta1)? + (g * (1.0 - p.beta1))?)?;
             let next_v = ((slot.v.as_tensor() * p.beta2)? + (g.sqr()? * (1.0 - p.beta2))?)?;
             let m_hat = (&next_m * scale_m)?;
@@ -188,6 +206,41 @@ mod tests {
         }
         assert_eq!((bits(&w1), bits(&b1)), (bits(&w2), bits(&b2)));
         assert_eq!(ours.steps(), 50);
+    }
+
+    #[test]
+    fn the_in_place_step_is_candle_nn_to_the_bit_in_f64_and_without_weight_decay() {
+        let to64 = |v: &Var| Var::from_tensor(&v.as_tensor().to_dtype(DType::F64).unwrap()).unwrap();
+        let (w, b, x, y) = problem(4);
+        let (x, y) = (x.to_dtype(DType::F64).unwrap(), y.to_dtype(DType::F64).unwrap());
+        let (w1, b1, w2, b2) = (to64(&w), to64(&b), to64(&w), to64(&b));
+        let params = ParamsAdamW { lr: 0.01, weight_decay: 0.0, ..ParamsAdamW::default() };
+        let mut ours = AdamW::new(vec![w1.clone(), b1.clone()], params.clone()).unwrap();
+        let mut theirs = candle_nn::optim::AdamW::new(vec![w2.clone(), b2.clone()], params).unwrap();
+        assert!(fused::applies(w1.as_tensor(), w1.as_tensor(), w1.as_tensor(), w1.as_tensor()));
+        for _ in 0..30 {
+            ours.step(&loss(&w1, &b1, &x, &y).backward().unwrap()).unwrap();
+            theirs.step(&loss(&w2, &b2, &x, &y).backward().unwrap()).unwrap();
+        }
+        let bits64 = |v: &Var| {
+            v.as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap()
+                .iter()
+                .map(|f| f.to_bits())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!((bits64(&w1), bits64(&b1)), (bits64(&w2), bits64(&b2)));
+    }
+
+    #[test]
+    fn other_dtypes_take_the_tensor_path() {
+        let w = Var::zeros((2, 2), DType::BF16, &Device::Cpu).unwrap();
+        assert!(!fused::applies(w.as_tensor(), w.as_tensor(), w.as_tensor(), w.as_tensor()));
+        let t = Tensor::zeros((2, 2), DType::F32, &Device::Cpu).unwrap();
+        assert!(!fused::applies(&t, &t, &t, &t.t().unwrap()), "a transposed gradient is not contiguous");
     }
 
     #[test]
