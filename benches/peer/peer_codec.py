@@ -5,8 +5,9 @@ Times, on the very fixture bytes the Rust benches decode, per fixture:
   parse       ParseFromString() alone (upb parses lazily: Python objects are made on access)
   parse_read  ParseFromString() then reading every field, nested messages, lists and maps
 
-usage: peer_codec.py STUBS_DIR FIXTURES_DIR [--seconds S]
-Prints one JSON object: {"fixture/op": median_ns, ...} plus "implementation" and "version".
+usage: peer_codec.py STUBS_DIR FIXTURES_DIR [--seconds S] [--only FIXTURE/OP]
+Prints one JSON object: {"fixture/op": median_ns, ...} plus "implementation" and "version";
+with --only, just that one figure (what `cargo xtask bench --peer` interleaves with ours).
 """
 
 import json
@@ -76,6 +77,7 @@ def median_ns(fn, seconds):
 def main():
     stubs, fixtures = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
     seconds = float(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else 2.0
+    only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
     sys.path.insert(0, str(stubs))
     from esper.leyline.v1 import leyline_pb2  # noqa: E402  (generated into STUBS_DIR)
     from google.protobuf import __version__
@@ -100,9 +102,10 @@ def main():
             m.ParseFromString(data)
             return read_all(m)
 
-        out[f"{fixture}/encode"] = median_ns(msg.SerializeToString, seconds)
-        out[f"{fixture}/parse"] = median_ns(parse, seconds)
-        out[f"{fixture}/parse_read"] = median_ns(parse_read, seconds)
+        for op, fn in (("encode", msg.SerializeToString), ("parse", parse), ("parse_read", parse_read)):
+            key = f"{fixture}/{op}"
+            if only is None or only == key:
+                out[key] = median_ns(fn, seconds)
     print(json.dumps(out))
 
 

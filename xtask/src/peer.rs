@@ -4,8 +4,9 @@
 //!
 //! Creates `target/peer-venv` (protobuf and grpcio-tools from `benches/peer/requirements.txt`),
 //! generates Python stubs from `proto/`, writes the fixtures' bytes with the
-//! `write_fixtures` example, then per round runs `benches/peer/peer_codec.py` and the criterion
-//! rows of the `leyline` bench, alternating which goes first. Writes the rounds to
+//! `write_fixtures` example, then per round measures every (fixture, operation) twice back to
+//! back — `benches/peer/peer_codec.py --only` and the matching criterion benchmark of the
+//! `leyline` bench — alternating which goes first. Writes the rounds to
 //! `target/bench-results/peer.json`.
 
 use std::fs;
@@ -66,17 +67,31 @@ pub(crate) fn run(root: &Path, o: &Options) -> Result<()> {
     if !status.success() {
         bail!("building the leyline bench failed");
     }
+    // Finely interleaved: per round, each (fixture, operation) is measured by the peer and by
+    // us back to back (alternating who goes first), so a speed switch of the vCPU or a burst of
+    // load on the other core hits both sides of a pair rather than a whole pass of one side.
     let mut rounds = Vec::new();
+    let mut flip = false;
     for round in 0..o.rounds {
-        let (peer, ours) = if round % 2 == 0 {
-            let p = peer_round(root, &python, &stubs, &fixtures, o)?;
-            (p, our_round(root, o)?)
-        } else {
-            let ours = our_round(root, o)?;
-            (peer_round(root, &python, &stubs, &fixtures, o)?, ours)
-        };
-        eprintln!("peer: round {} of {} done ({})", round + 1, o.rounds, peer["implementation"]);
-        rounds.push((peer, ours));
+        let (mut peer, mut ours) = (serde_json::Map::new(), serde_json::Map::new());
+        for fixture in FIXTURES {
+            for (_, theirs, mine) in ROWS {
+                let (pk, ok) = (format!("{fixture}/{theirs}"), format!("{fixture}/{mine}"));
+                flip = !flip;
+                if flip {
+                    peer.insert(pk.clone(), peer_figure(root, &python, &stubs, &fixtures, &pk, o)?);
+                    ours.insert(ok.clone(), our_figure(root, &ok, o)?);
+                } else {
+                    ours.insert(ok.clone(), our_figure(root, &ok, o)?);
+                    peer.insert(pk.clone(), peer_figure(root, &python, &stubs, &fixtures, &pk, o)?);
+                }
+            }
+            // Ours only: the peer-exact form, for `encode_peer / encode`.
+            let key = format!("{fixture}/encode_peer");
+            ours.insert(key.clone(), our_figure(root, &key, o)?);
+        }
+        eprintln!("peer: round {} of {} done", round + 1, o.rounds);
+        rounds.push((Value::Object(peer), Value::Object(ours)));
     }
     report(root, &rounds, o)
 }
@@ -102,15 +117,16 @@ fn venv(root: &Path) -> Result<std::path::PathBuf> {
     Ok(python)
 }
 
-fn peer_round(root: &Path, python: &Path, stubs: &Path, fixtures: &Path, o: &Options) -> Result<Value> {
-    let seconds = if o.quick { "0.5" } else { "2" };
+/// The peer's median ns for `key` (`fixture/op`).
+fn peer_figure(root: &Path, python: &Path, stubs: &Path, fixtures: &Path, key: &str, o: &Options) -> Result<Value> {
+    let seconds = if o.quick { "0.3" } else { "1" };
     let out = Command::new("taskset")
         .arg("-c")
         .arg(o.core.to_string())
         .arg(python)
         .arg(root.join("benches/peer/peer_codec.py"))
         .args([stubs, fixtures])
-        .args(["--seconds", seconds])
+        .args(["--seconds", seconds, "--only", key])
         .output()
         .context("running the peer (taskset and python3 are needed)")?;
     if !out.status.success() {
@@ -120,35 +136,34 @@ fn peer_round(root: &Path, python: &Path, stubs: &Path, fixtures: &Path, o: &Opt
     if v["implementation"] != "upb" {
         bail!("the peer's protobuf runs `{}`, not upb", v["implementation"]);
     }
-    Ok(v)
+    v.get(key).cloned().with_context(|| format!("the peer reported no {key}"))
 }
 
-/// Median ns of our rows, keyed `fixture/op`.
-fn our_round(root: &Path, o: &Options) -> Result<Value> {
+/// Our median ns for `key` (`fixture/op`): one criterion benchmark of the `leyline` bench.
+fn our_figure(root: &Path, key: &str, o: &Options) -> Result<Value> {
     let started = SystemTime::now() - std::time::Duration::from_secs(2);
-    let filter = format!("^cpu/leyline/({})/(encode|encode_peer|decode|decode_read)$", FIXTURES.join("|"));
-    let (warm, measure) = if o.quick { ("0.3", "1") } else { ("1", "3") };
+    let (warm, measure) = if o.quick { ("0.2", "0.5") } else { ("0.3", "1") };
     let status = Command::new("taskset")
         .arg("-c")
         .arg(o.core.to_string())
         .arg(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
         .args(["bench", "--locked", "-q", "-p", "kasmina-benches", "--bench", "leyline", "--"])
-        .arg(&filter)
+        .arg(format!("^cpu/leyline/{key}$"))
         .args(["--warm-up-time", warm, "--measurement-time", measure, "--noplot"])
         .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .current_dir(root)
         .status()
         .context("running the leyline bench")?;
     if !status.success() {
-        bail!("the leyline bench failed");
+        bail!("the leyline bench failed on {key}");
     }
-    let mut out = serde_json::Map::new();
-    for e in crate::bench::collect(&root.join("target/criterion"), started)? {
-        if let Some(key) = e.name.strip_prefix("cpu/leyline/") {
-            out.insert(key.to_owned(), json!(e.median_ns));
-        }
-    }
-    Ok(Value::Object(out))
+    let name = format!("cpu/leyline/{key}");
+    crate::bench::collect(&root.join("target/criterion"), started)?
+        .into_iter()
+        .find(|e| e.name == name)
+        .map(|e| json!(e.median_ns))
+        .with_context(|| format!("criterion wrote no figure for {name}"))
 }
 
 pub(crate) fn parse(rest: &[String]) -> Result<Options> {
