@@ -131,21 +131,32 @@ impl RevWriter {
     #[inline]
     pub fn put_slice(&mut self, s: &[u8]) {
         self.room(s.len());
-        self.pos -= s.len();
-        self.buf[self.pos..self.pos + s.len()].copy_from_slice(s);
+        self.raw_slice(s);
     }
 
     /// Prepends a varint.
     #[inline]
-    pub fn put_varint(&mut self, mut v: u64) {
+    pub fn put_varint(&mut self, v: u64) {
+        self.room(10);
+        self.raw_varint(v);
+    }
+
+    // The `raw_` writers assume `room` was made for what they write: a field writer reserves
+    // once for its key, length and payload instead of once per part.
+    #[inline]
+    fn raw_slice(&mut self, s: &[u8]) {
+        self.pos -= s.len();
+        self.buf[self.pos..self.pos + s.len()].copy_from_slice(s);
+    }
+
+    #[inline]
+    fn raw_varint(&mut self, mut v: u64) {
         if v < 0x80 {
-            self.room(1);
             self.pos -= 1;
             self.buf[self.pos] = v as u8;
             return;
         }
         let n = varint_len(v);
-        self.room(n);
         self.pos -= n;
         let out = &mut self.buf[self.pos..self.pos + n];
         for b in &mut out[..n - 1] {
@@ -166,16 +177,18 @@ impl RevWriter {
     #[inline]
     pub fn len_prefix(&mut self, key: u32, written: usize) {
         let n = self.written() - written;
-        self.put_varint(n as u64);
-        self.key(key);
+        self.room(15);
+        self.raw_varint(n as u64);
+        self.raw_varint(u64::from(key));
     }
 
     /// A varint field (`int32`, `int64`, `uint32`, `uint64`, `bool`, enums; negative `int32`
     /// values sign-extended to ten bytes, as protobuf requires).
     #[inline]
     pub fn varint(&mut self, key: u32, v: u64) {
-        self.put_varint(v);
-        self.key(key);
+        self.room(15);
+        self.raw_varint(v);
+        self.raw_varint(u64::from(key));
     }
 
     /// A `sint32`/`sint64` field (zigzag).
@@ -187,23 +200,26 @@ impl RevWriter {
     /// A 4-byte field (`float`, `fixed32`, `sfixed32`), given its little-endian bytes.
     #[inline]
     pub fn fixed32(&mut self, key: u32, v: [u8; 4]) {
-        self.put_slice(&v);
-        self.key(key);
+        self.room(9);
+        self.raw_slice(&v);
+        self.raw_varint(u64::from(key));
     }
 
     /// An 8-byte field (`double`, `fixed64`, `sfixed64`), given its little-endian bytes.
     #[inline]
     pub fn fixed64(&mut self, key: u32, v: [u8; 8]) {
-        self.put_slice(&v);
-        self.key(key);
+        self.room(13);
+        self.raw_slice(&v);
+        self.raw_varint(u64::from(key));
     }
 
     /// A `string` or `bytes` field.
     #[inline]
     pub fn bytes(&mut self, key: u32, v: &[u8]) {
-        self.put_slice(v);
-        self.put_varint(v.len() as u64);
-        self.key(key);
+        self.room(v.len() + 15);
+        self.raw_slice(v);
+        self.raw_varint(v.len() as u64);
+        self.raw_varint(u64::from(key));
     }
 
     /// A nested message field.
