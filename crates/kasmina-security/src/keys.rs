@@ -110,12 +110,13 @@ impl SigningKey {
 
     /// Constant-time check of `signature` against the signature of the concatenation of `parts`.
     pub(crate) fn verify_parts(&self, parts: &[&[u8]], signature: &str) -> bool {
-        let expected = encode_tag_array(&self.key.tag(parts));
-        // The length is public (always 44 for a real signature); the content is compared in
-        // constant time, eight bytes at a time, with no early exit.
+        // The length is public (always 44 for a real signature): a signature of another length
+        // is refused without computing the tag. The content is compared in constant time, eight
+        // bytes at a time, with no early exit; nothing is allocated.
         let Ok(given) = <&[u8; SIGNATURE_LEN]>::try_from(signature.as_bytes()) else {
             return false;
         };
+        let expected = encode_tag_array(&self.key.tag(parts));
         bool::from(ct_eq_44(&expected, given))
     }
 }
@@ -163,8 +164,12 @@ impl fmt::Debug for SigningKey {
 /// `openssl rand -base64 32`.
 #[derive(Clone, Default)]
 pub struct KeyRing {
-    keys: Arc<RwLock<BTreeMap<String, SigningKey>>>,
+    keys: Arc<RwLock<Keys>>,
 }
+
+/// The keys of a [`KeyRing`] by id. The ids are shared (`Arc<str>`), so a verified command names
+/// its key without copying the id.
+pub(crate) type Keys = BTreeMap<Arc<str>, SigningKey>;
 
 impl KeyRing {
     /// An empty key ring (a verifier over it rejects everything with `verifier_unavailable`).
@@ -220,7 +225,7 @@ impl KeyRing {
         if let Some(path) = get(KEY_FILE_ENV) {
             for (id, key) in Self::from_file(path.as_str())?.snapshot() {
                 if keys.contains_key(&id) {
-                    return Err(Error::DuplicateKey { key_id: id });
+                    return Err(Error::DuplicateKey { key_id: id.to_string() });
                 }
                 keys.insert(id, key);
             }
@@ -280,7 +285,7 @@ impl KeyRing {
         let key_id = key_id.into();
         validate_key_id(&key_id)?;
         let key = SigningKey::new(secret).map_err(|e| for_key(e, &key_id))?;
-        Ok(self.keys.write().insert(key_id, key).is_some())
+        Ok(self.keys.write().insert(key_id.into(), key).is_some())
     }
 
     /// Adds or replaces `key_id` with an existing [`SigningKey`]; returns whether a key was replaced.
@@ -290,7 +295,7 @@ impl KeyRing {
     pub fn insert_key(&self, key_id: impl Into<String>, key: SigningKey) -> Result<bool> {
         let key_id = key_id.into();
         validate_key_id(&key_id)?;
-        Ok(self.keys.write().insert(key_id, key).is_some())
+        Ok(self.keys.write().insert(key_id.into(), key).is_some())
     }
 
     /// Removes `key_id`; returns whether it was present. Commands naming it then get `unknown_key`.
@@ -317,7 +322,7 @@ impl KeyRing {
 
     /// The key ids, sorted.
     pub fn key_ids(&self) -> Vec<String> {
-        self.keys.read().keys().cloned().collect()
+        self.keys.read().keys().map(|id| id.to_string()).collect()
     }
 
     /// Number of keys.
@@ -330,7 +335,7 @@ impl KeyRing {
         self.keys.read().is_empty()
     }
 
-    fn snapshot(&self) -> BTreeMap<String, SigningKey> {
+    fn snapshot(&self) -> Keys {
         self.keys.read().clone()
     }
 
@@ -339,9 +344,10 @@ impl KeyRing {
         self.keys.read().get(key_id).map(f)
     }
 
-    /// The id of the first key for which `f` holds.
-    pub(crate) fn find(&self, mut f: impl FnMut(&SigningKey) -> bool) -> Option<String> {
-        self.keys.read().iter().find(|(_, key)| f(key)).map(|(id, _)| id.clone())
+    /// Runs `f` on all the keys under one read lock: a verification sees one version of the ring
+    /// from its first check to its signature check, and locks once.
+    pub(crate) fn with_keys<R>(&self, f: impl FnOnce(&Keys) -> R) -> R {
+        f(&self.keys.read())
     }
 }
 
@@ -369,13 +375,13 @@ fn check_key_file_mode(_path: &Path, _metadata: &std::fs::Metadata) -> Result<()
     Ok(())
 }
 
-fn add_unique(keys: &mut BTreeMap<String, SigningKey>, key_id: &str, secret: &[u8]) -> Result<()> {
+fn add_unique(keys: &mut Keys, key_id: &str, secret: &[u8]) -> Result<()> {
     validate_key_id(key_id)?;
     if keys.contains_key(key_id) {
         return Err(Error::DuplicateKey { key_id: key_id.to_owned() });
     }
     let key = SigningKey::new(secret).map_err(|e| for_key(e, key_id))?;
-    keys.insert(key_id.to_owned(), key);
+    keys.insert(key_id.into(), key);
     Ok(())
 }
 

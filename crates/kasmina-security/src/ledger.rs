@@ -1,13 +1,14 @@
 //! The nonce ledger: command ids accepted within the last TTL, on the injected monotonic clock.
 
 use std::collections::VecDeque;
+use std::collections::hash_map::Entry;
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use quanta::{Clock, Instant};
 
-use crate::sync::{AtomicUsize, ExpiryMap, Insert, Mutex, Ordering};
+use crate::nonce::{NonceHasher, NonceKey, PrehashedMap};
+use crate::sync::{AtomicUsize, Mutex, Ordering};
 
 /// How many expired entries one registration removes at most; the amortised cost of eviction
 /// stays O(1) per call and no call scans the ledger.
@@ -52,31 +53,103 @@ pub struct Restored {
 
 /// Nonces (command ids) seen within the last TTL, safe to share between threads.
 ///
-/// A concurrent map from nonce to expiry instant, plus a FIFO of `(expiry, nonce)` in registration
-/// order. The TTL is fixed, so the FIFO is ordered by expiry: each registration evicts up to 32
-/// expired entries from its front (all of them when the ledger is full), and [`purge_expired`](Self::purge_expired) evicts all
-/// of them. Registration is an atomic insert-if-absent under the map's shard lock, so of two
-/// threads registering the same nonce at once exactly one gets [`Registration::Registered`] and
-/// the other [`Registration::Replayed`]. Memory is bounded by `capacity` entries: a new entry takes
-/// its slot in that same critical section (a replay or a renewal takes none), and a full ledger
-/// refuses new nonces rather than forget live ones.
+/// A map from nonce to expiry instant, plus a FIFO of `(expiry, nonce)` in registration order,
+/// both behind one mutex (decision D25). The TTL is fixed, so the FIFO is ordered by expiry: each
+/// registration evicts up to 32 expired entries from its front (all of them when the ledger is
+/// full), and [`purge_expired`](Self::purge_expired) evicts all of them. A registration is one
+/// critical section (look up, insert, queue, evict), so of two threads registering the same nonce
+/// at once exactly one gets [`Registration::Registered`] and the other
+/// [`Registration::Replayed`]. Memory is bounded by `capacity` entries: a full ledger refuses new
+/// nonces rather than forget live ones, and a replay or a renewal takes no slot. A nonce of up to
+/// 46 bytes (a UUID is 36) is stored inline, so registering it allocates nothing, and it is hashed
+/// once (std's SipHash, under random keys of the ledger's own): its key carries the hash into the
+/// queue, so evicting it later hashes nothing.
 pub struct NonceLedger {
-    /// A `DashMap` (a loom model of one under `cfg(loom)`, see `ExpiryMap` in `src/sync.rs`).
-    entries: ExpiryMap,
-    expiry_queue: Mutex<VecDeque<(Instant, Arc<str>)>>,
-    live: AtomicUsize,
+    state: Mutex<State>,
+    /// `state.entries.len()`, written under the lock, so that [`len`](Self::len) takes none.
+    held: AtomicUsize,
     ttl: Duration,
     capacity: usize,
     clock: Clock,
+}
+
+/// What the ledger's mutex guards.
+struct State {
+    /// Hashes each nonce once, when its key is made.
+    hasher: NonceHasher,
+    /// Nonce → expiry instant; at most `capacity` entries, expired ones included until evicted.
+    entries: PrehashedMap<Instant>,
+    /// `(expiry, nonce)` in registration order. An entry renewed since keeps its old item here
+    /// until that item reaches the front (it then finds a newer expiry in `entries` and is dropped).
+    queue: VecDeque<(Instant, NonceKey)>,
+}
+
+/// Outcome of [`State::insert_unless_live`].
+enum Insert {
+    /// The expiry is stored (a new entry, or an expired one renewed) and queued.
+    Stored,
+    /// The nonce is live: nothing changed.
+    Live,
+    /// The nonce is absent and the map holds `capacity` entries: nothing changed.
+    NoRoom,
+}
+
+impl State {
+    /// Stores `expiry` for `nonce` and queues it, unless the nonce is live at `now` or it is new
+    /// and the map is full. An expired entry is renewed in place (it takes no new slot).
+    fn insert_unless_live(&mut self, nonce: &str, now: Instant, expiry: Instant, capacity: usize) -> Insert {
+        let full = self.entries.len() >= capacity;
+        // One probe for the lookup and the insert.
+        let key = match self.entries.entry(self.hasher.key(nonce)) {
+            Entry::Occupied(stored) if *stored.get() > now => return Insert::Live,
+            Entry::Occupied(mut stored) => {
+                stored.insert(expiry);
+                stored.key().clone()
+            }
+            Entry::Vacant(_) if full => return Insert::NoRoom,
+            Entry::Vacant(vacant) => {
+                let key = vacant.key().clone();
+                vacant.insert(expiry);
+                key
+            }
+        };
+        self.queue.push_back((expiry, key));
+        Insert::Stored
+    }
+
+    /// Pops up to `max` expired items from the front of the queue and removes their entries. An
+    /// entry re-registered since (a newer expiry in the map) is left alone: its newer queue item
+    /// evicts it later. Returns how many entries were removed.
+    fn sweep(&mut self, now: Instant, max: usize) -> usize {
+        let mut removed = 0;
+        for _ in 0..max {
+            match self.queue.front() {
+                Some((expiry, _)) if *expiry <= now => {}
+                _ => break,
+            }
+            let Some((_, key)) = self.queue.pop_front() else { break };
+            // The key carries its hash: nothing is hashed again.
+            if let Entry::Occupied(stored) = self.entries.entry(key)
+                && *stored.get() <= now
+            {
+                stored.remove();
+                removed += 1;
+            }
+        }
+        removed
+    }
 }
 
 impl NonceLedger {
     /// A ledger whose nonces live `ttl` on `clock`, holding at most `capacity` (at least 1) entries.
     pub fn new(ttl: Duration, capacity: usize, clock: Clock) -> Self {
         Self {
-            entries: ExpiryMap::new(),
-            expiry_queue: Mutex::new(VecDeque::new()),
-            live: AtomicUsize::new(0),
+            state: Mutex::new(State {
+                hasher: NonceHasher::default(),
+                entries: PrehashedMap::default(),
+                queue: VecDeque::new(),
+            }),
+            held: AtomicUsize::new(0),
             ttl,
             capacity: capacity.max(1),
             clock,
@@ -88,43 +161,45 @@ impl NonceLedger {
         let now = self.clock.now();
         // Overflow would need 584 years of uptime; an entry expiring at once is the fallback.
         let expiry = now.checked_add(self.ttl).unwrap_or(now);
-        // A new entry takes its slot under its shard lock, in the same step as the insert; a replay
-        // or the renewal of an expired entry takes none, so neither can make the ledger look full.
-        // With no slot free, evict every expired entry and try once more.
-        let mut swept = false;
-        let key = loop {
-            match self.entries.insert_unless_live(nonce, now, expiry, || self.reserve_slot()) {
-                Insert::Stored(key) => break key,
-                Insert::Live => return Registration::Replayed,
-                Insert::NoRoom if swept => return Registration::Full { capacity: self.capacity },
-                Insert::NoRoom => {
-                    self.sweep(now, usize::MAX);
-                    swept = true;
-                }
+        let mut state = self.state.lock();
+        let mut inserted = state.insert_unless_live(nonce, now, expiry, self.capacity);
+        if matches!(inserted, Insert::NoRoom) {
+            // No slot free: evict every expired entry and try once more.
+            state.sweep(now, usize::MAX);
+            inserted = state.insert_unless_live(nonce, now, expiry, self.capacity);
+        }
+        let outcome = match inserted {
+            Insert::Stored => {
+                // The new entry is live, so it is never among the evicted.
+                state.sweep(now, SWEEP_PER_CALL);
+                Registration::Registered
             }
+            Insert::Live => Registration::Replayed,
+            Insert::NoRoom => Registration::Full { capacity: self.capacity },
         };
-        // One lock for both: record the new expiry, then evict a bounded number of expired ones
-        // (the new entry is live, so it is never among them).
-        let mut queue = self.expiry_queue.lock();
-        queue.push_back((expiry, key));
-        self.sweep_locked(&mut queue, now, SWEEP_PER_CALL);
-        Registration::Registered
+        self.held.store(state.entries.len(), Ordering::Release);
+        outcome
     }
 
     /// Whether `nonce` is recorded and not yet expired.
     pub fn is_live(&self, nonce: &str) -> bool {
         let now = self.clock.now();
-        self.entries.expiry(nonce).is_some_and(|expiry| expiry > now)
+        let state = self.state.lock();
+        state.entries.get(&state.hasher.key(nonce)).is_some_and(|expiry| *expiry > now)
     }
 
     /// Evicts every expired entry; returns how many were removed. Costs O(expired entries).
     pub fn purge_expired(&self) -> usize {
-        self.sweep(self.clock.now(), usize::MAX)
+        let now = self.clock.now();
+        let mut state = self.state.lock();
+        let removed = state.sweep(now, usize::MAX);
+        self.held.store(state.entries.len(), Ordering::Release);
+        removed
     }
 
     /// Entries held, including expired ones not yet evicted (never more than the capacity).
     pub fn len(&self) -> usize {
-        self.live.load(Ordering::SeqCst)
+        self.held.load(Ordering::Acquire)
     }
 
     /// Whether the ledger holds no entry.
@@ -142,42 +217,17 @@ impl NonceLedger {
         self.capacity
     }
 
-    fn reserve_slot(&self) -> bool {
-        self.live.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < self.capacity).then_some(n + 1)).is_ok()
-    }
-
-    /// Pops up to `max` expired entries from the front of the expiry queue. An entry re-registered
-    /// since (a newer expiry in the map) is left alone: its newer queue item evicts it later.
-    fn sweep(&self, now: Instant, max: usize) -> usize {
-        self.sweep_locked(&mut self.expiry_queue.lock(), now, max)
-    }
-
-    fn sweep_locked(&self, queue: &mut VecDeque<(Instant, Arc<str>)>, now: Instant, max: usize) -> usize {
-        let mut removed = 0;
-        for _ in 0..max {
-            match queue.front() {
-                Some((expiry, _)) if *expiry <= now => {}
-                _ => break,
-            }
-            let Some((_, key)) = queue.pop_front() else { break };
-            if self.entries.remove_if_expired(&key, now) {
-                self.live.fetch_sub(1, Ordering::SeqCst);
-                removed += 1;
-            }
-        }
-        removed
-    }
-
     /// Every live nonce and the time it has left, soonest to expire first (for a checkpoint:
-    /// a restart must not reopen a replay window). Costs O(entries), under the expiry queue's
-    /// lock; registrations wait for it.
+    /// a restart must not reopen a replay window). Costs O(entries), under the ledger's lock;
+    /// registrations wait for it.
     pub fn snapshot(&self) -> Vec<LiveNonce> {
-        let queue = self.expiry_queue.lock();
+        let state = self.state.lock();
         let now = self.clock.now();
-        queue
+        state
+            .queue
             .iter()
-            .filter(|(expiry, key)| *expiry > now && self.entries.expiry(key) == Some(*expiry))
-            .map(|(expiry, key)| LiveNonce { nonce: key.to_string(), remaining: expiry.duration_since(now) })
+            .filter(|(expiry, key)| *expiry > now && state.entries.get(key) == Some(expiry))
+            .map(|(expiry, key)| LiveNonce { nonce: key.to_text(), remaining: expiry.duration_since(now) })
             .collect()
     }
 
@@ -191,24 +241,22 @@ impl NonceLedger {
         let mut incoming: Vec<LiveNonce> = nonces.into_iter().filter(|n| !n.remaining.is_zero()).collect();
         incoming.sort_by_key(|n| n.remaining);
         let mut out = Restored::default();
-        let mut queue = self.expiry_queue.lock();
+        let mut state = self.state.lock();
         for n in incoming {
             let expiry = now.checked_add(n.remaining.min(self.ttl)).unwrap_or(now);
-            match self.entries.insert_unless_live(&n.nonce, now, expiry, || self.reserve_slot()) {
-                Insert::Stored(key) => {
-                    queue.push_back((expiry, key));
-                    out.restored += 1;
-                }
+            match state.insert_unless_live(&n.nonce, now, expiry, self.capacity) {
+                Insert::Stored => out.restored += 1,
                 Insert::Live => out.already_live += 1,
                 Insert::NoRoom => out.dropped_full += 1,
             }
         }
+        self.held.store(state.entries.len(), Ordering::Release);
         out
     }
 
     #[cfg(test)]
     fn queue_len(&self) -> usize {
-        self.expiry_queue.lock().len()
+        self.state.lock().queue.len()
     }
 }
 
@@ -226,7 +274,7 @@ impl fmt::Debug for NonceLedger {
 mod tests {
     use super::*;
 
-    fn ledger(ttl_s: u64, capacity: usize) -> (NonceLedger, Arc<quanta::Mock>) {
+    fn ledger(ttl_s: u64, capacity: usize) -> (NonceLedger, std::sync::Arc<quanta::Mock>) {
         let (clock, mock) = Clock::mock();
         (NonceLedger::new(Duration::from_secs(ttl_s), capacity, clock), mock)
     }
@@ -284,6 +332,28 @@ mod tests {
         assert_eq!(l.try_register("a"), Registration::Registered);
         let snap = l.snapshot();
         assert_eq!(snap, [LiveNonce { nonce: "a".into(), remaining: Duration::from_secs(10) }]);
+    }
+
+    #[test]
+    fn nonces_longer_than_the_inline_key_behave_the_same() {
+        let (l, mock) = ledger(10, 4);
+        let long = "n".repeat(200);
+        let uuid = "00000000-0000-4000-8000-000000000001";
+        for nonce in [long.as_str(), uuid] {
+            assert_eq!(l.try_register(nonce), Registration::Registered);
+            assert_eq!(l.try_register(nonce), Registration::Replayed);
+            assert!(l.is_live(nonce));
+        }
+        assert!(!l.is_live(&long[..199]), "a prefix is another nonce");
+        let snap = l.snapshot();
+        assert_eq!(snap.iter().map(|n| n.nonce.as_str()).collect::<Vec<_>>(), [long.as_str(), uuid]);
+        let (restored, _) = ledger(10, 4);
+        assert_eq!(restored.restore(snap).restored, 2);
+        assert_eq!(restored.try_register(&long), Registration::Replayed);
+        mock.increment(Duration::from_secs(10));
+        assert_eq!(l.purge_expired(), 2);
+        assert!(l.is_empty());
+        assert_eq!(l.try_register(&long), Registration::Registered);
     }
 
     #[test]

@@ -25,6 +25,8 @@ const BLOCK_LEN: usize = 64;
 pub(crate) const TAG_LEN: usize = 32;
 /// Offset of the 64-bit message length in the last padded block.
 const LENGTH_OFFSET: usize = BLOCK_LEN - 8;
+/// Length in bits of the outer hash's message: the `key ^ opad` block and the inner digest.
+const OUTER_BIT_LEN: u64 = ((BLOCK_LEN + TAG_LEN) * 8) as u64;
 
 /// The initial SHA-256 state (FIPS 180-4, 5.3.3).
 const IV: [u32; 8] =
@@ -86,18 +88,28 @@ impl HmacKey {
     }
 
     /// HMAC-SHA256 of the concatenation of `parts`.
+    ///
+    /// The inner hash resumes from the `key ^ ipad` state: whole blocks are compressed straight
+    /// from `parts`, the last partial block and its padding in one call. The outer hash is a
+    /// single block (the inner digest and its fixed padding) on the `key ^ opad` state. For the
+    /// 214-byte reference command that is five compressions (three whole blocks, the tail, the
+    /// outer block) and little else: with SHA-NI, which `sha2` detects at run time, they are
+    /// almost the whole cost.
     pub(crate) fn tag(&self, parts: &[&[u8]]) -> [u8; TAG_LEN] {
         let mut inner = Sha256::resume(self.inner);
         for part in parts {
             inner.update(part);
         }
-        let mut inner_hash = [0u8; TAG_LEN];
-        inner.finalize_into(&mut inner_hash);
-        let mut outer = Sha256::resume(self.outer);
-        outer.update(&inner_hash);
-        let mut tag = [0u8; TAG_LEN];
-        outer.finalize_into(&mut tag);
-        tag
+        let inner_hash = inner.finalize_words();
+        let mut block = Block::default();
+        for (chunk, word) in block[..TAG_LEN].chunks_exact_mut(4).zip(inner_hash) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+        block[TAG_LEN] = 0x80;
+        block[LENGTH_OFFSET..].copy_from_slice(&OUTER_BIT_LEN.to_be_bytes());
+        let mut outer = self.outer;
+        compress256(&mut outer, std::slice::from_ref(&block));
+        digest(outer)
     }
 
     #[cfg(test)]
@@ -106,70 +118,104 @@ impl HmacKey {
     }
 }
 
-/// A running SHA-256 over [`compress256`]. `Zeroize` (not on drop: only key setup needs it).
-#[derive(Zeroize)]
+/// One SHA-256 block, as `sha2`'s compression function takes it.
+type Block = GenericArray<u8, U64>;
+
+/// A running SHA-256 over [`compress256`]. Wiped with [`Zeroize`] (not on drop: only key setup
+/// needs it).
 struct Sha256 {
     state: [u32; 8],
-    /// Bytes not yet compressed (`buffered` of them).
-    buffer: [u8; BLOCK_LEN],
+    /// Bytes not yet compressed: `buffered` of them, at the start of the first block. The second
+    /// block is room for the padding, so that finishing is one call to the compression function.
+    buffer: [Block; 2],
     buffered: usize,
     /// Bytes absorbed so far, including those of the state being resumed.
     len: u64,
 }
 
+impl Zeroize for Sha256 {
+    fn zeroize(&mut self) {
+        self.state.zeroize();
+        for block in &mut self.buffer {
+            block.as_mut_slice().zeroize();
+        }
+        self.buffered.zeroize();
+        self.len.zeroize();
+    }
+}
+
 impl Sha256 {
     fn new() -> Self {
-        Self { state: IV, buffer: [0; BLOCK_LEN], buffered: 0, len: 0 }
+        Self::starting_at(IV, 0)
     }
 
     /// Continues from `state`, the state after exactly one block.
     fn resume(state: [u32; 8]) -> Self {
-        Self { state, buffer: [0; BLOCK_LEN], buffered: 0, len: BLOCK_LEN as u64 }
+        Self::starting_at(state, BLOCK_LEN as u64)
+    }
+
+    fn starting_at(state: [u32; 8], len: u64) -> Self {
+        Self { state, buffer: [Block::default(); 2], buffered: 0, len }
     }
 
     fn update(&mut self, mut data: &[u8]) {
         self.len = self.len.wrapping_add(data.len() as u64);
         if self.buffered > 0 {
             let take = (BLOCK_LEN - self.buffered).min(data.len());
-            self.buffer[self.buffered..self.buffered + take].copy_from_slice(&data[..take]);
+            self.buffer[0][self.buffered..self.buffered + take].copy_from_slice(&data[..take]);
             self.buffered += take;
             data = &data[take..];
             if self.buffered < BLOCK_LEN {
                 return;
             }
-            compress(&mut self.state, &self.buffer);
+            compress256(&mut self.state, &self.buffer[..1]);
             self.buffered = 0;
         }
         let mut blocks = data.chunks_exact(BLOCK_LEN);
         for block in &mut blocks {
-            compress(&mut self.state, block);
+            compress256(&mut self.state, std::slice::from_ref(Block::from_slice(block)));
         }
         let rest = blocks.remainder();
-        self.buffer[..rest.len()].copy_from_slice(rest);
+        self.buffer[0][..rest.len()].copy_from_slice(rest);
         self.buffered = rest.len();
+    }
+
+    /// Pads and compresses the last block(s) in one call; returns the final state (the digest
+    /// as big-endian words). The hasher is spent.
+    fn finalize_words(&mut self) -> [u32; 8] {
+        let bit_len = self.len.wrapping_mul(8);
+        let used = self.buffered;
+        // The padding: 0x80, zeros, the 64-bit length; a second block when the length does not
+        // fit after the data.
+        let blocks = if used < LENGTH_OFFSET { 1 } else { 2 };
+        self.buffer[0][used] = 0x80;
+        self.buffer[0][used + 1..].fill(0);
+        if blocks == 2 {
+            self.buffer[1] = Block::default();
+        }
+        self.buffer[blocks - 1][LENGTH_OFFSET..].copy_from_slice(&bit_len.to_be_bytes());
+        compress256(&mut self.state, &self.buffer[..blocks]);
+        self.state
     }
 
     /// Pads, compresses the last block(s) and writes the digest to `out`; the hasher is spent.
     fn finalize_into(&mut self, out: &mut [u8; TAG_LEN]) {
-        let bit_len = self.len.wrapping_mul(8);
-        self.buffer[self.buffered] = 0x80;
-        self.buffer[self.buffered + 1..].fill(0);
-        if self.buffered >= LENGTH_OFFSET {
-            compress(&mut self.state, &self.buffer);
-            self.buffer.fill(0);
-        }
-        self.buffer[LENGTH_OFFSET..].copy_from_slice(&bit_len.to_be_bytes());
-        compress(&mut self.state, &self.buffer);
-        for (chunk, word) in out.chunks_exact_mut(4).zip(self.state) {
-            chunk.copy_from_slice(&word.to_be_bytes());
-        }
+        *out = digest(self.finalize_words());
     }
 }
 
-/// Compresses one 64-byte block into `state`.
+/// The digest of a final SHA-256 state.
+fn digest(state: [u32; 8]) -> [u8; TAG_LEN] {
+    let mut out = [0u8; TAG_LEN];
+    for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    out
+}
+
+/// Compresses one 64-byte block into `state` (key setup).
 fn compress(state: &mut [u32; 8], block: &[u8]) {
-    let block: &GenericArray<u8, U64> = GenericArray::from_slice(block);
-    compress256(state, std::slice::from_ref(block));
+    compress256(state, std::slice::from_ref(Block::from_slice(block)));
 }
 
 #[cfg(test)]

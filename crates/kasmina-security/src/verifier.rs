@@ -9,10 +9,10 @@ use leyline::prost::bytes::Buf;
 use leyline::{AdaptationCommand, CommandForm, Message, SignedCommand};
 
 use crate::error::{Error, Result};
-use crate::keys::{DEFAULT_KEY_ID, KEY_ID_ANNOTATION, KeyRing};
+use crate::keys::{DEFAULT_KEY_ID, KEY_ID_ANNOTATION, KeyRing, Keys, SigningKey};
 use crate::ledger::{NonceLedger, Registration};
 use crate::rejection::{Rejection, UnavailableCause};
-use crate::wire::{SplitError, split_legacy};
+use crate::wire::{SplitError, split_bus, split_envelope, split_legacy};
 
 /// Bytes an encoded [`SignedCommand`] may add to its command (tags, lengths, a 44-character
 /// signature and a key id of up to 128 bytes) before [`CommandVerifier::verify_envelope_bytes`]
@@ -33,7 +33,7 @@ pub struct VerifierConfig {
     /// How long an accepted command id stays in the nonce ledger. Default 300 s; at least
     /// `max_age + max_future_skew`, the time a command stays fresh.
     pub nonce_ttl: Duration,
-    /// Most nonces the ledger holds (about 100 bytes each). Default 1 048 576, enough for
+    /// Most nonces the ledger holds (about 120 bytes each). Default 1 048 576, enough for
     /// 3 495 commands/s sustained over the default TTL; beyond, new commands get
     /// `verifier_unavailable` until nonces expire.
     pub nonce_capacity: usize,
@@ -79,7 +79,8 @@ impl VerifierConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifiedCommand {
     command: AdaptationCommand,
-    key_id: String,
+    /// The key ring's own copy of the id (shared, not copied per command).
+    key_id: Arc<str>,
     form: CommandForm,
 }
 
@@ -114,7 +115,7 @@ impl VerifiedCommand {
     /// The command, the id of the key whose signature matched, and the form it arrived in, by
     /// value (what a receipt's provenance is built from).
     pub fn into_parts(self) -> (AdaptationCommand, String, CommandForm) {
-        (self.command, self.key_id, self.form)
+        (self.command, self.key_id.to_string(), self.form)
     }
 }
 
@@ -193,33 +194,38 @@ impl CommandVerifier {
     /// # Errors
     /// The [`Rejection`] of the first failed check.
     pub fn verify_signed(&self, signed: &SignedCommand) -> Result<VerifiedCommand, Rejection> {
-        if signed.signature.is_empty() {
-            return self.verify_legacy(&signed.command, &signed.key_id);
-        }
-        self.check_available()?;
-        self.check_size(signed.command.len(), self.config.max_command_bytes)?;
-        let key_id = if signed.key_id.is_empty() { DEFAULT_KEY_ID } else { signed.key_id.as_str() };
-        match self.keys.using_key(key_id, |key| key.verify(&signed.command, &signed.signature)) {
-            None => return Err(Rejection::UnknownKey { key_id: key_id.to_owned() }),
-            Some(false) => return Err(Rejection::InvalidSignature { key_id: Some(key_id.to_owned()) }),
-            Some(true) => {}
-        }
-        let command = decode(signed.command.as_slice())?;
-        self.admit(command, key_id.to_owned(), CommandForm::Envelope)
+        let authenticated = self.keys.with_keys(|keys| {
+            check_available(keys)?;
+            self.authenticate_envelope(keys, &signed.command, &signed.signature, &signed.key_id)
+        })?;
+        self.decode_and_admit(authenticated)
     }
 
-    /// Verifies an encoded [`SignedCommand`] as received from the wire.
+    /// Verifies an encoded [`SignedCommand`] as received from the wire. Its fields are read in
+    /// place (the command's bytes are neither copied nor re-encoded): the signature is checked
+    /// over the received command bytes, which are then decoded.
     ///
     /// # Errors
     /// As [`verify_signed`](Self::verify_signed); `oversized_command` above
     /// `max_command_bytes +` [`ENVELOPE_OVERHEAD_BYTES`], `malformed_command` when the envelope
     /// itself does not decode.
     pub fn verify_envelope_bytes(&self, bytes: &[u8]) -> Result<VerifiedCommand, Rejection> {
-        self.check_available()?;
-        self.check_size(bytes.len(), self.config.max_command_bytes.saturating_add(ENVELOPE_OVERHEAD_BYTES))?;
-        let signed = SignedCommand::decode(bytes)
-            .map_err(|e| Rejection::MalformedCommand { detail: format!("envelope: {e}") })?;
-        self.verify_signed(&signed)
+        let authenticated = self.keys.with_keys(|keys| {
+            check_available(keys)?;
+            self.check_size(bytes.len(), self.config.max_command_bytes.saturating_add(ENVELOPE_OVERHEAD_BYTES))?;
+            // `None`: not a well-formed envelope; prost decodes it below and names the error.
+            split_envelope(bytes)
+                .map(|fields| self.authenticate_envelope(keys, fields.command, fields.signature, fields.key_id))
+                .transpose()
+        })?;
+        match authenticated {
+            Some(authenticated) => self.decode_and_admit(authenticated),
+            None => {
+                let signed = SignedCommand::decode(bytes)
+                    .map_err(|e| Rejection::MalformedCommand { detail: format!("envelope: {e}") })?;
+                self.verify_signed(&signed)
+            }
+        }
     }
 
     /// Verifies a legacy command as received: the signature is `annotations["signature"]`, checked
@@ -234,7 +240,11 @@ impl CommandVerifier {
     /// # Errors
     /// The [`Rejection`] of the first failed check.
     pub fn verify_legacy_bytes(&self, bytes: &[u8]) -> Result<VerifiedCommand, Rejection> {
-        self.verify_legacy(bytes, "")
+        let authenticated = self.keys.with_keys(|keys| {
+            check_available(keys)?;
+            self.authenticate_legacy(keys, bytes, "")
+        })?;
+        self.decode_and_admit(authenticated)
     }
 
     /// Verifies the command of an Oona bus entry (decisions D12): `signature` (standard padded
@@ -249,16 +259,27 @@ impl CommandVerifier {
     /// `malformed_command` for an envelope that does not decode or carries another message
     /// type, `oversized_command`, then the checks of [`verify_signed`](Self::verify_signed).
     pub fn verify_bus_entry(&self, envelope: &[u8], signature: &str) -> Result<VerifiedCommand, Rejection> {
-        self.check_available()?;
-        self.check_size(envelope.len(), self.config.max_command_bytes.saturating_add(ENVELOPE_OVERHEAD_BYTES))?;
-        if signature.is_empty() {
-            return Err(Rejection::MissingSignature);
-        }
-        match self.keys.using_key(DEFAULT_KEY_ID, |key| key.verify(envelope, signature)) {
-            None => return Err(Rejection::UnknownKey { key_id: DEFAULT_KEY_ID.to_owned() }),
-            Some(false) => return Err(Rejection::InvalidSignature { key_id: Some(DEFAULT_KEY_ID.to_owned()) }),
-            Some(true) => {}
-        }
+        let key_id = self.keys.with_keys(|keys| {
+            check_available(keys)?;
+            self.check_size(envelope.len(), self.config.max_command_bytes.saturating_add(ENVELOPE_OVERHEAD_BYTES))?;
+            if signature.is_empty() {
+                return Err(Rejection::MissingSignature);
+            }
+            check_signature(keys, DEFAULT_KEY_ID, |key| key.verify(envelope, signature))
+        })?;
+        let adaptation_command = leyline::BusMessageType::AdaptationCommand as i32;
+        let payload = match split_bus(envelope) {
+            // Read in place: an envelope without attributes, of the right type.
+            Some(fields) if fields.message_type == adaptation_command => fields.payload,
+            // Anything else: prost decodes it and names what is wrong.
+            _ => return self.verify_bus_decoded(envelope, key_id),
+        };
+        let command = decode(payload)?;
+        self.admit(command, key_id, CommandForm::Bus)
+    }
+
+    /// The bus envelope decoded by prost, after its signature was checked.
+    fn verify_bus_decoded(&self, envelope: &[u8], key_id: Arc<str>) -> Result<VerifiedCommand, Rejection> {
         let bus = leyline::BusEnvelope::decode(envelope)
             .map_err(|e| Rejection::MalformedCommand { detail: format!("bus envelope: {e}") })?;
         if bus.message_type() != leyline::BusMessageType::AdaptationCommand {
@@ -267,12 +288,35 @@ impl CommandVerifier {
             });
         }
         let command = decode(bus.payload.as_slice())?;
-        self.admit(command, DEFAULT_KEY_ID.to_owned(), CommandForm::Bus)
+        self.admit(command, key_id, CommandForm::Bus)
     }
 
-    /// The legacy form; `envelope_key_id` is the `key_id` of the envelope it came in (empty: none).
-    fn verify_legacy(&self, bytes: &[u8], envelope_key_id: &str) -> Result<VerifiedCommand, Rejection> {
-        self.check_available()?;
+    /// D8's checks from the size to the signature of an envelope's fields (the ring is known not
+    /// to be empty). An empty `signature` means the legacy form inside the envelope.
+    fn authenticate_envelope<'a>(
+        &self,
+        keys: &Keys,
+        command: &'a [u8],
+        signature: &str,
+        key_id: &str,
+    ) -> Result<Authenticated<'a>, Rejection> {
+        if signature.is_empty() {
+            return self.authenticate_legacy(keys, command, key_id);
+        }
+        self.check_size(command.len(), self.config.max_command_bytes)?;
+        let key_id = if key_id.is_empty() { DEFAULT_KEY_ID } else { key_id };
+        let key_id = check_signature(keys, key_id, |key| key.verify(command, signature))?;
+        Ok(Authenticated { before: command, after: &[], key_id, form: CommandForm::Envelope })
+    }
+
+    /// D8's checks from the size to the signature of the legacy form; `envelope_key_id` is the
+    /// `key_id` of the envelope it came in (empty: none).
+    fn authenticate_legacy<'a>(
+        &self,
+        keys: &Keys,
+        bytes: &'a [u8],
+        envelope_key_id: &str,
+    ) -> Result<Authenticated<'a>, Rejection> {
         self.check_size(bytes.len(), self.config.max_command_bytes)?;
         let split = split_legacy(bytes).map_err(|e| match e {
             SplitError::Missing => Rejection::MissingSignature,
@@ -293,26 +337,22 @@ impl CommandVerifier {
         let parts = [split.before, split.after];
         let key_id = match named {
             // One constant-time check against the named key; no other key is tried.
-            Some(id) => match self.keys.using_key(id, |key| key.verify_parts(&parts, split.signature)) {
-                None => return Err(Rejection::UnknownKey { key_id: id.to_owned() }),
-                Some(false) => return Err(Rejection::InvalidSignature { key_id: Some(id.to_owned()) }),
-                Some(true) => id.to_owned(),
-            },
-            None => self
-                .keys
-                .find(|key| key.verify_parts(&parts, split.signature))
+            Some(id) => check_signature(keys, id, |key| key.verify_parts(&parts, split.signature))?,
+            None => keys
+                .iter()
+                .find(|(_, key)| key.verify_parts(&parts, split.signature))
+                .map(|(id, _)| Arc::clone(id))
                 .ok_or(Rejection::InvalidSignature { key_id: None })?,
         };
         // Decode exactly the authenticated bytes.
-        let command = decode(split.before.chain(split.after))?;
-        self.admit(command, key_id, CommandForm::Legacy)
+        Ok(Authenticated { before: split.before, after: split.after, key_id, form: CommandForm::Legacy })
     }
 
-    fn check_available(&self) -> Result<(), Rejection> {
-        if self.keys.is_empty() {
-            return Err(Rejection::VerifierUnavailable { cause: UnavailableCause::NoKeyConfigured });
-        }
-        Ok(())
+    /// Decodes what passed the signature check, then the checks after it.
+    fn decode_and_admit(&self, authenticated: Authenticated<'_>) -> Result<VerifiedCommand, Rejection> {
+        let Authenticated { before, after, key_id, form } = authenticated;
+        let command = if after.is_empty() { decode(before)? } else { decode(before.chain(after))? };
+        self.admit(command, key_id, form)
     }
 
     fn check_size(&self, size: usize, limit: usize) -> Result<(), Rejection> {
@@ -322,34 +362,43 @@ impl CommandVerifier {
         Ok(())
     }
 
-    /// The checks after the signature: required fields, freshness, then the nonce.
+    /// The checks after the signature and the decoding: required fields, freshness, then the
+    /// nonce.
     fn admit(
         &self,
         command: AdaptationCommand,
-        key_id: String,
+        key_id: Arc<str>,
         form: CommandForm,
     ) -> Result<VerifiedCommand, Rejection> {
-        if command.command_id.is_empty() {
+        self.admit_fields(&command.command_id, command.issued_at.as_ref())?;
+        Ok(VerifiedCommand { command, key_id, form })
+    }
+
+    /// [`admit`](Self::admit) on the two fields it reads (so a decoder that borrows the received
+    /// bytes can run it before building the owned command). Allocates only the rejection.
+    fn admit_fields(&self, command_id: &str, issued_at: Option<&leyline::wkt::Timestamp>) -> Result<(), Rejection> {
+        if command_id.is_empty() {
             return Err(Rejection::MissingCommandId);
         }
-        let Some(issued_at) = command.issued_at.as_ref() else {
-            return Err(Rejection::MissingTimestamp { command_id: command.command_id });
+        let command_id_owned = || command_id.to_owned();
+        let Some(issued_at) = issued_at else {
+            return Err(Rejection::MissingTimestamp { command_id: command_id_owned() });
         };
         if !timestamp_valid(issued_at) {
             let (seconds, nanos) = (issued_at.seconds, issued_at.nanos);
-            return Err(Rejection::InvalidTimestamp { command_id: command.command_id, seconds, nanos });
+            return Err(Rejection::InvalidTimestamp { command_id: command_id_owned(), seconds, nanos });
         }
         let issued = i128::from(issued_at.seconds) * 1_000_000_000 + i128::from(issued_at.nanos);
         let now = self.wall_clock.now_unix_nanos();
         if issued - now > nanos(self.config.max_future_skew) {
-            return Err(Rejection::IssuedInFuture { command_id: command.command_id, ahead: duration(issued - now) });
+            return Err(Rejection::IssuedInFuture { command_id: command_id_owned(), ahead: duration(issued - now) });
         }
         if now - issued > nanos(self.config.max_age) {
-            return Err(Rejection::StaleCommand { command_id: command.command_id, age: duration(now - issued) });
+            return Err(Rejection::StaleCommand { command_id: command_id_owned(), age: duration(now - issued) });
         }
-        match self.ledger.try_register(&command.command_id) {
-            Registration::Registered => Ok(VerifiedCommand { command, key_id, form }),
-            Registration::Replayed => Err(Rejection::NonceReplayed { command_id: command.command_id }),
+        match self.ledger.try_register(command_id) {
+            Registration::Registered => Ok(()),
+            Registration::Replayed => Err(Rejection::NonceReplayed { command_id: command_id_owned() }),
             Registration::Full { capacity } => {
                 Err(Rejection::VerifierUnavailable { cause: UnavailableCause::NonceLedgerFull { capacity } })
             }
@@ -365,6 +414,34 @@ impl fmt::Debug for CommandVerifier {
             .field("wall_clock", &self.wall_clock)
             .field("ledger", &self.ledger)
             .finish()
+    }
+}
+
+/// Bytes that passed the signature check (`before` then `after`: the legacy form's command
+/// around its signature entry; `after` is empty otherwise), the id of the key that matched, and
+/// the form they came in.
+struct Authenticated<'a> {
+    before: &'a [u8],
+    after: &'a [u8],
+    key_id: Arc<str>,
+    form: CommandForm,
+}
+
+/// `verifier_unavailable` for an empty key ring.
+fn check_available(keys: &Keys) -> Result<(), Rejection> {
+    if keys.is_empty() {
+        return Err(Rejection::VerifierUnavailable { cause: UnavailableCause::NoKeyConfigured });
+    }
+    Ok(())
+}
+
+/// Checks a signature with the key `key_id` (`verify` runs the constant-time check); the ring's
+/// shared copy of the id when it matches.
+fn check_signature(keys: &Keys, key_id: &str, verify: impl FnOnce(&SigningKey) -> bool) -> Result<Arc<str>, Rejection> {
+    match keys.get_key_value(key_id) {
+        None => Err(Rejection::UnknownKey { key_id: key_id.to_owned() }),
+        Some((id, key)) if verify(key) => Ok(Arc::clone(id)),
+        Some(_) => Err(Rejection::InvalidSignature { key_id: Some(key_id.to_owned()) }),
     }
 }
 

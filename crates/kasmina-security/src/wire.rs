@@ -8,6 +8,84 @@ use crate::keys::{KEY_ID_ANNOTATION, SIGNATURE_ANNOTATION};
 
 /// Field number of `AdaptationCommand.annotations`.
 const ANNOTATIONS_FIELD: u32 = 20;
+/// Field numbers of `SignedCommand`: `command`, `signature`, `key_id`.
+const ENVELOPE_COMMAND_FIELD: u32 = 1;
+const ENVELOPE_SIGNATURE_FIELD: u32 = 2;
+const ENVELOPE_KEY_ID_FIELD: u32 = 3;
+/// Field numbers of `BusEnvelope`: `message_type`, `payload`, `attributes`.
+const BUS_MESSAGE_TYPE_FIELD: u32 = 1;
+const BUS_PAYLOAD_FIELD: u32 = 2;
+const BUS_ATTRIBUTES_FIELD: u32 = 3;
+
+/// The fields of an encoded `SignedCommand`, borrowed from the received bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct EnvelopeFields<'a> {
+    pub(crate) command: &'a [u8],
+    pub(crate) signature: &'a str,
+    pub(crate) key_id: &'a str,
+}
+
+/// Reads an encoded `SignedCommand` in place, as prost decodes it (the last occurrence of a field
+/// wins, unknown fields are skipped, strings must be UTF-8) but without copying anything. `None`
+/// when the bytes are not a well-formed `SignedCommand`: the caller then has prost decode them,
+/// which names the error.
+pub(crate) fn split_envelope(bytes: &[u8]) -> Option<EnvelopeFields<'_>> {
+    let mut buf = bytes;
+    let mut fields = EnvelopeFields { command: &[], signature: "", key_id: "" };
+    while !buf.is_empty() {
+        let (tag, wire_type) = decode_key(&mut buf).ok()?;
+        match tag {
+            ENVELOPE_COMMAND_FIELD | ENVELOPE_SIGNATURE_FIELD | ENVELOPE_KEY_ID_FIELD => {
+                if wire_type != WireType::LengthDelimited {
+                    return None;
+                }
+                let value = length_delimited(&mut buf)?;
+                match tag {
+                    ENVELOPE_COMMAND_FIELD => fields.command = value,
+                    ENVELOPE_SIGNATURE_FIELD => fields.signature = std::str::from_utf8(value).ok()?,
+                    _ => fields.key_id = std::str::from_utf8(value).ok()?,
+                }
+            }
+            _ => skip_field(wire_type, tag, &mut buf, DecodeContext::default()).ok()?,
+        }
+    }
+    Some(fields)
+}
+
+/// The fields of an encoded `BusEnvelope` without attributes, borrowed from the received bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct BusFields<'a> {
+    /// The `BusMessageType` value as received.
+    pub(crate) message_type: i32,
+    pub(crate) payload: &'a [u8],
+}
+
+/// Reads an encoded `BusEnvelope` in place, as [`split_envelope`] does. `None` when the bytes
+/// are not well formed, and also when they carry `attributes` (a map prost checks entry by
+/// entry): the caller then has prost decode them.
+pub(crate) fn split_bus(bytes: &[u8]) -> Option<BusFields<'_>> {
+    let mut buf = bytes;
+    let mut fields = BusFields { message_type: 0, payload: &[] };
+    while !buf.is_empty() {
+        let (tag, wire_type) = decode_key(&mut buf).ok()?;
+        match (tag, wire_type) {
+            // prost's int32 (and so enum) decoding: the varint truncated to 32 bits.
+            (BUS_MESSAGE_TYPE_FIELD, WireType::Varint) => fields.message_type = decode_varint(&mut buf).ok()? as i32,
+            (BUS_PAYLOAD_FIELD, WireType::LengthDelimited) => fields.payload = length_delimited(&mut buf)?,
+            (BUS_MESSAGE_TYPE_FIELD | BUS_PAYLOAD_FIELD | BUS_ATTRIBUTES_FIELD, _) => return None,
+            _ => skip_field(wire_type, tag, &mut buf, DecodeContext::default()).ok()?,
+        }
+    }
+    Some(fields)
+}
+
+/// A length-delimited value: its length, then that many bytes (`None` when they overrun `buf`).
+fn length_delimited<'a>(buf: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let len = usize::try_from(decode_varint(buf).ok()?).ok().filter(|len| *len <= buf.len())?;
+    let (value, rest) = buf.split_at(len);
+    *buf = rest;
+    Some(value)
+}
 
 /// A legacy command split around its signature map entry.
 #[derive(Debug, PartialEq, Eq)]
@@ -153,6 +231,111 @@ mod tests {
         let mut twice = command(&[("key_id", "a"), ("signature", "SIG")]).encode_to_vec();
         twice.extend_from_slice(&command(&[("key_id", "b")]).encode_to_vec());
         assert!(matches!(split_legacy(&twice), Err(SplitError::Malformed(_))));
+    }
+
+    /// What prost reads from `bytes`, as the fields [`split_envelope`] returns.
+    fn prost_envelope(bytes: &[u8]) -> Option<(Vec<u8>, String, String)> {
+        leyline::SignedCommand::decode(bytes).ok().map(|s| (s.command, s.signature, s.key_id))
+    }
+
+    fn split_envelope_owned(bytes: &[u8]) -> Option<(Vec<u8>, String, String)> {
+        split_envelope(bytes).map(|f| (f.command.to_vec(), f.signature.to_owned(), f.key_id.to_owned()))
+    }
+
+    /// What prost reads from `bytes` when it has no attributes (what [`split_bus`] handles).
+    fn prost_bus(bytes: &[u8]) -> Option<(i32, Vec<u8>)> {
+        leyline::BusEnvelope::decode(bytes)
+            .ok()
+            .filter(|b| b.attributes.is_empty())
+            .map(|b| (b.message_type, b.payload))
+    }
+
+    fn split_bus_owned(bytes: &[u8]) -> Option<(i32, Vec<u8>)> {
+        split_bus(bytes).map(|f| (f.message_type, f.payload.to_vec()))
+    }
+
+    /// A valid encoding, then `edits` (position, byte) applied: overwritten, inserted or removed.
+    fn mutated(mut bytes: Vec<u8>, edits: &[(usize, u8, u8)]) -> Vec<u8> {
+        for &(at, byte, how) in edits {
+            let at = at % (bytes.len() + 1);
+            match how % 3 {
+                0 if at < bytes.len() => bytes[at] = byte,
+                1 => bytes.insert(at, byte),
+                _ if at < bytes.len() => {
+                    bytes.remove(at);
+                }
+                _ => bytes.push(byte),
+            }
+        }
+        bytes
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Whatever the bytes, the envelope read in place is prost's reading, and it fails exactly
+        /// when prost's does (so the fallback to prost only ever names an error).
+        #[test]
+        fn the_envelope_read_in_place_is_prosts(
+            command in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            signature in ".{0,50}",
+            key_id in ".{0,20}",
+            again in proptest::option::of((proptest::collection::vec(proptest::prelude::any::<u8>(), 0..10), ".{0,5}", ".{0,5}")),
+            extra in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            edits in proptest::collection::vec(proptest::prelude::any::<(usize, u8, u8)>(), 0..4),
+        ) {
+            let mut bytes = leyline::SignedCommand { command, signature, key_id }.encode_to_vec();
+            // Fields given twice: the last occurrence wins.
+            if let Some((command, signature, key_id)) = again {
+                bytes.extend_from_slice(&leyline::SignedCommand { command, signature, key_id }.encode_to_vec());
+            }
+            bytes.extend_from_slice(&extra);
+            let bytes = mutated(bytes, &edits);
+            proptest::prop_assert_eq!(split_envelope_owned(&bytes), prost_envelope(&bytes));
+        }
+
+        /// The same for a bus envelope without attributes; one with attributes is left to prost.
+        #[test]
+        fn the_bus_envelope_read_in_place_is_prosts(
+            message_type in proptest::prelude::any::<i32>(),
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            attributes in proptest::collection::btree_map(".{0,5}", ".{0,5}", 0..2),
+            again in proptest::option::of((proptest::prelude::any::<i32>(), proptest::collection::vec(proptest::prelude::any::<u8>(), 0..10))),
+            extra in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            edits in proptest::collection::vec(proptest::prelude::any::<(usize, u8, u8)>(), 0..4),
+        ) {
+            let has_attributes = !attributes.is_empty();
+            let mut bytes = leyline::BusEnvelope { message_type, payload, attributes: attributes.into_iter().collect() }.encode_to_vec();
+            if let Some((message_type, payload)) = again {
+                bytes.extend_from_slice(&leyline::BusEnvelope { message_type, payload, ..Default::default() }.encode_to_vec());
+            }
+            bytes.extend_from_slice(&extra);
+            let bytes = mutated(bytes, &edits);
+            let split = split_bus_owned(&bytes);
+            proptest::prop_assert_eq!(&split, &prost_bus(&bytes));
+            if has_attributes && edits.is_empty() && extra.is_empty() {
+                proptest::prop_assert_eq!(split, None);
+            }
+        }
+    }
+
+    #[test]
+    fn envelope_fields_are_read_in_place_and_the_last_occurrence_wins() {
+        let first = leyline::SignedCommand { command: b"one".to_vec(), signature: "S1".into(), key_id: "k1".into() };
+        let second = leyline::SignedCommand { command: b"two".to_vec(), signature: "S2".into(), key_id: String::new() };
+        let mut bytes = first.encode_to_vec();
+        bytes.extend_from_slice(&second.encode_to_vec());
+        // An unknown field (number 9, varint) is skipped.
+        bytes.extend_from_slice(&[9 << 3, 1]);
+        let fields = split_envelope(&bytes).unwrap();
+        // `second` leaves its empty key_id out of the encoding: the first one stays.
+        assert_eq!(fields, EnvelopeFields { command: b"two", signature: "S2", key_id: "k1" });
+        assert_eq!(split_envelope_owned(&bytes), prost_envelope(&bytes));
+        assert_eq!(split_envelope(&[]), Some(EnvelopeFields { command: b"", signature: "", key_id: "" }));
+        // Not UTF-8, a wrong wire type, a truncated length: left to prost.
+        assert_eq!(split_envelope(&[2 << 3 | 2, 1, 0xff]), None);
+        assert_eq!(split_envelope(&[1 << 3, 1]), None);
+        assert_eq!(split_envelope(&[1 << 3 | 2, 5, 0]), None);
     }
 
     #[test]

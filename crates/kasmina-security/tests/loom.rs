@@ -1,6 +1,6 @@
 //! Loom model checks of [`NonceLedger`]: every interleaving (up to the preemption bound) of a few
-//! threads sharing one ledger, with `src/sync.rs` swapping in loom's atomics and mutex and a loom
-//! model of the `DashMap` (see `ExpiryMap` there).
+//! threads sharing one ledger, with `src/sync.rs` swapping in loom's mutex (over all the ledger's
+//! state) and atomic (its lock-free copy of the entry count).
 //!
 //! ```text
 //! CARGO_TARGET_DIR=target/loom RUSTFLAGS="--cfg loom" cargo test -p kasmina-security --test loom --release

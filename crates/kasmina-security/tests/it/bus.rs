@@ -53,3 +53,26 @@ fn unsigned_forged_undecodable_and_foreign_entries_are_refused_before_the_nonce(
     // None of these registered the nonce: the genuine entry is still accepted.
     assert!(f.verifier.verify_bus_entry(&envelope, &signature).is_ok());
 }
+
+/// An envelope without attributes is read in place (no copy of the payload); one of another type
+/// is still refused with prost's name for it.
+#[test]
+fn an_entry_without_attributes_is_verified_the_same() {
+    let f = Fixture::default_key();
+    let bare = |message_type: BusMessageType, payload: Vec<u8>| {
+        let mut envelope = BusEnvelope { payload, ..Default::default() };
+        envelope.set_message_type(message_type);
+        let bytes = envelope.encode_to_vec();
+        let signature = sign(SECRET.as_bytes(), &bytes);
+        (bytes, signature)
+    };
+    let (envelope, signature) = bare(BusMessageType::AdaptationCommand, command("bus-3").encode_to_vec());
+    let verified = f.verifier.verify_bus_entry(&envelope, &signature).unwrap();
+    assert_eq!((verified.command(), verified.form()), (&command("bus-3"), CommandForm::Bus));
+    assert!(matches!(f.verifier.verify_bus_entry(&envelope, &signature).unwrap_err(), Rejection::NonceReplayed { .. }));
+    let (state, state_sig) = bare(BusMessageType::SystemState, command("bus-4").encode_to_vec());
+    let err = f.verifier.verify_bus_entry(&state, &state_sig).unwrap_err();
+    assert!(matches!(&err, Rejection::MalformedCommand { detail } if detail.contains("SYSTEM_STATE")), "{err:?}");
+    let (empty, empty_sig) = bare(BusMessageType::AdaptationCommand, Vec::new());
+    assert_eq!(f.verifier.verify_bus_entry(&empty, &empty_sig).unwrap_err(), Rejection::MissingCommandId);
+}

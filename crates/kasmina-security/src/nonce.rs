@@ -1,0 +1,156 @@
+//! [`NonceKey`]: a nonce as the ledger stores it, inline when short (no allocation per command),
+//! with its hash computed once.
+
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::sync::Arc;
+
+/// Longest nonce stored inline, in bytes: a UUID (36 characters, the ids Esper's peers send) with
+/// room to spare.
+pub(crate) const INLINE_LEN: usize = 46;
+
+/// A nonce (command id) as the ledger's map and expiry queue hold it: up to [`INLINE_LEN`] bytes
+/// inline, so registering one allocates nothing and copying it is a `memcpy`; a longer one in a
+/// shared `Arc<str>`.
+///
+/// It carries its hash: SipHash of its bytes under the ledger's random keys ([`NonceHasher`]),
+/// computed once when the key is made. The ledger's map only passes it through
+/// ([`PrehashedMap`]), so evicting an entry with the key kept in the expiry queue hashes nothing,
+/// and the map stays as resistant to chosen collisions as with std's default hasher. Keys are
+/// equal when their bytes are (their hashes are then equal too, under one [`NonceHasher`]).
+#[derive(Clone)]
+pub(crate) struct NonceKey {
+    hash: u64,
+    text: Text,
+}
+
+#[derive(Clone)]
+enum Text {
+    /// `bytes[..len]` is the nonce.
+    Inline { len: u8, bytes: [u8; INLINE_LEN] },
+    /// A nonce longer than [`INLINE_LEN`].
+    Shared(Arc<str>),
+}
+
+/// Hashes nonces for one ledger: std's SipHash under random keys of its own.
+#[derive(Debug, Default)]
+pub(crate) struct NonceHasher(RandomState);
+
+impl NonceHasher {
+    /// The key of `nonce`.
+    pub(crate) fn key(&self, nonce: &str) -> NonceKey {
+        let src = nonce.as_bytes();
+        let text = match u8::try_from(src.len()) {
+            Ok(len) if src.len() <= INLINE_LEN => {
+                let mut bytes = [0u8; INLINE_LEN];
+                bytes[..src.len()].copy_from_slice(src);
+                Text::Inline { len, bytes }
+            }
+            _ => Text::Shared(Arc::from(nonce)),
+        };
+        let mut hasher = self.0.build_hasher();
+        hasher.write(src);
+        NonceKey { hash: hasher.finish(), text }
+    }
+}
+
+impl NonceKey {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match &self.text {
+            Text::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Text::Shared(nonce) => nonce.as_bytes(),
+        }
+    }
+
+    /// The nonce as text. Always valid UTF-8 (every key is made from a `&str`), so no byte is
+    /// ever replaced.
+    pub(crate) fn to_text(&self) -> String {
+        String::from_utf8_lossy(self.as_bytes()).into_owned()
+    }
+}
+
+impl Hash for NonceKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialEq for NonceKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for NonceKey {}
+
+impl fmt::Debug for NonceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.to_text(), f)
+    }
+}
+
+/// A map keyed by [`NonceKey`]s, which hash themselves.
+pub(crate) type PrehashedMap<V> = std::collections::HashMap<NonceKey, V, BuildHasherDefault<PassThrough>>;
+
+/// The hasher of [`PrehashedMap`]: the key's own hash, as it is.
+#[derive(Debug, Default)]
+pub(crate) struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+
+    /// Not used by [`NonceKey`] (it writes one `u64`); folds the bytes in, should anything else
+    /// ever be hashed with it.
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_nonces_are_inline_long_ones_shared_and_equal_bytes_make_equal_keys() {
+        let hasher = NonceHasher::default();
+        let uuid = "00000000-0000-4000-8000-000000000001";
+        let long = "x".repeat(INLINE_LEN + 1);
+        for (nonce, inline) in [("", true), (uuid, true), (&"y".repeat(INLINE_LEN), true), (&long, false)] {
+            let key = hasher.key(nonce);
+            assert_eq!(matches!(key.text, Text::Inline { .. }), inline, "{nonce}");
+            assert_eq!(key.as_bytes(), nonce.as_bytes());
+            assert_eq!(key.to_text(), nonce);
+            assert_eq!(key, hasher.key(nonce));
+            assert_eq!(key.hash, hasher.key(nonce).hash);
+        }
+        assert_ne!(hasher.key("a"), hasher.key("b"));
+        assert_ne!(hasher.key(&long[1..]), hasher.key(&long));
+    }
+
+    #[test]
+    fn keys_with_one_hash_stay_apart_in_the_map() {
+        // Forced collisions: the map must fall back on comparing the bytes.
+        let hasher = NonceHasher::default();
+        let collide = |nonce: &str| NonceKey { hash: 7, ..hasher.key(nonce) };
+        let mut map = PrehashedMap::default();
+        let long = "z".repeat(100);
+        for (i, nonce) in ["a", "b", long.as_str()].into_iter().enumerate() {
+            assert_eq!(map.insert(collide(nonce), i), None);
+        }
+        assert_eq!(
+            (map.get(&collide("a")), map.get(&collide("b")), map.get(&collide(&long))),
+            (Some(&0), Some(&1), Some(&2))
+        );
+        assert_eq!(map.remove(&collide("b")), Some(1));
+        assert_eq!((map.get(&collide("a")), map.get(&collide("b"))), (Some(&0), None));
+    }
+}
