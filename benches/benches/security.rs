@@ -86,6 +86,25 @@ fn security(c: &mut Criterion) {
         });
     }
 
+    // The same wire bytes verified on the command's borrowed view (nothing decoded into owned
+    // types, nothing allocated on accept): issue 20's accept figure.
+    {
+        let keys = KeyRing::with_key("default", SECRET).expect("valid key");
+        let (verifier, mock) = verifier(&keys);
+        let mut counter = 0;
+        c.bench_function("verify_envelope_view_accept", |b| {
+            b.iter_batched_ref(
+                || sign_command(&command(&mut counter), "default", &keys).expect("known key").encode_to_vec(),
+                |bytes| {
+                    mock.increment(TTL);
+                    let verified = verifier.verify_envelope_view(bytes).expect("fresh command is accepted");
+                    black_box(verified.command_id().len())
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+
     {
         let keys = KeyRing::with_key("default", SECRET).expect("valid key");
         let key = SigningKey::new(SECRET).expect("valid key");

@@ -2,7 +2,7 @@
 //! rotation for the commands Kasmina receives (decisions D8, D11).
 //!
 //! Layer L1 (domain crate): it depends only on the L0 crates `leyline` and `kasmina-clock` and on
-//! small external crates (`sha2`, `zeroize`, `base64`, `subtle`, `parking_lot`, `quanta`), never on
+//! small external crates (`sha2`, `zeroize`, `base64`, `subtle`, `parking_lot`, `quanta`, `foldhash`), never on
 //! another Kasmina domain crate.
 //! It returns typed values; the runtime turns a [`Rejection`] into a `command_rejected` event.
 //!
@@ -17,6 +17,8 @@
 //!   [`Rejection`] whose [`reason`](Rejection::reason) is one of the D8 strings. A
 //!   [`VerifiedCommand`] names the key that matched and its form as the wire enum
 //!   [`leyline::CommandForm`] (`ENVELOPE` or `LEGACY`).
+//!   [`CommandVerifier::verify_envelope_view`] runs the same checks on the command's borrowed
+//!   view and returns a [`Verified`] without allocating (the envelope form's accept path).
 //! - [`KeyRing`] / [`SigningKey`]: keys by id, loaded from `ESPER_LEYLINE_SECRET` (id `default`),
 //!   `ESPER_LEYLINE_KEYS="id1:secret1,id2:secret2"` or a key file of `id=secret` lines; keys can be
 //!   added and removed at run time for rotation. Secrets are at least [`MIN_SECRET_LEN`] (16)
@@ -81,4 +83,4 @@ pub use keys::{
 pub use ledger::{LiveNonce, NonceLedger, Registration, Restored};
 pub use printable::{is_bidi_control, printable};
 pub use rejection::{Rejection, UnavailableCause};
-pub use verifier::{CommandVerifier, ENVELOPE_OVERHEAD_BYTES, VerifiedCommand, VerifierConfig};
+pub use verifier::{CommandVerifier, ENVELOPE_OVERHEAD_BYTES, Verified, VerifiedCommand, VerifierConfig};

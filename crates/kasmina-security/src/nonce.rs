@@ -1,7 +1,6 @@
 //! [`NonceKey`]: a nonce as the ledger stores it, inline when short (no allocation per command),
 //! with its hash computed once.
 
-use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
@@ -33,9 +32,11 @@ enum Text {
     Shared(Arc<str>),
 }
 
-/// Hashes nonces for one ledger: std's SipHash under random keys of its own.
+/// Hashes nonces for one ledger: foldhash under a random seed of its own. Not SipHash: a nonce
+/// reaches the ledger only after its command's signature checked, so whoever could choose
+/// colliding nonces holds a signing key already (decisions D25).
 #[derive(Debug, Default)]
-pub(crate) struct NonceHasher(RandomState);
+pub(crate) struct NonceHasher(foldhash::fast::RandomState);
 
 impl NonceHasher {
     /// The key of `nonce`.

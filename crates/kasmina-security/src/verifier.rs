@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use kasmina_clock::{SystemWallClock, WallClock};
 use leyline::prost::bytes::Buf;
+use leyline::view::{AdaptationCommandView, View, ViewError};
 use leyline::{AdaptationCommand, CommandForm, Message, SignedCommand};
 
 use crate::error::{Error, Result};
@@ -119,6 +120,58 @@ impl VerifiedCommand {
     }
 }
 
+/// A command that passed every check, as [`CommandVerifier::verify_envelope_view`] returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verified<'a> {
+    /// The envelope form: the command's borrowed view of the received bytes (nothing was
+    /// decoded into owned strings or maps, nothing allocated).
+    View {
+        /// The command, checked.
+        command: AdaptationCommandView<'a>,
+        /// The key ring's copy of the id of the key whose signature matched.
+        key_id: Arc<str>,
+    },
+    /// The legacy form (its signature sits inside the command, which is decoded without it) or
+    /// a command only prost's merging decodes: owned.
+    Owned(VerifiedCommand),
+}
+
+impl Verified<'_> {
+    /// The command's id (its nonce).
+    pub fn command_id(&self) -> &str {
+        match self {
+            Self::View { command, .. } => command.command_id,
+            Self::Owned(v) => v.command_id(),
+        }
+    }
+
+    /// The id of the key whose signature matched.
+    pub fn key_id(&self) -> &str {
+        match self {
+            Self::View { key_id, .. } => key_id,
+            Self::Owned(v) => v.key_id(),
+        }
+    }
+
+    /// The form the command came in.
+    pub fn form(&self) -> CommandForm {
+        match self {
+            Self::View { .. } => CommandForm::Envelope,
+            Self::Owned(v) => v.form(),
+        }
+    }
+
+    /// The owned [`VerifiedCommand`] (decodes the view's strings and maps).
+    pub fn into_owned(self) -> VerifiedCommand {
+        match self {
+            Self::View { command, key_id } => {
+                VerifiedCommand { command: command.to_message(), key_id, form: CommandForm::Envelope }
+            }
+            Self::Owned(v) => v,
+        }
+    }
+}
+
 /// Verifies signed commands: size, signature, decoding, required fields, freshness and replay.
 ///
 /// Checks run in the order of decision D8 and stop at the first failure:
@@ -226,6 +279,50 @@ impl CommandVerifier {
                 self.verify_signed(&signed)
             }
         }
+    }
+
+    /// [`verify_envelope_bytes`](Self::verify_envelope_bytes) without decoding into owned types:
+    /// the envelope's fields are read in place, the signature checked over the received command
+    /// bytes, and the command checked and read as a borrowed view
+    /// ([`leyline::view::AdaptationCommandView`]) for the freshness and nonce checks. On the
+    /// accept path of the envelope form nothing is allocated and nothing re-encoded
+    /// ([`Verified::View`]; [`Verified::into_owned`] decodes when the owned command is needed).
+    /// The legacy form, and a command whose bytes only protobuf's merging decodes (a singular
+    /// message field twice), take the owned path ([`Verified::Owned`]). Same checks, same order,
+    /// same rejections as `verify_envelope_bytes`.
+    ///
+    /// # Errors
+    /// As [`verify_envelope_bytes`](Self::verify_envelope_bytes).
+    pub fn verify_envelope_view<'a>(&self, bytes: &'a [u8]) -> Result<Verified<'a>, Rejection> {
+        let authenticated = self.keys.with_keys(|keys| {
+            check_available(keys)?;
+            self.check_size(bytes.len(), self.config.max_command_bytes.saturating_add(ENVELOPE_OVERHEAD_BYTES))?;
+            split_envelope(bytes)
+                .map(|fields| self.authenticate_envelope(keys, fields.command, fields.signature, fields.key_id))
+                .transpose()
+        })?;
+        let Some(authenticated) = authenticated else {
+            // Not a well-formed envelope: the owned path names the error.
+            return self.verify_envelope_bytes(bytes).map(Verified::Owned);
+        };
+        if authenticated.form != CommandForm::Envelope || !authenticated.after.is_empty() {
+            return self.decode_and_admit(authenticated).map(Verified::Owned);
+        }
+        let command = match AdaptationCommandView::parse(authenticated.before) {
+            Ok(view) => view,
+            Err(ViewError::RepeatedSingular { .. } | ViewError::InvalidKey { .. }) => {
+                return self.decode_and_admit(authenticated).map(Verified::Owned);
+            }
+            // prost refuses these bytes too; its message names the error as the owned path does.
+            Err(e) => {
+                return Err(decode(authenticated.before)
+                    .err()
+                    .unwrap_or(Rejection::MalformedCommand { detail: e.to_string() }));
+            }
+        };
+        let issued_at = command.issued_at.map(leyline::wkt::Timestamp::from);
+        self.admit_fields(command.command_id, issued_at.as_ref())?;
+        Ok(Verified::View { command, key_id: authenticated.key_id })
     }
 
     /// Verifies a legacy command as received: the signature is `annotations["signature"]`, checked

@@ -92,6 +92,26 @@ proptest! {
     }
 
     #[test]
+    fn the_borrowed_view_path_accepts_and_refuses_as_the_owned_path(
+        cmd in valid_command(), at in any::<Index>(), flip in 0..=255u8, cut in any::<Index>(),
+    ) {
+        // Two verifiers with the same keys and clocks: one takes the bytes path, one the view path.
+        let (owned, view) = (Fixture::default_key(), Fixture::default_key());
+        let mut bytes = sign_command(&cmd, "default", &owned.keys).unwrap().encode_to_vec();
+        let i = at.index(bytes.len());
+        bytes[i] ^= flip;
+        bytes.truncate(cut.index(bytes.len() + 1).max(i));
+        let a = owned.verifier.verify_envelope_bytes(&bytes);
+        let b = view.verifier.verify_envelope_view(&bytes).map(kasmina_security::Verified::into_owned);
+        match (&a, &b) {
+            (Ok(x), Ok(y)) => prop_assert_eq!(x, y),
+            (Err(x), Err(y)) => prop_assert_eq!(x.reason(), y.reason()),
+            _ => prop_assert!(false, "bytes path {:?}, view path {:?}", a, b),
+        }
+        prop_assert_eq!(owned.verifier.ledger().len(), view.verifier.ledger().len());
+    }
+
+    #[test]
     fn accepted_legacy_commands_round_trip(cmd in valid_command()) {
         let fixture = Fixture::default_key();
         let mut legacy = cmd.clone();
