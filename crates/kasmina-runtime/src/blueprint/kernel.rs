@@ -453,8 +453,15 @@ impl SeedKernel {
 
     fn delta_with(&self, x: &Tensor, frozen: bool) -> candle_core::Result<Tensor> {
         self.check_input(x)?;
-        let p =
-            |name: &str| self.var(name).map(|v| if frozen { v.as_tensor().detach() } else { v.as_tensor().clone() });
+        // Mixed precision: the parameters stay f32 (the master weights the seed's AdamW steps);
+        // on a host of another float dtype (bf16, f16) they enter the graph cast to it, and the
+        // cast's backward hands f32 gradients back to the master weights.
+        let dtype = x.dtype();
+        let p = |name: &str| {
+            let t = self.var(name)?.as_tensor();
+            let t = if frozen { t.detach() } else { t.clone() };
+            if t.dtype() == dtype || !dtype.is_float() { Ok(t) } else { t.to_dtype(dtype) }
+        };
         let delta = match self.kind {
             KernelKind::Identity => x.zeros_like()?,
             KernelKind::ResidualMlp => dense::residual_mlp(x, &p)?,

@@ -42,12 +42,18 @@ pub struct Host {
     pub varmap: VarMap,
     pub l1: Linear,
     pub l2: Linear,
+    /// The host's dtype (its weights and activations; inputs are cast to it).
+    pub dtype: DType,
 }
 
 impl Host {
     pub fn new(device: &Device) -> Self {
+        Self::with_dtype(device, DType::F32)
+    }
+
+    pub fn with_dtype(device: &Device, dtype: DType) -> Self {
         let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let vb = VarBuilder::from_varmap(&varmap, dtype, device);
         let l1 = linear(8, WIDTH, vb.pp("l1")).unwrap();
         let l2 = linear(WIDTH, 2, vb.pp("l2")).unwrap();
         // Deterministic initialisation (candle's CPU RNG is not seeded).
@@ -62,13 +68,13 @@ impl Host {
             let t = if shape.1 > 8 { Tensor::cat(&[&t, &t], 1).unwrap() } else { t };
             let t = (t * 0.3).unwrap();
             let t = if shape.1 == 1 { t.squeeze(1).unwrap() } else { t };
-            varmap.set_one(name, t).unwrap();
+            varmap.set_one(name, t.to_dtype(dtype).unwrap()).unwrap();
         }
-        Self { varmap, l1, l2 }
+        Self { varmap, l1, l2, dtype }
     }
 
     pub fn forward(&self, x: &Tensor, slot: Option<&SeedSlot>) -> Tensor {
-        let h = self.l1.forward(x).unwrap();
+        let h = self.l1.forward(&x.to_dtype(self.dtype).unwrap()).unwrap();
         let h = match slot {
             Some(s) => s.forward(&h).unwrap(),
             None => h,
@@ -137,9 +143,23 @@ impl Rig {
         Self::build(config, None, Some(telemetry))
     }
 
+    /// A rig whose host runs in `dtype` (mixed precision: the seeds keep f32 master weights).
+    pub fn with_dtype(config: KasminaConfig, dtype: DType) -> Self {
+        Self::build_in(config, None, None, dtype)
+    }
+
     fn build(config: KasminaConfig, blueprints: Option<RuntimeFactory>, telemetry: Option<Telemetry>) -> Self {
+        Self::build_in(config, blueprints, telemetry, DType::F32)
+    }
+
+    fn build_in(
+        config: KasminaConfig,
+        blueprints: Option<RuntimeFactory>,
+        telemetry: Option<Telemetry>,
+        dtype: DType,
+    ) -> Self {
         let device = Device::Cpu;
-        let host = Host::new(&device);
+        let host = Host::with_dtype(&device, dtype);
         let opt = candle_nn::SGD::new(host.varmap.all_vars(), 0.1).unwrap();
         let sink = MemorySink::new();
         let telemetry = telemetry.unwrap_or_else(|| Telemetry::new(sink.clone(), TelemetryConfig::default()).unwrap());
@@ -188,7 +208,7 @@ impl Rig {
         let loss = cross_entropy(&logits, y).unwrap();
         let grads = loss.backward().unwrap();
         self.opt.step(&grads).unwrap();
-        let value = loss.to_scalar::<f32>().unwrap();
+        let value = loss.to_dtype(DType::F32).unwrap().to_scalar::<f32>().unwrap();
         self.losses.push(value);
         let mut report = StepReport::new(value);
         for name in self.kasmina.shadow_slots() {
@@ -204,7 +224,8 @@ impl Rig {
     /// Validation loss and accuracy.
     pub fn validate(&self) -> (f32, f32) {
         let logits = self.host.forward(&self.val.0, Some(&self.slot));
-        let loss = cross_entropy(&logits, &self.val.1).unwrap().to_scalar::<f32>().unwrap();
+        let loss =
+            cross_entropy(&logits, &self.val.1).unwrap().to_dtype(DType::F32).unwrap().to_scalar::<f32>().unwrap();
         (loss, accuracy(&logits, &self.val.1))
     }
 
@@ -214,7 +235,7 @@ impl Rig {
             .map(|i| {
                 let x = self.val.0.narrow(0, i * 32, 32)?;
                 let y = self.val.1.narrow(0, i * 32, 32)?;
-                cross_entropy(&self.host.forward(&x, Some(&self.slot)), &y)?.to_scalar::<f32>()
+                cross_entropy(&self.host.forward(&x, Some(&self.slot)), &y)?.to_dtype(DType::F32)?.to_scalar::<f32>()
             })
             .collect()
     }
@@ -297,7 +318,9 @@ impl Rig {
     pub fn host_weights(&self) -> Vec<Vec<f32>> {
         let mut vars = self.host.named_vars();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
-        vars.iter().map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect()
+        vars.iter()
+            .map(|(_, v)| v.as_tensor().to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            .collect()
     }
 
     pub fn event_names(&self) -> Vec<String> {

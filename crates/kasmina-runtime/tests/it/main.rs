@@ -12,6 +12,7 @@ mod happy;
 mod harness;
 mod kd;
 mod layouts;
+mod mixed;
 mod receipts;
 mod replay_receipt;
 mod runbook;
