@@ -263,15 +263,8 @@ impl CommandVerifier {
     /// `max_command_bytes +` [`ENVELOPE_OVERHEAD_BYTES`], `malformed_command` when the envelope
     /// itself does not decode.
     pub fn verify_envelope_bytes(&self, bytes: &[u8]) -> Result<VerifiedCommand, Rejection> {
-        let authenticated = self.keys.with_keys(|keys| {
-            check_available(keys)?;
-            self.check_size(bytes.len(), self.config.max_command_bytes.saturating_add(ENVELOPE_OVERHEAD_BYTES))?;
-            // `None`: not a well-formed envelope; prost decodes it below and names the error.
-            split_envelope(bytes)
-                .map(|fields| self.authenticate_envelope(keys, fields.command, fields.signature, fields.key_id))
-                .transpose()
-        })?;
-        match authenticated {
+        // `None`: not a well-formed envelope; prost decodes it below and names the error.
+        match self.authenticate_wire(bytes)? {
             Some(authenticated) => self.decode_and_admit(authenticated),
             None => {
                 let signed = SignedCommand::decode(bytes)
@@ -294,14 +287,7 @@ impl CommandVerifier {
     /// # Errors
     /// As [`verify_envelope_bytes`](Self::verify_envelope_bytes).
     pub fn verify_envelope_view<'a>(&self, bytes: &'a [u8]) -> Result<Verified<'a>, Rejection> {
-        let authenticated = self.keys.with_keys(|keys| {
-            check_available(keys)?;
-            self.check_size(bytes.len(), self.config.max_command_bytes.saturating_add(ENVELOPE_OVERHEAD_BYTES))?;
-            split_envelope(bytes)
-                .map(|fields| self.authenticate_envelope(keys, fields.command, fields.signature, fields.key_id))
-                .transpose()
-        })?;
-        let Some(authenticated) = authenticated else {
+        let Some(authenticated) = self.authenticate_wire(bytes)? else {
             // Not a well-formed envelope: the owned path names the error.
             return self.verify_envelope_bytes(bytes).map(Verified::Owned);
         };
@@ -386,6 +372,18 @@ impl CommandVerifier {
         }
         let command = decode(bus.payload.as_slice())?;
         self.admit(command, key_id, CommandForm::Bus)
+    }
+
+    /// D8's checks up to the signature on an encoded envelope read in place (one read lock on
+    /// the key ring); `None` when `bytes` is not a well-formed envelope.
+    fn authenticate_wire<'a>(&self, bytes: &'a [u8]) -> Result<Option<Authenticated<'a>>, Rejection> {
+        self.keys.with_keys(|keys| {
+            check_available(keys)?;
+            self.check_size(bytes.len(), self.config.max_command_bytes.saturating_add(ENVELOPE_OVERHEAD_BYTES))?;
+            split_envelope(bytes)
+                .map(|fields| self.authenticate_envelope(keys, fields.command, fields.signature, fields.key_id))
+                .transpose()
+        })
     }
 
     /// D8's checks from the size to the signature of an envelope's fields (the ring is known not

@@ -328,29 +328,22 @@ pub fn packed<T: Copy>(w: &mut RevWriter, key: u32, items: &[T], item: impl Fn(&
 }
 
 /// `google.protobuf.Timestamp` and `Duration` (seconds = 1, nanos = 2).
-impl FastEncode for pbjson_types::Timestamp {
-    #[inline]
-    fn encode_rev(&self, w: &mut RevWriter, _peer: bool) {
-        if self.nanos != 0 {
-            w.varint(0x10, self.nanos as i64 as u64);
+macro_rules! seconds_nanos {
+    ($($t:ty),*) => {$(
+        impl FastEncode for $t {
+            #[inline]
+            fn encode_rev(&self, w: &mut RevWriter, _peer: bool) {
+                if self.nanos != 0 {
+                    w.varint(0x10, self.nanos as i64 as u64);
+                }
+                if self.seconds != 0 {
+                    w.varint(0x08, self.seconds as u64);
+                }
+            }
         }
-        if self.seconds != 0 {
-            w.varint(0x08, self.seconds as u64);
-        }
-    }
+    )*};
 }
-
-impl FastEncode for pbjson_types::Duration {
-    #[inline]
-    fn encode_rev(&self, w: &mut RevWriter, _peer: bool) {
-        if self.nanos != 0 {
-            w.varint(0x10, self.nanos as i64 as u64);
-        }
-        if self.seconds != 0 {
-            w.varint(0x08, self.seconds as u64);
-        }
-    }
-}
+seconds_nanos!(pbjson_types::Timestamp, pbjson_types::Duration);
 
 #[cfg(test)]
 mod tests {
