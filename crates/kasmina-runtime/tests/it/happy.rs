@@ -18,21 +18,7 @@ fn signed_germinate_goes_all_the_way_to_fossilized_and_beats_the_host_alone() {
     assert_eq!(receipt.reason, "ok");
     assert_eq!(receipt.seed_id, "seed-1");
 
-    let mut seen = vec![rig.stage()];
-    let mut fossilized = Vec::new();
-    for _ in 0..400 {
-        let out = rig.step();
-        fossilized.extend(out.fossilized);
-        if rig.step.is_multiple_of(10) {
-            fossilized.extend(rig.epoch().fossilized);
-        }
-        if seen.last() != Some(&rig.stage()) {
-            seen.push(rig.stage());
-        }
-        if rig.stage() == Stage::SeedStageFossilized {
-            break;
-        }
-    }
+    let (seen, fossilized) = rig.grow_to_fossilized(400);
     let expected = [
         Stage::SeedStageTraining,
         Stage::SeedStageBlending,

@@ -295,6 +295,28 @@ impl Rig {
         ticket.try_receipt().expect("applied at the safe point")
     }
 
+    /// Trains (an epoch every 10 steps) until the seed is FOSSILIZED or `max` steps passed;
+    /// returns the stages it went through and the seeds handed to the host.
+    pub fn grow_to_fossilized(
+        &mut self,
+        max: usize,
+    ) -> (Vec<leyline::SeedLifecycleStage>, Vec<kasmina_runtime::FossilizedSeed>) {
+        let (mut seen, mut fossilized) = (vec![self.stage()], Vec::new());
+        for _ in 0..max {
+            fossilized.extend(self.step().fossilized);
+            if self.step.is_multiple_of(10) {
+                fossilized.extend(self.epoch().fossilized);
+            }
+            if seen.last() != Some(&self.stage()) {
+                seen.push(self.stage());
+            }
+            if self.stage() == leyline::SeedLifecycleStage::SeedStageFossilized {
+                break;
+            }
+        }
+        (seen, fossilized)
+    }
+
     pub fn stage(&self) -> leyline::SeedLifecycleStage {
         self.slot.stage()
     }

@@ -17,19 +17,7 @@ fn a_bf16_host_grows_a_seed_with_f32_master_weights_all_the_way_to_fossilized() 
     let h = candle_core::Module::forward(&rig.host.l1, &x).unwrap();
     assert_eq!(rig.slot.forward(&h).unwrap().dtype(), DType::BF16);
 
-    let (mut seen, mut fossilized) = (vec![rig.stage()], Vec::new());
-    for _ in 0..400 {
-        fossilized.extend(rig.step().fossilized);
-        if rig.step.is_multiple_of(10) {
-            fossilized.extend(rig.epoch().fossilized);
-        }
-        if seen.last() != Some(&rig.stage()) {
-            seen.push(rig.stage());
-        }
-        if rig.stage() == Stage::SeedStageFossilized {
-            break;
-        }
-    }
+    let (seen, fossilized) = rig.grow_to_fossilized(400);
     let summary = &rig.kasmina.seed_summaries()[0];
     assert_eq!(rig.stage(), Stage::SeedStageFossilized, "path {seen:?}; gates {:?}", summary.gates);
     assert!(summary.isolation_checks > 0);

@@ -68,14 +68,32 @@ fn verify(verifier: &CommandVerifier, vector: &Vector) -> Result<VerifiedCommand
     }
 }
 
-/// Verifies the same input as the wire delivers it: an encoded envelope (legacy: with an empty
-/// signature, so the legacy command travels in `command`).
-fn verify_encoded(verifier: &CommandVerifier, vector: &Vector) -> Result<VerifiedCommand, Rejection> {
+/// The vector as the wire delivers it: an encoded envelope (legacy: with an empty signature, so
+/// the legacy command travels in `command`).
+fn wire_bytes(vector: &Vector) -> Vec<u8> {
     let (signature, key_id) = match vector.form.as_str() {
         "envelope" => (vector.signature.clone(), vector.key_id.clone()),
         _ => (String::new(), String::new()),
     };
-    verifier.verify_envelope_bytes(&SignedCommand { command: vector.bytes.clone(), signature, key_id }.encode_to_vec())
+    SignedCommand { command: vector.bytes.clone(), signature, key_id }.encode_to_vec()
+}
+
+/// Runs `run` on every vector with a verifier at the vector's time: a fresh one per vector,
+/// except the replay pair, which shares one (so its second command is a replay).
+fn each_vector(run: impl Fn(&CommandVerifier, &Vector)) {
+    let (secret, vectors) = load();
+    let (replay_verifier, replay_wall) = verifier(&secret);
+    for vector in &vectors {
+        let fresh;
+        let (verifier, wall) = if vector.name.starts_with("replay_") {
+            (&replay_verifier, &replay_wall)
+        } else {
+            fresh = verifier(&secret);
+            (&fresh.0, &fresh.1)
+        };
+        wall.set_unix(vector.verify_at);
+        run(verifier, vector);
+    }
 }
 
 fn check(vector: &Vector, outcome: Result<VerifiedCommand, Rejection>) {
@@ -115,52 +133,22 @@ fn every_vector_gives_its_expected_outcome() {
 
 #[test]
 fn every_vector_gives_its_expected_outcome_from_encoded_envelope_bytes() {
-    let (secret, vectors) = load();
-    let (replay_verifier, replay_wall) = verifier(&secret);
-    for vector in &vectors {
-        let fresh;
-        let (verifier, wall) = if vector.name.starts_with("replay_") {
-            (&replay_verifier, &replay_wall)
-        } else {
-            fresh = verifier(&secret);
-            (&fresh.0, &fresh.1)
-        };
-        wall.set_unix(vector.verify_at);
-        check(vector, verify_encoded(verifier, vector));
-    }
+    each_vector(|verifier, vector| check(vector, verifier.verify_envelope_bytes(&wire_bytes(vector))));
 }
 
 #[test]
 fn every_vector_gives_its_expected_outcome_through_the_borrowed_view() {
-    let (secret, vectors) = load();
-    let (replay_verifier, replay_wall) = verifier(&secret);
-    for vector in &vectors {
-        let fresh;
-        let (verifier, wall) = if vector.name.starts_with("replay_") {
-            (&replay_verifier, &replay_wall)
-        } else {
-            fresh = verifier(&secret);
-            (&fresh.0, &fresh.1)
-        };
-        wall.set_unix(vector.verify_at);
-        let (signature, key_id) = match vector.form.as_str() {
-            "envelope" => (vector.signature.clone(), vector.key_id.clone()),
-            _ => (String::new(), String::new()),
-        };
-        let bytes = SignedCommand { command: vector.bytes.clone(), signature, key_id }.encode_to_vec();
+    each_vector(|verifier, vector| {
+        let bytes = wire_bytes(vector);
         let outcome = verifier.verify_envelope_view(&bytes);
         if let Ok(verified) = &outcome {
             // The envelope form is verified on the view, the legacy form on the owned path.
             assert_eq!(matches!(verified, Verified::View { .. }), vector.form == "envelope", "{}", vector.name);
-            assert_eq!(
-                verified.command_id(),
-                vector.fields["command_id"].as_str().unwrap_or_default(),
-                "{}",
-                vector.name
-            );
+            let id = vector.fields["command_id"].as_str().unwrap_or_default();
+            assert_eq!(verified.command_id(), id, "{}", vector.name);
         }
         check(vector, outcome.map(Verified::into_owned));
-    }
+    });
 }
 
 #[test]
@@ -199,6 +187,6 @@ fn without_a_key_every_vector_is_verifier_unavailable() {
     for vector in &vectors {
         let rejection = verify(&verifier, vector).unwrap_err();
         assert_eq!(rejection.reason(), "verifier_unavailable", "{}", vector.name);
-        assert_eq!(verify_encoded(&verifier, vector).unwrap_err().reason(), "verifier_unavailable");
+        assert_eq!(verifier.verify_envelope_bytes(&wire_bytes(vector)).unwrap_err().reason(), "verifier_unavailable");
     }
 }
