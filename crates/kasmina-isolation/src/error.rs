@@ -54,6 +54,15 @@ pub enum Error {
         /// The value received.
         temperature: f64,
     },
+    /// [`crate::IsolationMonitor::conclude`] got a number of values that is not the number of
+    /// the pending check's scalars.
+    #[error("a pending isolation check has {expected} scalars, got {actual} values")]
+    ReadoutLength {
+        /// The number of scalars ([`crate::PendingCheck::scalars`]).
+        expected: usize,
+        /// The number of values given.
+        actual: usize,
+    },
     /// A FOSSILIZED gradient scale that is not a finite number.
     #[error("grad_scale must be a finite number, got {grad_scale}")]
     InvalidGradScale {

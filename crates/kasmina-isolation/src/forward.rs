@@ -10,7 +10,9 @@
 //! ([`SeedBranch::input`]): an undetached input then reaches the host through the residual path
 //! as well as through the kernel, and the probe sees it.
 
-use candle_core::{Module, Tensor};
+use candle_core::{DType, Module, Tensor};
+
+use crate::fused::Kind;
 
 use crate::error::{CandleContext, Error, Result};
 
@@ -45,7 +47,7 @@ pub fn seed_output<K: Module + ?Sized>(input: &Tensor, kernel: &K) -> Result<Ten
 pub fn straight_through(host: &Tensor, seed: &Tensor) -> Result<Tensor> {
     ensure_same_shape("seed delta", host, seed)?;
     if crate::fused::fusable(host, seed) {
-        return crate::fused::straight_through(host, seed);
+        return crate::fused::apply(crate::fused::Kind::StraightThrough, host, seed);
     }
     let zero_valued = seed.sub(&seed.detach()).op("straight-through")?;
     host.add(&zero_valued).op("straight-through")
@@ -66,7 +68,7 @@ pub fn blend(host: &Tensor, delta: &Tensor, alpha: f64) -> Result<Tensor> {
     // One fused pass where it can (the same bits); at alpha 0 the plain op, whose zero-scaled
     // branch candle prunes from the backward graph (a custom op cannot be pruned).
     if alpha > 0.0 && crate::fused::fusable(host, delta) {
-        return crate::fused::blend(host, delta, alpha);
+        return crate::fused::apply(crate::fused::Kind::Blend(alpha), host, delta);
     }
     host.add(&delta.affine(alpha, 0.0).op("blend")?).op("blend")
 }
@@ -186,6 +188,80 @@ pub fn slot_forward<K: Module + ?Sized>(mode: SlotMode, host: &Tensor, kernel: &
         SlotMode::Transparent => host.clone(),
     };
     Ok(SlotForward { output, seed: Some(SeedBranch { input, delta }) })
+}
+
+/// The result of [`guarded_slot_forward`].
+#[derive(Debug, Clone)]
+pub struct GuardedForward {
+    /// The slot's output. When the seed's delta holds a NaN or an infinity it is `host` itself in
+    /// value (the seed is bypassed on the device), except in [`SlotMode::Fossil`], where a
+    /// fossilized seed is part of the model and its output goes through as it is.
+    pub output: Tensor,
+    /// The seed branch; `None` only for [`SlotMode::Transparent`].
+    pub seed: Option<SeedBranch>,
+    /// `Σd − Σd` as an f32 scalar (shape `()`) on the device: `0.0` when the delta is finite,
+    /// NaN when it holds a NaN or an infinity. Nothing reads it here; the caller reads it at a
+    /// safe point, together with whatever else it reads there. `None` only for
+    /// [`SlotMode::Transparent`].
+    pub finite_check: Option<Tensor>,
+}
+
+/// [`slot_forward`] with the non-finite guard on the device: no host–device synchronisation.
+///
+/// Same modes, validation, kernel call and gradients as [`slot_forward`] for a finite delta (the
+/// same values, to the bit, on the CPU). For a delta that holds a NaN or an infinity the output is
+/// the host activation in every mode but [`SlotMode::Fossil`], and no gradient reaches the
+/// delta; [`GuardedForward::finite_check`] says which case it was, when read. The guard costs one
+/// reduction over the delta and no device read; the blend, straight-through and residual-add forms
+/// take the gate inside their fused kernel (f32, bf16, f16 on the CPU and on CUDA), other dtypes
+/// and devices select with `where_cond`.
+pub fn guarded_slot_forward<K: Module + ?Sized>(mode: SlotMode, host: &Tensor, kernel: &K) -> Result<GuardedForward> {
+    let mode = match mode {
+        SlotMode::Transparent => return Ok(GuardedForward { output: host.clone(), seed: None, finite_check: None }),
+        SlotMode::Blend { alpha } => SlotMode::Blend { alpha: clamp_alpha(alpha)? },
+        SlotMode::BlendOut { alpha } => SlotMode::BlendOut { alpha: clamp_alpha(alpha)? },
+        SlotMode::Fossil { grad_scale } => SlotMode::Fossil { grad_scale: clamp_grad_scale(grad_scale)? },
+        m @ (SlotMode::StraightThrough | SlotMode::Full) => m,
+    };
+    let input = match mode {
+        SlotMode::Fossil { grad_scale } => fossil_input(host, grad_scale)?,
+        _ => seed_input(host),
+    };
+    let delta = seed_delta(host, &input, kernel)?;
+    let check = finite_check(&delta)?;
+    let output = match mode {
+        SlotMode::Fossil { .. } => host.add(&delta).op("residual add")?,
+        SlotMode::StraightThrough => gated(Kind::StraightThrough, host, &delta, &check)?,
+        SlotMode::Blend { alpha } => gated(Kind::Blend(alpha), host, &delta, &check)?,
+        SlotMode::BlendOut { alpha } => gated(Kind::Blend(alpha), host, &delta.detach(), &check)?,
+        SlotMode::Full => gated(Kind::Add, host, &delta, &check)?,
+        SlotMode::Transparent => host.clone(),
+    };
+    Ok(GuardedForward { output, seed: Some(SeedBranch { input, delta }), finite_check: Some(check) })
+}
+
+/// `Σd − Σd` in f32: 0 for a finite `d`, NaN otherwise (a NaN survives the sum; an infinity
+/// makes `∞ − ∞`).
+fn finite_check(delta: &Tensor) -> Result<Tensor> {
+    let sum = delta.detach().sum_all().and_then(|s| s.to_dtype(DType::F32)).op("finite check")?;
+    sum.sub(&sum).op("finite check")
+}
+
+/// `kind` applied where the check is 0, `host` elsewhere: fused where it can, else `where_cond`
+/// (and the plain op at alpha 0, as [`blend`]).
+fn gated(kind: Kind, host: &Tensor, delta: &Tensor, check: &Tensor) -> Result<Tensor> {
+    ensure_same_shape("seed delta", host, delta)?;
+    let gate = check.eq(0f64).op("finite gate")?;
+    let fusable = crate::fused::fusable(host, delta) && kind != Kind::Blend(0.0);
+    if fusable {
+        return crate::fused::apply_gated(kind, host, delta, &gate);
+    }
+    let plain = match kind {
+        Kind::Blend(alpha) => blend(host, delta, alpha)?,
+        Kind::StraightThrough => straight_through(host, delta)?,
+        Kind::Add => host.add(delta).op("residual add")?,
+    };
+    gate.broadcast_as(host.shape()).and_then(|g| g.where_cond(&plain, host)).op("finite gate")
 }
 
 /// The FOSSILIZED kernel input `sg(h) + grad_scale * (h - sg(h))` (equal to `h` in value), with

@@ -1,69 +1,125 @@
-//! Fused slot kernels (issue 19, first step): the BLENDING form `h + alpha·d` and the
-//! straight-through form `h + (d − sg(d))`, each one pass over the data instead of two or three
-//! (candle `CustomOp2`s with their backward), for f32, bf16 and f16.
+//! Fused slot kernels (issue 19): the BLENDING form `h + alpha·d`, the straight-through form
+//! `h + (d − sg(d))` and the residual add `h + d`, each one pass over the data instead of two or
+//! three (candle custom ops with their backward), for f32, bf16 and f16, on the CPU and, with the
+//! `cuda` feature, on CUDA devices.
 //!
-//! [`crate::blend`] and [`crate::straight_through`] run them where they can. On the CPU they
-//! compute exactly what the plain candle ops compute — the same operations in the same order with the same roundings
-//! (`h + (alpha·d + 0)`, `h + (d − d)`), so the same bits, tested for every dtype — and their
-//! gradients are the plain ops' gradients: the identity to `h`, `alpha` times (straight-through:
-//! the identity) to `d`. At alpha 0 the callers keep the plain op (candle prunes its zero-scaled
-//! branch from the backward graph, which a custom op cannot express); on another device too,
-//! until the CUDA kernels exist.
+//! Each exists plain ([`CustomOp2`]: `h`, `d`) and **gated** ([`CustomOp3`]: `h`, `d` and a
+//! one-element `u8` gate on the device): the gated form emits `h` itself when the gate is 0, so a
+//! non-finite seed delta is bypassed without the host reading anything back from the device
+//! ([`crate::guarded_slot_forward`]).
+//!
+//! On the CPU they compute exactly what the plain candle ops compute — the same operations in the
+//! same order with the same roundings (`h + (alpha·d + 0)`, `h + (d − d)`, `h + d`), so the same
+//! bits, tested for every dtype — and their gradients are the plain ops' gradients: the identity
+//! to `h`, `alpha` times (straight-through, add: the identity) to `d`, times the gate. The CUDA
+//! kernels (`fused.cu`, compiled to PTX by the build script when the `cuda` feature is on) do the
+//! same operations in `float` with a rounding to the storage type after each, as the CPU does, and
+//! are built with `--fmad=false` so that no multiply-add is contracted. At alpha 0 the callers keep
+//! the plain op (candle prunes its zero-scaled branch from the backward graph, which a custom op
+//! cannot express).
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor, WithDType};
 use half::{bf16, f16};
 
 use crate::error::{CandleContext, Result};
 
-/// `h + alpha·d`.
-#[derive(Debug, Clone, Copy)]
-struct Blend {
-    alpha: f64,
+/// Which element-wise form a fused kernel computes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Kind {
+    /// `h + alpha·d`.
+    Blend(f64),
+    /// `h + (d − sg(d))`.
+    StraightThrough,
+    /// `h + d`.
+    Add,
 }
 
-/// `h + (d − sg(d))`.
-#[derive(Debug, Clone, Copy)]
-struct StraightThrough;
-
-/// The contiguous slice of a storage (the callers make both inputs contiguous).
-fn slice<'a, T>(v: &'a [T], l: &Layout) -> candle_core::Result<&'a [T]> {
-    let (start, end) = l.contiguous_offsets().ok_or_else(|| candle_core::Error::RequiresContiguous { op: "fused" })?;
-    Ok(&v[start..end])
-}
-
-macro_rules! elementwise {
-    ($s1:expr, $l1:expr, $s2:expr, $l2:expr, |$h:ident, $d:ident, $ty:ident| $body:expr) => {
-        match ($s1, $s2) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-                type $ty = f32;
-                let (a, b) = (slice(a, $l1)?, slice(b, $l2)?);
-                CpuStorage::F32(a.iter().zip(b).map(|(&$h, &$d)| $body).collect())
-            }
-            (CpuStorage::BF16(a), CpuStorage::BF16(b)) => {
-                type $ty = bf16;
-                let (a, b) = (slice(a, $l1)?, slice(b, $l2)?);
-                CpuStorage::BF16(a.iter().zip(b).map(|(&$h, &$d)| $body).collect())
-            }
-            (CpuStorage::F16(a), CpuStorage::F16(b)) => {
-                type $ty = f16;
-                let (a, b) = (slice(a, $l1)?, slice(b, $l2)?);
-                CpuStorage::F16(a.iter().zip(b).map(|(&$h, &$d)| $body).collect())
-            }
-            (a, b) => {
-                return Err(candle_core::Error::Msg(format!(
-                    "fused slot kernels take f32, bf16 or f16 of one dtype, got {:?} and {:?}",
-                    a.dtype(),
-                    b.dtype()
-                )));
-            }
+impl Kind {
+    /// The CUDA kernel's name stem (`kasmina_<stem>_<dtype>[_gated]`) and its blend factor.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn cuda(self) -> (&'static str, f64) {
+        match self {
+            Self::Blend(alpha) => ("blend", alpha),
+            Self::StraightThrough => ("straight_through", 0.0),
+            Self::Add => ("add", 0.0),
         }
+    }
+
+    /// One element, in the storage type's own arithmetic (each operation rounded to `T`).
+    #[allow(clippy::eq_op)] // `d - d` is the value: 0, or NaN for a non-finite d, as the plain op's.
+    fn apply<T: WithDType>(self, h: T, d: T) -> T {
+        match self {
+            // As candle's affine: `d·mul + add` with both constants in the storage's type, then
+            // the add.
+            Self::Blend(alpha) => h + (d * T::from_f64(alpha) + T::from_f64(0.0)),
+            Self::StraightThrough => h + (d - d),
+            Self::Add => h + d,
+        }
+    }
+}
+
+/// A fused slot kernel: plain as a [`CustomOp2`], gated as a [`CustomOp3`].
+#[derive(Debug, Clone, Copy)]
+struct Fused(Kind);
+
+/// The contiguous slice of a storage (the callers make the inputs contiguous).
+fn slice<'a, T>(v: &'a [T], l: &Layout) -> candle_core::Result<&'a [T]> {
+    let (start, end) = l.contiguous_offsets().ok_or(candle_core::Error::RequiresContiguous { op: "fused" })?;
+    v.get(start..end).ok_or_else(|| candle_core::Error::Msg("fused: layout outside its storage".into()))
+}
+
+fn run<T: WithDType>(kind: Kind, h: &[T], d: &[T], open: bool) -> Vec<T> {
+    if open { h.iter().zip(d).map(|(&h, &d)| kind.apply(h, d)).collect() } else { h.to_vec() }
+}
+
+fn cpu_apply(
+    kind: Kind,
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+    open: bool,
+) -> candle_core::Result<(CpuStorage, Shape)> {
+    let out = match (s1, s2) {
+        (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(run(kind, slice(a, l1)?, slice(b, l2)?, open)),
+        (CpuStorage::BF16(a), CpuStorage::BF16(b)) => {
+            CpuStorage::BF16(run::<bf16>(kind, slice(a, l1)?, slice(b, l2)?, open))
+        }
+        (CpuStorage::F16(a), CpuStorage::F16(b)) => {
+            CpuStorage::F16(run::<f16>(kind, slice(a, l1)?, slice(b, l2)?, open))
+        }
+        (a, b) => return Err(unsupported(a.dtype(), b.dtype())),
     };
+    Ok((out, l1.shape().clone()))
 }
 
-impl CustomOp2 for Blend {
+fn unsupported(a: DType, b: DType) -> candle_core::Error {
+    candle_core::Error::Msg(format!("fused slot kernels take f32, bf16 or f16 of one dtype, got {a:?} and {b:?}"))
+}
+
+/// The gate's one `u8`.
+fn cpu_gate(s: &CpuStorage, l: &Layout) -> candle_core::Result<bool> {
+    match s {
+        CpuStorage::U8(v) if l.shape().elem_count() == 1 => v
+            .get(l.start_offset())
+            .map(|&g| g != 0)
+            .ok_or_else(|| candle_core::Error::Msg("fused: gate outside its storage".into())),
+        other => Err(candle_core::Error::Msg(format!(
+            "the gate of a fused slot kernel is one u8, got {:?} of shape {:?}",
+            other.dtype(),
+            l.shape()
+        ))),
+    }
+}
+
+impl CustomOp2 for Fused {
     fn name(&self) -> &'static str {
-        "kasmina-fused-blend"
+        match self.0 {
+            Kind::Blend(_) => "kasmina-fused-blend",
+            Kind::StraightThrough => "kasmina-fused-straight-through",
+            Kind::Add => "kasmina-fused-add",
+        }
     }
 
     fn cpu_fwd(
@@ -73,14 +129,19 @@ impl CustomOp2 for Blend {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let alpha = self.alpha;
-        // As candle's affine: `d·mul + add` with both constants in the storage's type, then the add.
-        let out = elementwise!(s1, l1, s2, l2, |h, d, T| {
-            let (mul, zero) =
-                (<T as candle_core::WithDType>::from_f64(alpha), <T as candle_core::WithDType>::from_f64(0.0));
-            h + (d * mul + zero)
-        });
-        Ok((out, l1.shape().clone()))
+        cpu_apply(self.0, s1, l1, s2, l2, true)
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        let (stem, alpha) = self.0.cuda();
+        crate::fused_cuda::launch(stem, alpha, (s1, l1), (s2, l2), None)
     }
 
     fn bwd(
@@ -90,13 +151,21 @@ impl CustomOp2 for Blend {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((Some(grad.clone()), Some(grad.affine(self.alpha, 0.0)?)))
+        let to_delta = match self.0 {
+            Kind::Blend(alpha) => grad.affine(alpha, 0.0)?,
+            Kind::StraightThrough | Kind::Add => grad.clone(),
+        };
+        Ok((Some(grad.clone()), Some(to_delta)))
     }
 }
 
-impl CustomOp2 for StraightThrough {
+impl CustomOp3 for Fused {
     fn name(&self) -> &'static str {
-        "kasmina-fused-straight-through"
+        match self.0 {
+            Kind::Blend(_) => "kasmina-fused-blend-gated",
+            Kind::StraightThrough => "kasmina-fused-straight-through-gated",
+            Kind::Add => "kasmina-fused-add-gated",
+        }
     }
 
     fn cpu_fwd(
@@ -105,39 +174,62 @@ impl CustomOp2 for StraightThrough {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        // `d - d` is the value (0, or NaN for a non-finite d), as the plain op's.
-        #[allow(clippy::eq_op)]
-        let out = elementwise!(s1, l1, s2, l2, |h, d, _T| h + (d - d));
-        Ok((out, l1.shape().clone()))
+        cpu_apply(self.0, s1, l1, s2, l2, cpu_gate(s3, l3)?)
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        let (stem, alpha) = self.0.cuda();
+        crate::fused_cuda::launch(stem, alpha, (s1, l1), (s2, l2), Some((s3, l3)))
     }
 
     fn bwd(
         &self,
         _h: &Tensor,
         _d: &Tensor,
+        gate: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((Some(grad.clone()), Some(grad.clone())))
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // Gate 1: exactly the plain op's gradient (`x · 1 = x`); gate 0: none reaches `d`.
+        let open = gate.to_dtype(grad.dtype())?.broadcast_as(grad.shape())?;
+        let scaled = match self.0 {
+            Kind::Blend(alpha) => grad.affine(alpha, 0.0)?,
+            Kind::StraightThrough | Kind::Add => grad.clone(),
+        };
+        Ok((Some(grad.clone()), Some(scaled.mul(&open)?), None))
     }
 }
 
-/// Whether the fused kernels serve these tensors: on the CPU, one float dtype they know.
+/// Whether the fused kernels serve these tensors: on the CPU or a CUDA device, one float dtype
+/// they know.
 pub(crate) fn fusable(host: &Tensor, delta: &Tensor) -> bool {
-    host.device().is_cpu()
+    (host.device().is_cpu() || host.device().is_cuda())
+        && host.device().same_device(delta.device())
         && host.dtype() == delta.dtype()
         && matches!(host.dtype(), DType::F32 | DType::BF16 | DType::F16)
 }
 
-/// `h + alpha·d` in one pass (checked, [`fusable`] inputs; alpha above 0).
-pub(crate) fn blend(host: &Tensor, delta: &Tensor, alpha: f64) -> Result<Tensor> {
-    let (h, d) = (host.contiguous().op("fused blend")?, delta.contiguous().op("fused blend")?);
-    h.apply_op2(&d, Blend { alpha }).op("fused blend")
+/// The plain fused form (checked, [`fusable`] inputs).
+pub(crate) fn apply(kind: Kind, host: &Tensor, delta: &Tensor) -> Result<Tensor> {
+    let (h, d) = (host.contiguous().op("fused slot kernel")?, delta.contiguous().op("fused slot kernel")?);
+    h.apply_op2(&d, Fused(kind)).op("fused slot kernel")
 }
 
-/// `h + (d − sg(d))` in one pass (checked, [`fusable`] inputs).
-pub(crate) fn straight_through(host: &Tensor, delta: &Tensor) -> Result<Tensor> {
-    let (h, d) = (host.contiguous().op("fused straight-through")?, delta.contiguous().op("fused straight-through")?);
-    h.apply_op2(&d, StraightThrough).op("fused straight-through")
+/// The gated fused form: `gate` is a one-element `u8` tensor on the inputs' device (checked,
+/// [`fusable`] inputs).
+pub(crate) fn apply_gated(kind: Kind, host: &Tensor, delta: &Tensor, gate: &Tensor) -> Result<Tensor> {
+    let (h, d) = (host.contiguous().op("fused slot kernel")?, delta.contiguous().op("fused slot kernel")?);
+    h.apply_op3(&d, gate, Fused(kind)).op("fused slot kernel")
 }

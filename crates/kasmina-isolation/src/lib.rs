@@ -26,6 +26,13 @@
 //! (`h + alpha * delta`), and [`seed_output`], the seed's residual output `input + kernel(input)`
 //! that the probe re-runs.
 //!
+//! [`guarded_slot_forward`] is the same forward with the non-finite guard on the device: it
+//! returns, beside the output, a scalar that is NaN when the seed's delta held a NaN or an
+//! infinity, and its output already bypasses such a delta (emits `h`), so the caller never reads
+//! the device inside the forward (issue 19). The blend, straight-through and residual-add forms
+//! run as fused kernels (one pass, forward and backward) for f32, bf16 and f16 on the CPU and,
+//! with the `cuda` feature, on CUDA devices.
+//!
 //! # Alpha
 //!
 //! [`AlphaController`] ramps alpha from exactly 0.0 to exactly its target (1.0 unless a partial
@@ -38,9 +45,12 @@
 //!
 //! [`IsolationMonitor`]: the projection probe over one row of the seed's real input
 //! ([`SeedBranch::input`] through [`Probe::rerun`]), the shared-parameter check, the dot product
-//! and gradient norms, returned as an [`IsolationReport`].
+//! and gradient norms, returned as an [`IsolationReport`]. [`IsolationMonitor::measure`] and
+//! [`IsolationMonitor::conclude`] split a check around its device read, so that a runtime can
+//! read every check of a training step (and its other figures) in one transfer.
 //!
-//! The crate is device-agnostic; its `cuda` feature only runs the same tests on a GPU too.
+//! The crate is device-generic. Its `cuda` feature adds the CUDA kernels of the fused forms
+//! (compiled by the build script with `nvcc`) and runs the same tests on a GPU too.
 //!
 //! ```
 //! use candle_core::{DType, Device, Tensor, Var};
@@ -77,16 +87,21 @@ mod alpha;
 mod error;
 mod forward;
 mod fused;
+#[cfg(feature = "cuda")]
+mod fused_cuda;
 mod layout;
 mod monitor;
 mod schedule;
 
 pub use alpha::{AlphaController, AlphaCurve, SavedAlpha, SavedRamp};
 pub use error::{Error, Result};
-pub use forward::{SeedBranch, SlotForward, SlotMode, blend, seed_input, seed_output, slot_forward, straight_through};
+pub use forward::{
+    GuardedForward, SeedBranch, SlotForward, SlotMode, blend, guarded_slot_forward, seed_input, seed_output,
+    slot_forward, straight_through,
+};
 pub use layout::Layout;
 pub use monitor::{
-    IsolationMonitor, IsolationReport, IsolationVerdict, MonitorConfig, MonitorCounters, Probe, SkipReason,
-    ViolationReason,
+    IsolationMonitor, IsolationReport, IsolationVerdict, Measured, MonitorConfig, MonitorCounters, PendingCheck, Probe,
+    SkipReason, ViolationReason, read_scalars,
 };
 pub use schedule::{AlphaSchedule, BlendPhase, HYSTERESIS_BAND, PHASE_EDGES};

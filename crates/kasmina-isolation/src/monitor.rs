@@ -358,14 +358,33 @@ impl IsolationMonitor {
     /// checks listed on the type and returns the report; a violation bumps
     /// [`MonitorCounters::violations`]. Errors ([`Error::ProbeShape`], a failing kernel or tensor
     /// operation) leave the counters unchanged.
+    ///
+    /// This is [`measure`](Self::measure), one device read of the pending check's scalars, and
+    /// [`conclude`](Self::conclude).
     pub fn check(&mut self, step: u64, stage: SeedLifecycleStage, probe: &Probe<'_>) -> Result<IsolationReport> {
+        match self.measure(step, stage, probe)? {
+            Measured::Skipped(report) => Ok(report),
+            Measured::Pending(pending) => {
+                let values = read_scalars(pending.scalars())?;
+                self.conclude(pending, &values)
+            }
+        }
+    }
+
+    /// The first half of [`check`](Self::check): builds every tensor the check needs (the probe's
+    /// backward, the leak maxima, the dot product, the gradient norms, the NaN check) and reads
+    /// none of them. The device keeps working; the caller reads
+    /// [`PendingCheck::scalars`] when it reads the device anyway (once per training step in
+    /// `kasmina-runtime`) and hands the values to [`conclude`](Self::conclude). A skipped check
+    /// comes back as its report at once (and counts as skipped).
+    pub fn measure(&mut self, step: u64, stage: SeedLifecycleStage, probe: &Probe<'_>) -> Result<Measured> {
         if !stage.is_monitored() {
             self.counters.skipped += 1;
-            return Ok(IsolationReport::skipped(step, stage, SkipReason::StageNotMonitored));
+            return Ok(Measured::Skipped(IsolationReport::skipped(step, stage, SkipReason::StageNotMonitored)));
         }
         if !self.should_check(step) {
             self.counters.skipped += 1;
-            return Ok(IsolationReport::skipped(step, stage, SkipReason::NotSampled));
+            return Ok(Measured::Skipped(IsolationReport::skipped(step, stage, SkipReason::NotSampled)));
         }
         let start = self.clock.now();
 
@@ -377,7 +396,7 @@ impl IsolationMonitor {
             }
             ProbeSource::Output(out) => first_row(out)?,
         };
-        let nan_output = !all_finite(probe.seed_output.unwrap_or(&row_out))?;
+        let mut scalars = vec![finite_check(probe.seed_output.unwrap_or(&row_out))?];
 
         // Projection: <row, r> with r ~ N(0, 1), backpropagated.
         let r = Tensor::randn(0f32, 1f32, row_out.shape(), row_out.device())
@@ -385,41 +404,76 @@ impl IsolationMonitor {
             .op("probe tensor")?;
         let probe_grads = row_out.mul(&r).and_then(|p| p.sum_all()).and_then(|p| p.backward()).op("probe backward")?;
 
-        // Host variables the probe reached (any entry), and those above the leak threshold.
+        // Host variables the probe reached (any entry): the largest |g| of each (NaN when one is
+        // not finite).
         let mut reached: Vec<usize> = probe_grads.get_ids().filter_map(|id| self.host_index.get(id).copied()).collect();
         reached.sort_unstable();
-        let mut leaked = Vec::new();
+        let mut leaks = Vec::new();
         for &i in &reached {
-            let (name, var) = &self.host[i];
-            if let Some(g) = probe_grads.get(var)
-                && exceeds(g, self.config.leak_threshold)?
+            if let Some(g) = probe_grads.get(&self.host[i].1)
+                && g.elem_count() > 0
             {
-                leaked.push(name.clone());
+                leaks.push(i);
+                scalars.push(leak_measure(g)?);
             }
         }
 
         // Dot product over host variables both the step's backward and the probe reach.
-        let dot_product = if reached.is_empty() {
-            Some(0.0)
-        } else if let Some(step_grads) = probe.step_grads {
-            let mut dot = 0.0;
-            for &i in &reached {
-                let var = &self.host[i].1;
-                if let (Some(hg), Some(pg)) = (step_grads.get(var), probe_grads.get(var)) {
-                    dot += scalar(hg.mul(pg).and_then(|t| t.sum_all()), "dot product")?;
+        let dot = match probe.step_grads {
+            Some(step_grads) if !reached.is_empty() => {
+                let mut dot = Tensor::zeros((), DType::F64, row_out.device()).op("dot product")?;
+                for &i in &reached {
+                    let var = &self.host[i].1;
+                    if let (Some(hg), Some(pg)) = (step_grads.get(var), probe_grads.get(var)) {
+                        let term = hg.mul(pg).and_then(|t| t.sum_all()).and_then(|t| t.to_dtype(DType::F64));
+                        dot = dot.add(&term.op("dot product")?).op("dot product")?;
+                    }
                 }
+                scalars.push(dot);
+                DotProduct::Measured
             }
-            Some(dot)
-        } else {
-            None
+            _ if reached.is_empty() => DotProduct::Zero,
+            _ => DotProduct::Unknown,
         };
 
-        let (host_grad_norm, seed_grad_norm) = match probe.step_grads {
+        let norms = match probe.step_grads {
             Some(grads) if self.config.grad_norms => {
-                (Some(grad_norm(grads, &self.host)?), Some(grad_norm(grads, &self.seed)?))
+                scalars.push(sum_of_squares_over(grads, &self.host, row_out.device())?);
+                scalars.push(sum_of_squares_over(grads, &self.seed, row_out.device())?);
+                true
             }
-            _ => (None, None),
+            _ => false,
         };
+        Ok(Measured::Pending(PendingCheck { step, stage, start, scalars, leaks, dot, norms }))
+    }
+
+    /// The second half of [`check`](Self::check): the verdict from the values of
+    /// [`PendingCheck::scalars`], read by the caller in the same order (as f64). Counts the check
+    /// (and a violation, and a NaN output). [`Error::ReadoutLength`] when the number of values is
+    /// not the number of scalars; the counters are then unchanged.
+    pub fn conclude(&mut self, pending: PendingCheck, values: &[f64]) -> Result<IsolationReport> {
+        if values.len() != pending.scalars.len() {
+            return Err(Error::ReadoutLength { expected: pending.scalars.len(), actual: values.len() });
+        }
+        let mut next = values.iter().copied();
+        let mut take = || next.next().unwrap_or(f64::NAN);
+        let nan_output = take() != 0.0;
+        let threshold = self.config.leak_threshold;
+        let leaked: Vec<String> = pending
+            .leaks
+            .iter()
+            .filter_map(|&i| {
+                let max_abs = take();
+                (max_abs.is_nan() || max_abs > threshold).then(|| self.host[i].0.clone())
+            })
+            .collect();
+        let dot_product = match pending.dot {
+            DotProduct::Measured => Some(take()),
+            DotProduct::Zero => Some(0.0),
+            DotProduct::Unknown => None,
+        };
+        let (host_grad_norm, seed_grad_norm) =
+            if pending.norms { (Some(take().sqrt()), Some(take().sqrt())) } else { (None, None) };
 
         let mut reasons = Vec::new();
         if !self.shared.is_empty() {
@@ -442,7 +496,7 @@ impl IsolationMonitor {
         let verdict =
             if reasons.is_empty() { IsolationVerdict::Clean } else { IsolationVerdict::Violation { reasons } };
 
-        let elapsed_ms = self.clock.now().duration_since(start).as_secs_f64() * 1e3;
+        let elapsed_ms = self.clock.now().duration_since(pending.start).as_secs_f64() * 1e3;
         self.counters.checks += 1;
         if matches!(verdict, IsolationVerdict::Violation { .. }) {
             self.counters.violations += 1;
@@ -451,8 +505,8 @@ impl IsolationMonitor {
             self.counters.nan_outputs += 1;
         }
         Ok(IsolationReport {
-            step,
-            stage,
+            step: pending.step,
+            stage: pending.stage,
             verdict,
             dot_product,
             host_grad_norm,
@@ -464,6 +518,67 @@ impl IsolationMonitor {
     }
 }
 
+/// What [`IsolationMonitor::measure`] returns.
+#[derive(Debug)]
+pub enum Measured {
+    /// The check did not run (its report, verdict [`IsolationVerdict::Skipped`]).
+    Skipped(IsolationReport),
+    /// The check's tensors, to be read and passed to [`IsolationMonitor::conclude`].
+    Pending(PendingCheck),
+}
+
+/// How the dot product of a pending check is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DotProduct {
+    /// One of the scalars.
+    Measured,
+    /// The probe reached no host variable: an empty sum.
+    Zero,
+    /// Reached host variables but no step gradients were given.
+    Unknown,
+}
+
+/// An isolation check measured on the device and not yet read ([`IsolationMonitor::measure`]).
+pub struct PendingCheck {
+    step: u64,
+    stage: SeedLifecycleStage,
+    start: quanta::Instant,
+    scalars: Vec<Tensor>,
+    leaks: Vec<usize>,
+    dot: DotProduct,
+    norms: bool,
+}
+
+impl fmt::Debug for PendingCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingCheck")
+            .field("step", &self.step)
+            .field("stage", &self.stage)
+            .field("scalars", &self.scalars.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingCheck {
+    /// The scalars to read (each an f64 tensor of shape `()` on the probe's device), in the order
+    /// [`IsolationMonitor::conclude`] takes their values.
+    pub fn scalars(&self) -> &[Tensor] {
+        &self.scalars
+    }
+}
+
+/// Reads scalar tensors in one transfer (stacked on their device), as f64.
+pub fn read_scalars(scalars: &[Tensor]) -> Result<Vec<f64>> {
+    if scalars.is_empty() {
+        return Ok(Vec::new());
+    }
+    let flat = scalars
+        .iter()
+        .map(|t| t.to_dtype(DType::F64).and_then(|t| t.reshape(1)))
+        .collect::<candle_core::Result<Vec<_>>>();
+    flat.and_then(|v| Tensor::cat(&v, 0)).and_then(|t| t.to_vec1::<f64>()).op("readout")
+}
+
 /// One row (`narrow(0, 0, 1)`) of a tensor whose first dimension is the batch.
 fn first_row(t: &Tensor) -> Result<Tensor> {
     if t.rank() < 2 || t.dims()[0] == 0 {
@@ -472,25 +587,17 @@ fn first_row(t: &Tensor) -> Result<Tensor> {
     t.narrow(0, 0, 1).op("probe row")
 }
 
-/// Reads a scalar tensor as `f64`.
-fn scalar(t: candle_core::Result<Tensor>, op: &'static str) -> Result<f64> {
-    t.and_then(|t| t.to_dtype(DType::F64)).and_then(|t| t.to_scalar::<f64>()).op(op)
+/// `Σt − Σt` as an f64 scalar tensor: 0 when every element is finite, NaN otherwise (a NaN
+/// survives the sum; an infinity makes `∞ − ∞`). One reduction.
+fn finite_check(t: &Tensor) -> Result<Tensor> {
+    let sum = t.detach().sum_all().and_then(|s| s.to_dtype(DType::F64)).op("nan check")?;
+    sum.sub(&sum).op("nan check")
 }
 
-/// Whether every element is finite: `t - t` is 0 for finite elements and NaN for NaN/inf, and a
-/// NaN survives the sum. One reduction, no overflow whatever the magnitudes.
-fn all_finite(t: &Tensor) -> Result<bool> {
-    let t = t.detach();
-    Ok(scalar(t.sub(&t).and_then(|d| d.sum_all()), "nan check")? == 0.0)
-}
-
-/// Whether a gradient has an element with `|g| > threshold`, or a non-finite one.
-fn exceeds(g: &Tensor, threshold: f64) -> Result<bool> {
-    if g.elem_count() == 0 {
-        return Ok(false);
-    }
-    let max_abs = scalar(g.abs().and_then(|a| a.max_all()), "leak check")?;
-    Ok(max_abs > threshold || !all_finite(g)?)
+/// The largest `|g|` as an f64 scalar tensor, NaN when `g` holds a non-finite element.
+fn leak_measure(g: &Tensor) -> Result<Tensor> {
+    let max_abs = g.abs().and_then(|a| a.max_all()).and_then(|m| m.to_dtype(DType::F64)).op("leak check")?;
+    max_abs.add(&finite_check(g)?).op("leak check")
 }
 
 /// `Σ g²` as a scalar tensor, computed as the matrix product `(1×n)·(n×1)` of the flattened
@@ -503,10 +610,10 @@ fn sum_of_squares(g: &Tensor) -> candle_core::Result<Tensor> {
     g.reshape((1, n))?.matmul(&g.reshape((n, 1))?)?.reshape(())
 }
 
-/// L2 norm of the gradients of `vars` in `grads` (variables without a gradient count as 0).
-/// Sums on the device and reads back one scalar.
-fn grad_norm(grads: &GradStore, vars: &[(String, Var)]) -> Result<f64> {
-    let mut acc: Option<Tensor> = None;
+/// `Σ g²` over the gradients of `vars` in `grads` (variables without a gradient count as 0), as
+/// an f64 scalar tensor on `device`; nothing is read.
+fn sum_of_squares_over(grads: &GradStore, vars: &[(String, Var)], device: &candle_core::Device) -> Result<Tensor> {
+    let mut acc = Tensor::zeros((), DType::F64, device).op("grad norm")?;
     for (_, var) in vars {
         let Some(g) = grads.get(var) else { continue };
         let g = match g.dtype() {
@@ -514,13 +621,7 @@ fn grad_norm(grads: &GradStore, vars: &[(String, Var)]) -> Result<f64> {
             _ => g.clone(),
         };
         let sq = sum_of_squares(&g).and_then(|s| s.to_dtype(DType::F64)).op("grad norm")?;
-        acc = Some(match acc {
-            Some(a) => a.add(&sq).op("grad norm")?,
-            None => sq,
-        });
+        acc = acc.add(&sq).op("grad norm")?;
     }
-    match acc {
-        Some(a) => Ok(scalar(Ok(a), "grad norm")?.sqrt()),
-        None => Ok(0.0),
-    }
+    Ok(acc)
 }

@@ -4,8 +4,8 @@ use anyhow::{Result, ensure};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 use kasmina_isolation::{
-    Error, IsolationMonitor, IsolationVerdict, MonitorConfig, Probe, SkipReason, SlotMode, ViolationReason, blend,
-    seed_output, slot_forward,
+    Error, IsolationMonitor, IsolationVerdict, Measured, MonitorConfig, Probe, SkipReason, SlotMode, ViolationReason,
+    blend, read_scalars, seed_output, slot_forward,
 };
 use leyline::SeedLifecycleStage as Stage;
 
@@ -501,5 +501,37 @@ pub(crate) fn bad_shapes_are_typed_errors(dev: &Device) -> Result<()> {
         ensure!(matches!(err, Error::ProbeShape { .. }), "{err}");
     }
     assert_eq!(monitor.counters(), Default::default());
+    Ok(())
+}
+
+/// `measure` reads nothing and `conclude` gives what `check` gives; a wrong number of values is
+/// a typed error that counts nothing.
+pub(crate) fn measure_then_conclude_is_check(dev: &Device) -> Result<()> {
+    let f = Fixture::new(dev)?;
+    let kernel = |t: &Tensor| f.kernel(t);
+    let h = f.host_activation()?;
+    let leaky_output = seed_output(&h, &kernel)?;
+    let mut monitor = f.monitor()?;
+    let probe = Probe::from_output(&leaky_output);
+    let Measured::Pending(pending) = monitor.measure(0, Stage::SeedStageTraining, &probe)? else {
+        anyhow::bail!("a monitored stage on a sampled step is measured");
+    };
+    ensure!(monitor.counters().checks == 0, "measuring counts nothing");
+    let values = read_scalars(pending.scalars())?;
+    let short = &values[..values.len() - 1];
+    let Measured::Pending(again) = monitor.measure(0, Stage::SeedStageTraining, &probe)? else {
+        anyhow::bail!("measured again");
+    };
+    ensure!(matches!(monitor.conclude(again, short), Err(Error::ReadoutLength { .. })));
+    ensure!(monitor.counters().checks == 0, "a refused conclusion counts nothing");
+    let report = monitor.conclude(pending, &values)?;
+    ensure!(report.is_violation() && report.offending == ["host.l1.w", "host.l1.b"], "{report:?}");
+    let checked = monitor.check(0, Stage::SeedStageTraining, &probe)?;
+    ensure!(checked.verdict == report.verdict && checked.offending == report.offending, "{checked:?}");
+    ensure!(monitor.counters().checks == 2 && monitor.counters().violations == 2);
+    ensure!(matches!(
+        monitor.measure(0, Stage::SeedStageFossilized, &probe)?,
+        Measured::Skipped(r) if r.is_skipped()
+    ));
     Ok(())
 }

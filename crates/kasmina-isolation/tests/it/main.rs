@@ -47,6 +47,7 @@ on_devices!(
     cases::slot_forward_follows_the_mode_table,
     cases::fossilized_seed_reads_the_undetached_host,
     cases::bad_shapes_are_typed_errors,
+    cases::measure_then_conclude_is_check,
     modes::training_host_gradients_are_bit_identical,
     modes::blending_host_gradient_is_the_identity,
     modes::fossil_scales_the_kernel_path_into_the_host,
