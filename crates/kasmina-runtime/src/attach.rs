@@ -6,6 +6,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use candle_core::{Device, Tensor, Var};
 use candle_nn::optim::{Optimizer, ParamsAdamW};
@@ -21,9 +22,10 @@ use crate::blueprint::{KernelArtifact, SeedKernel, builtin};
 use crate::breakers::BreakerName;
 use crate::memory::Memory;
 use crate::optim::AdamW;
+use crate::readout::{Readout, finite_check};
 use crate::receipt::Refusal;
 use crate::seed::{Attached, CullCause, Effects, Health, History, Live, Phase, Seed, StageState};
-use crate::slot::{SlotCell, all_finite};
+use crate::slot::SlotCell;
 use crate::state::{Inner, Outbox};
 
 /// A germination request, parsed.
@@ -70,7 +72,8 @@ impl Inner {
         let prepared: RefCell<Option<Prepared>> = RefCell::new(None);
         let probe = || {
             let prep = self.prepare(&req.seed_id, &req.blueprint_id, cell);
-            let verdict = prep.kernel.as_ref().map(|k| shape_probe(k, cell.layout, cell.width, &self.device));
+            let verdict =
+                prep.kernel.as_ref().map(|k| shape_probe(k, cell.layout, cell.width, &self.device, &self.device_reads));
             *prepared.borrow_mut() = Some(prep);
             verdict
         };
@@ -311,7 +314,7 @@ impl Inner {
 /// G0's shape probe: the kernel's delta on a fixed input of the slot's layout (deterministic
 /// values, so probing consumes no random numbers) must have the input's shape, dtype and device,
 /// and be finite.
-fn shape_probe(kernel: &SeedKernel, layout: Layout, width: usize, device: &Device) -> ShapeProbe {
+fn shape_probe(kernel: &SeedKernel, layout: Layout, width: usize, device: &Device, reads: &AtomicU64) -> ShapeProbe {
     let shape = layout.probe_shape(width);
     let n: usize = shape.iter().product();
     let values: Vec<f32> = (0..n).map(|i| (i as f32 * 0.618_034).sin()).collect();
@@ -326,9 +329,12 @@ fn shape_probe(kernel: &SeedKernel, layout: Layout, width: usize, device: &Devic
         Ok(delta) if !delta.device().same_device(device) => {
             ShapeProbe::Mismatch { expected: shape, actual: Some(delta.dims().to_vec()) }
         }
-        Ok(delta) => match all_finite(&delta) {
-            Ok(true) => ShapeProbe::Matched,
-            _ => ShapeProbe::NotFinite,
-        },
+        Ok(delta) => {
+            let mut readout = Readout::default();
+            let finite = finite_check(&delta)
+                .and_then(|c| readout.push(&c))
+                .and_then(|r| Ok(readout.read(reads)?.one(&r) == 0.0));
+            if matches!(finite, Ok(true)) { ShapeProbe::Matched } else { ShapeProbe::NotFinite }
+        }
     }
 }

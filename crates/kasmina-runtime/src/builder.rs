@@ -191,6 +191,7 @@ impl KasminaBuilder {
             slots: RwLock::new(Vec::new()),
             evaluating: Arc::new(AtomicBool::new(false)),
             core: Mutex::new(Core::default()),
+            device_reads: Default::default(),
             queue: Mutex::new(VecDeque::new()),
             teacher: Mutex::new(None),
             rejections: Mutex::new(Default::default()),

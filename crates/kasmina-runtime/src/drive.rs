@@ -3,17 +3,20 @@
 //! probe, ownership check, breaker admissions) and hands the evidence to its machine.
 
 use candle_core::backprop::GradStore;
-use kasmina_isolation::Probe;
+use std::ops::Range;
+
+use kasmina_isolation::{Measured, PendingCheck, Probe};
 use kasmina_telemetry::names;
 use leyline::{SeedLifecycleStage as Stage, TelemetryLevel};
 
 use crate::breakers::BreakerName;
 use crate::error::{Error, Result};
+use crate::readout::{Readout, Values};
 use crate::report::CounterfactualReport;
 use crate::report::{EpochOutcome, EpochReport, StepOutcome, StepReport};
 use crate::seed::evidence::{IsolationEvidence, ResetObservation, StepEvidence};
 use crate::seed::{Effects, Phase, Seed};
-use crate::slot::{Observation, SlotCell, shadow_distance};
+use crate::slot::{Observation, SlotCell, shadow_metrics, shadow_sums};
 use crate::state::{Inner, Outbox};
 
 impl Inner {
@@ -45,18 +48,33 @@ impl Inner {
             core.last_train_loss = report.loss;
             core.step
         };
-        let mut monitored = false;
+        // Every seed's figures as tensors on the device, then the step's one device read
+        // (issue 19), then every seed's evidence and transition.
+        let mut readout = Readout::default();
+        let mut gathered = Vec::new();
         for cell in self.cells() {
             let mut guard = cell.seed.lock();
             let Some(seed) = guard.as_mut() else { continue };
+            let gathering = self.gather(&cell, seed, grads, report, step, &mut readout);
+            gathered.push((cell.clone(), seed.id.clone(), gathering?));
+        }
+        let values = readout.read(&self.device_reads)?;
+        let mut monitored = false;
+        for (cell, id, gathering) in gathered {
+            let mut guard = cell.seed.lock();
+            let Some(seed) = guard.as_mut().filter(|s| s.id == id) else { continue };
             monitored |= seed.stage().is_monitored();
-            if self.finish_reset(&cell, seed, &mut out) {
-                continue;
-            }
-            let seen = cell.take_observation();
-            let shadow_grads = self.shadow_grads(seed, &cell.name, report);
+            let mut gathering = match gathering {
+                Gathering::Reset(change) => {
+                    let transparent = change.is_some_and(|r| values.one(&r) == 0.0);
+                    self.finish_reset(&cell, seed, transparent, &mut out);
+                    continue;
+                }
+                Gathering::Step(g) => g,
+            };
+            let shadow_grads = gathering.shadow_grads.take();
             let seed_grads = shadow_grads.as_ref().unwrap_or(grads);
-            let ev = self.observe(&cell, seed, seen, grads, seed_grads, report, step, &mut out, &mut outcome);
+            let ev = self.observe(&cell, seed, *gathering, &values, report, &mut out, &mut outcome);
             let cx = self.cx(&cell.name, &seed.id);
             let fx = seed.on_step(&ev, &cx);
             self.perform(&cell, seed, fx, Some(seed_grads), &cx, &mut out);
@@ -97,7 +115,7 @@ impl Inner {
         for cell in self.cells() {
             let mut guard = cell.seed.lock();
             let Some(seed) = guard.as_mut() else { continue };
-            if self.finish_reset(&cell, seed, &mut out) {
+            if self.reset_now(&cell, seed, &mut out) {
                 continue;
             }
             let cx = self.cx(&cell.name, &seed.id);
@@ -124,7 +142,7 @@ impl Inner {
             let mut guard = cell.seed.lock();
             let Some(seed) = guard.as_mut() else { continue };
             monitored |= seed.stage().is_monitored();
-            if self.finish_reset(&cell, seed, &mut out) || seed.stage() != Stage::SeedStageEmbargoed {
+            if self.reset_now(&cell, seed, &mut out) || seed.stage() != Stage::SeedStageEmbargoed {
                 continue;
             }
             let cx = self.cx(&cell.name, &seed.id);
@@ -144,22 +162,131 @@ impl Inner {
         self.publish(vec![event], false);
     }
 
-    /// For a seed in RESETTING: observes the cleaned slot (registry, cache, a probe forward) and
+    /// Outside a training step: for a seed in RESETTING, probes the slot (one device read) and
     /// lets G5 decide. `true` when the seed was resetting.
-    fn finish_reset(&self, cell: &SlotCell, seed: &mut Seed, out: &mut Outbox) -> bool {
+    fn reset_now(&self, cell: &SlotCell, seed: &mut Seed, out: &mut Outbox) -> bool {
         if seed.stage() != Stage::SeedStageResetting {
             return false;
         }
+        let mut readout = Readout::default();
+        let change = cell.change_of_probe(&self.device).ok().flatten().and_then(|t| readout.push(&t).ok());
+        let transparent = match readout.read(&self.device_reads) {
+            Ok(values) => change.is_some_and(|r| values.one(&r) == 0.0),
+            Err(_) => false,
+        };
+        self.finish_reset(cell, seed, transparent, out);
+        true
+    }
+
+    /// For a seed in RESETTING: observes the cleaned slot (registry, cache, and whether a probe
+    /// forward came out unchanged) and lets G5 decide.
+    fn finish_reset(&self, cell: &SlotCell, seed: &mut Seed, slot_transparent: bool, out: &mut Outbox) {
         let seen = ResetObservation {
             parameters_registered: self.registry.is_registered(&seed.id),
             cache_entries: self.memory.entries_for_seed(&seed.id),
-            slot_transparent: cell.forwards_unchanged(&self.device).unwrap_or(false),
+            slot_transparent,
         };
         let cx = self.cx(&cell.name, &seed.id);
         let mut fx = Effects::default();
         seed.finish_reset(seen, &cx, &mut fx);
         self.perform(cell, seed, fx, None, &cx, out);
-        true
+    }
+
+    /// The first half of a training step's safe point for one seed: everything it will need from
+    /// the device, pushed onto `readout` as tensors (nothing is read). A seed in RESETTING gets
+    /// G5's slot probe; any other, its forward observations, its isolation probe (when due), its
+    /// gradient norms (TRAINING), its shadow metrics (SHADOWING, PROBATIONARY) and, in the
+    /// shadow training mode, its shadow backward.
+    fn gather(
+        &self,
+        cell: &SlotCell,
+        seed: &mut Seed,
+        grads: &GradStore,
+        report: &StepReport,
+        step: u64,
+        readout: &mut Readout,
+    ) -> Result<Gathering> {
+        if seed.stage() == Stage::SeedStageResetting {
+            let change = match cell.change_of_probe(&self.device) {
+                Ok(Some(t)) => Some(readout.push(&t)?),
+                Ok(None) | Err(_) => None,
+            };
+            return Ok(Gathering::Reset(change));
+        }
+        let seen = cell.take_observation();
+        let shadow_grads = self.shadow_grads(seed, &cell.name, report);
+        let mut g = StepGathering {
+            nonfinite: None,
+            shadow: None,
+            shadow_loss: None,
+            probe: None,
+            seed_norm: None,
+            host_norm: None,
+            seen,
+            shadow_grads: None,
+        };
+        if let Some(check) = g.seen.finite_checks.as_ref() {
+            g.nonfinite = Some(readout.push(check)?);
+        }
+        if let Some((h, d)) = g.seen.shadow_pair.as_ref() {
+            g.shadow = Some(readout.push(&shadow_sums(h, d)?)?);
+        }
+        if !report.shadow_losses.contains_key(&cell.name)
+            && let Some(loss) = report.shadow_loss_tensors.get(&cell.name)
+        {
+            g.shadow_loss = Some(readout.push(loss)?);
+        }
+        let candidate = seed.stage().is_monitored() && !seed.is_paused();
+        if candidate && let Some(branch) = g.seen.branch.as_ref() {
+            g.probe = self.measure_probe(seed, branch, grads, step, readout)?;
+        }
+        if candidate && seed.live().is_some_and(|l| matches!(l.phase, Phase::Training { .. })) {
+            // G1's evidence: the seed's and the host's gradient norms at this step.
+            let seed_grads = shadow_grads.as_ref().unwrap_or(grads);
+            g.seed_norm = sum_of_squares(&seed.vars(), seed_grads).map(|t| readout.push(&t)).transpose()?;
+            if report.host_grad_norm.is_none() {
+                g.host_norm = sum_of_squares(self.host_vars.iter().map(|(_, v)| v), grads)
+                    .map(|t| readout.push(&t))
+                    .transpose()?;
+            }
+        }
+        g.shadow_grads = shadow_grads;
+        Ok(Gathering::Step(Box::new(g)))
+    }
+
+    /// The isolation probe of decisions D6 on this step's seed branch, measured on the device
+    /// ([`kasmina_isolation::IsolationMonitor::measure`]) with the seed kernel's gradient norm.
+    /// `None` when the step is not sampled.
+    fn measure_probe(
+        &self,
+        seed: &mut Seed,
+        branch: &kasmina_isolation::SeedBranch,
+        grads: &GradStore,
+        step: u64,
+        readout: &mut Readout,
+    ) -> Result<Option<ProbeGathering>> {
+        let stage = seed.stage();
+        let Some(live) = seed.live_mut() else { return Ok(None) };
+        if !live.attached.monitor.should_check(step) {
+            return Ok(None);
+        }
+        let kernel = live.attached.kernel.clone();
+        // The kernel's weights as constants: the probe's backward goes only as far as it must,
+        // through the seed's input towards the host (decisions D24).
+        let frozen = kernel.frozen();
+        let probe = Probe::rerun(&branch.input, &frozen).with_step_grads(grads);
+        let pending = match live.attached.monitor.measure(step, stage, &probe) {
+            Ok(Measured::Pending(p)) => p,
+            Ok(Measured::Skipped(_)) => return Ok(None),
+            Err(e) => return Ok(Some(ProbeGathering::Failed(e.to_string()))),
+        };
+        let mut ranges = Vec::with_capacity(pending.scalars().len());
+        for t in pending.scalars() {
+            ranges.push(readout.push(t)?);
+        }
+        let norm =
+            sum_of_squares(kernel.named_vars().iter().map(|(_, v)| v), grads).map(|t| readout.push(&t)).transpose()?;
+        Ok(Some(ProbeGathering::Pending { pending, ranges, norm }))
     }
 
     /// In [`crate::TrainingMode::Shadow`], the seed's gradients from its shadow loss (a second
@@ -172,37 +299,39 @@ impl Inner {
         report.shadow_loss_tensors.get(slot).and_then(|loss| loss.backward().ok())
     }
 
-    /// Everything this step observed for `seed`; `seed_grads` are the gradients the seed learns
-    /// from (this step's, or its shadow loss's in the shadow training mode).
+    /// The second half of a training step's safe point for one seed: everything this step
+    /// observed for it, from the values of the step's one read.
     #[allow(clippy::too_many_arguments)]
     fn observe(
         &self,
         cell: &SlotCell,
         seed: &mut Seed,
-        seen: Observation,
-        grads: &GradStore,
-        seed_grads: &GradStore,
+        gathered: StepGathering,
+        values: &Values,
         report: &StepReport,
-        step: u64,
         out: &mut Outbox,
         outcome: &mut StepOutcome,
     ) -> StepEvidence {
-        let shadow = seen.shadow_pair.as_ref().and_then(|(h, s)| shadow_distance(h, s).ok());
+        let StepGathering { seen, nonfinite, shadow, shadow_loss, probe, seed_norm, host_norm, .. } = gathered;
         let mut ev = StepEvidence {
             loss: report.loss,
-            shadow_loss: report.shadow_losses.get(&cell.name).copied(),
-            nan_output: seen.nan_output,
+            shadow_loss: report
+                .shadow_losses
+                .get(&cell.name)
+                .copied()
+                .or_else(|| shadow_loss.map(|r| values.one(&r) as f32)),
+            nan_output: nonfinite.is_some_and(|r| values.one(&r) != 0.0),
             interface: seen.interface,
             paused_passes: seen.paused_passes,
-            shadow,
+            shadow: shadow.and_then(|r| shadow_metrics(values.get(&r))),
             ..StepEvidence::default()
         };
         let active = seed.stage().is_monitored() && !seed.is_paused() && !ev.nan_output;
         if !active {
             return ev;
         }
-        if let Some(branch) = seen.branch.as_ref() {
-            ev.isolation = self.probe(seed, branch, grads, step, out);
+        if let Some(probe) = probe {
+            ev.isolation = self.conclude_probe(seed, probe, values, out);
         }
         if let Some(iso) = &ev.isolation {
             outcome.isolation_checks += 1;
@@ -220,10 +349,8 @@ impl Inner {
             ev.update_violation = self.registry.validate_update(&seed.id, &vars).err();
         }
         if seed.live().is_some_and(|l| matches!(l.phase, Phase::Training { .. })) {
-            // G1's evidence: the seed's and the host's gradient norms at this step.
-            ev.seed_grad_norm = grad_norm(&vars, seed_grads);
-            ev.host_grad_norm =
-                report.host_grad_norm.or_else(|| grad_norm(self.host_vars.iter().map(|(_, v)| v), grads));
+            ev.seed_grad_norm = seed_norm.map(|r| values.one(&r).sqrt() as f32);
+            ev.host_grad_norm = report.host_grad_norm.or_else(|| host_norm.map(|r| values.one(&r).sqrt() as f32));
         }
         if seed.live().is_some_and(|l| matches!(l.phase, Phase::Blending { .. })) {
             ev.blend_admitted = self.breakers.admit(BreakerName::Blending, &mut out.events);
@@ -231,30 +358,29 @@ impl Inner {
         ev
     }
 
-    /// The isolation probe of decisions D6 on this step's seed branch, with the isolation
-    /// breaker's accounting.
-    fn probe(
+    /// The isolation probe's verdict from the step's values, with the isolation breaker's
+    /// accounting.
+    fn conclude_probe(
         &self,
         seed: &mut Seed,
-        branch: &kasmina_isolation::SeedBranch,
-        grads: &GradStore,
-        step: u64,
+        probe: ProbeGathering,
+        values: &Values,
         out: &mut Outbox,
     ) -> Option<IsolationEvidence> {
-        let stage = seed.stage();
         let id = seed.id.clone();
         let live = seed.live_mut()?;
-        if !live.attached.monitor.should_check(step) {
-            return None;
-        }
-        let kernel = live.attached.kernel.clone();
-        // The kernel's weights as constants: the probe's backward goes only as far as it must,
-        // through the seed's input towards the host (decisions D24).
-        let frozen = kernel.frozen();
-        let probe = Probe::rerun(&branch.input, &frozen).with_step_grads(grads);
-        let report = match live.attached.monitor.check(step, stage, &probe) {
-            Ok(r) if !r.is_skipped() => r,
-            Ok(_) => return None,
+        let (pending, ranges, norm) = match probe {
+            ProbeGathering::Pending { pending, ranges, norm } => (pending, ranges, norm),
+            ProbeGathering::Failed(error) => {
+                out.events.push(
+                    names::ISOLATION_VIOLATION.event_at(TelemetryLevel::Error, [("seed_id", id), ("error", error)]),
+                );
+                return None;
+            }
+        };
+        let read: Vec<f64> = ranges.iter().map(|r| values.one(r)).collect();
+        let report = match live.attached.monitor.conclude(pending, &read) {
+            Ok(r) => r,
             Err(e) => {
                 out.events.push(
                     names::ISOLATION_VIOLATION
@@ -274,10 +400,8 @@ impl Inner {
             core.last_hook_ms = report.elapsed_ms;
             core.last_dot_product = report.dot_product.unwrap_or(0.0);
         }
-        let seed_grad_norm = report
-            .seed_grad_norm
-            .map(|n| n as f32)
-            .or_else(|| grad_norm(kernel.named_vars().iter().map(|(_, v)| v), grads));
+        let seed_grad_norm =
+            report.seed_grad_norm.map(|n| n as f32).or_else(|| norm.map(|r| values.one(&r).sqrt() as f32));
         Some(IsolationEvidence {
             violation,
             offending: report.offending.clone(),
@@ -286,6 +410,33 @@ impl Inner {
             breaker_open: self.breakers.state(BreakerName::Isolation) == leyline::CircuitBreakerState::CircuitStateOpen,
         })
     }
+}
+
+/// What the first half of a step's safe point gathered for one seed.
+enum Gathering {
+    /// A seed in RESETTING: where G5's slot probe (the largest change of a probe activation) is
+    /// in the values; `None` when the probe's output had another shape or failed.
+    Reset(Option<Range<usize>>),
+    /// Any other seed.
+    Step(Box<StepGathering>),
+}
+
+/// A seed's forward observations and where its figures are in the step's values.
+struct StepGathering {
+    seen: Observation,
+    shadow_grads: Option<GradStore>,
+    nonfinite: Option<Range<usize>>,
+    shadow: Option<Range<usize>>,
+    shadow_loss: Option<Range<usize>>,
+    probe: Option<ProbeGathering>,
+    seed_norm: Option<Range<usize>>,
+    host_norm: Option<Range<usize>>,
+}
+
+/// An isolation probe measured on the device, or why it could not be.
+enum ProbeGathering {
+    Pending { pending: PendingCheck, ranges: Vec<Range<usize>>, norm: Option<Range<usize>> },
+    Failed(String),
 }
 
 impl Inner {
@@ -358,9 +509,12 @@ fn counterfactual_failed(slot: &str, error: &str) -> leyline::TelemetryEvent {
     names::COUNTERFACTUAL.event_at(TelemetryLevel::Error, [("slot", slot.to_owned()), ("error", error.to_owned())])
 }
 
-/// L2 norm of the step's gradients over `vars`.
-/// `None` when a variable has no gradient. The sum stays on the device: one read per call.
-fn grad_norm<'a>(vars: impl IntoIterator<Item = &'a candle_core::Var>, grads: &GradStore) -> Option<f32> {
+/// `Σ g²` of the step's gradients over `vars`, as a scalar on the device (nothing is read).
+/// `None` when a variable has no gradient, when there is none, or when an operation fails.
+fn sum_of_squares<'a>(
+    vars: impl IntoIterator<Item = &'a candle_core::Var>,
+    grads: &GradStore,
+) -> Option<candle_core::Tensor> {
     let mut total: Option<candle_core::Tensor> = None;
     for var in vars {
         let sq = grads.get(var.as_tensor())?.sqr().ok()?.sum_all().ok()?.to_dtype(candle_core::DType::F32).ok()?;
@@ -369,7 +523,7 @@ fn grad_norm<'a>(vars: impl IntoIterator<Item = &'a candle_core::Var>, grads: &G
             None => sq,
         });
     }
-    Some(total?.to_scalar::<f32>().ok()?.sqrt())
+    total
 }
 
 #[cfg(test)]

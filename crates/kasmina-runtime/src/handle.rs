@@ -160,7 +160,9 @@ impl Kasmina {
 
     /// Counters over the runtime's life.
     pub fn stats(&self) -> RuntimeStats {
-        self.inner.core.lock().stats
+        let mut stats = self.inner.core.lock().stats;
+        stats.device_reads = self.inner.device_reads.load(std::sync::atomic::Ordering::Relaxed);
+        stats
     }
 
     /// The size of every traffic-driven store (nonce ledger, command queue, caches, receipts,

@@ -96,6 +96,7 @@ mod memory;
 mod optim;
 mod perform;
 mod publish;
+mod readout;
 mod receipt;
 mod report;
 mod seed;

@@ -34,16 +34,19 @@ impl StepReport {
     }
 
     /// Adds a shadow seed loss for a slot as the scalar tensor the shadow forward produced (its
-    /// graph reaches the seed): its value is G1's evidence, and in
-    /// [`crate::TrainingMode::Shadow`] the runtime trains the seed on it.
+    /// graph reaches the seed): its value is G1's evidence, read at the safe point with the
+    /// step's other figures (no device read here), and in [`crate::TrainingMode::Shadow`] the
+    /// runtime trains the seed on it. A value given with [`with_shadow_loss`](Self::with_shadow_loss)
+    /// for the same slot takes precedence as the evidence.
     pub fn with_shadow_loss_tensor(
         mut self,
         slot: impl Into<String>,
         loss: &candle_core::Tensor,
     ) -> candle_core::Result<Self> {
-        let slot = slot.into();
-        self.shadow_losses.insert(slot.clone(), loss.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?);
-        self.shadow_loss_tensors.insert(slot, loss.clone());
+        if loss.elem_count() != 1 {
+            return Err(candle_core::Error::Msg(format!("a shadow loss is one value, got shape {:?}", loss.dims())));
+        }
+        self.shadow_loss_tensors.insert(slot.into(), loss.clone());
         Ok(self)
     }
 }
@@ -184,4 +187,8 @@ pub struct RuntimeStats {
     pub commands_rejected: u64,
     /// Non-critical events not published while the `telemetry_flush` breaker was open.
     pub events_dropped: u64,
+    /// Device-to-host transfers the runtime made (issue 19): one per [`crate::Kasmina::on_step`]
+    /// that has a seed to observe, none inside a slot forward; G0's probe at a germination and
+    /// G5's probe outside a training step add one each.
+    pub device_reads: u64,
 }

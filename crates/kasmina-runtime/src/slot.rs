@@ -8,17 +8,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{DType, Device, Module, Tensor};
-use kasmina_isolation::{Layout, SeedBranch, SlotMode, seed_input, slot_forward};
+use kasmina_isolation::{Layout, SeedBranch, SlotMode, guarded_slot_forward, seed_input};
 use leyline::SeedLifecycleStage as Stage;
 use parking_lot::Mutex;
 
 use crate::error::Result;
+use crate::readout::finite_check;
 use crate::seed::{Interface, Route, Seed};
 
-/// What forwards observed since the last safe point.
+/// What forwards observed since the last safe point. Nothing here has been read from the device:
+/// the safe point reads it with everything else ([`crate::readout`]).
 #[derive(Debug, Default)]
 pub(crate) struct Observation {
-    pub(crate) nan_output: bool,
+    /// The sum of the forwards' finite checks (`Σd − Σd`, f32 scalar on the device): 0 when
+    /// every seed delta since the last safe point was finite, NaN otherwise. `None` when the seed
+    /// did not run.
+    pub(crate) finite_checks: Option<Tensor>,
     pub(crate) interface: Option<Interface>,
     pub(crate) paused_passes: u64,
     /// The seed branch of the last forward (for the isolation probe).
@@ -89,24 +94,20 @@ impl SlotCell {
             let delta = kernel.forward(&input)?;
             let branch = SeedBranch { input: input.clone(), delta: delta.clone() };
             if record {
-                self.record(host, &branch, mode, all_finite(&delta)?);
+                self.record(host, &branch, mode, finite_check(&delta)?)?;
             }
             return Ok((input + delta)?);
         }
-        let fwd = slot_forward(mode, host, kernel.as_ref())?;
-        let Some(branch) = fwd.seed else { return Ok(fwd.output) };
-        let finite = all_finite(&branch.delta)?;
-        if record {
-            self.record(host, &branch, mode, finite);
-        }
-        if !finite && !matches!(mode, SlotMode::Fossil { .. }) {
-            // Never let a broken seed poison the host's forward or gradients.
-            return Ok(host.clone());
+        // The non-finite guard runs on the device: a broken seed never poisons the host's forward
+        // or gradients, and nothing is read here (issue 19).
+        let fwd = guarded_slot_forward(mode, host, kernel.as_ref())?;
+        if record && let (Some(branch), Some(check)) = (fwd.seed.as_ref(), fwd.finite_check) {
+            self.record(host, branch, mode, check)?;
         }
         Ok(fwd.output)
     }
 
-    fn record(&self, host: &Tensor, branch: &SeedBranch, mode: SlotMode, finite: bool) {
+    fn record(&self, host: &Tensor, branch: &SeedBranch, mode: SlotMode, check: Tensor) -> Result<()> {
         let mut st = self.fwd.lock();
         st.seen.interface = Some(Interface {
             seed_shape: branch.delta.dims().to_vec(),
@@ -114,22 +115,27 @@ impl SlotCell {
             seed_dtype: branch.delta.dtype(),
             host_dtype: host.dtype(),
         });
-        st.seen.nan_output |= !finite;
+        st.seen.finite_checks = Some(match st.seen.finite_checks.take() {
+            Some(acc) => (acc + check)?,
+            None => check,
+        });
         if mode == SlotMode::Full {
             st.seen.shadow_pair = Some((host.detach(), branch.delta.detach()));
         }
         st.seen.branch = Some(branch.clone());
+        Ok(())
     }
 
-    /// Whether a probe activation comes out of the slot unchanged (G5 asks the slot itself).
-    pub(crate) fn forwards_unchanged(&self, device: &Device) -> Result<bool> {
+    /// G5's question to the slot itself, as a tensor to read: the largest `|out − probe|` of a
+    /// probe activation through the slot (0 when it comes out unchanged). `None` when the output's
+    /// shape differs (not unchanged).
+    pub(crate) fn change_of_probe(&self, device: &Device) -> Result<Option<Tensor>> {
         let probe = Tensor::randn(0f32, 1.0, self.layout.probe_shape(self.width), device)?;
         let out = self.forward(&probe, false)?;
         if out.dims() != probe.dims() {
-            return Ok(false);
+            return Ok(None);
         }
-        let diff = (out.to_dtype(DType::F32)? - &probe)?.abs()?.max_all()?.to_scalar::<f32>()?;
-        Ok(diff == 0.0)
+        Ok(Some((out.to_dtype(DType::F32)? - &probe)?.abs()?.max_all()?))
     }
 
     /// Runs `f` with this slot in shadow mode and every other slot recording nothing.
@@ -210,24 +216,23 @@ impl Module for SeedSlot {
     }
 }
 
-/// Whether every element is finite (one reduction and one device sync).
-pub(crate) fn all_finite(t: &Tensor) -> Result<bool> {
-    let s = t.detach().sum_all()?.to_dtype(DType::F32)?.to_scalar::<f32>()?;
-    Ok(s.is_finite())
-}
-
-/// Relative L2 distance `|b - h| / |h|` and cosine similarity of the blended output
-/// `b = h + delta` to the host activation `h` (shadow metrics), in one device read.
-pub(crate) fn shadow_distance(host: &Tensor, delta: &Tensor) -> Result<(f64, f64)> {
+/// The shadow metrics' sums, as four scalars on the device (nothing is read): `|b − h|²`, `|h|²`,
+/// `|b|²` and `⟨b, h⟩` of the blended output `b = h + delta` and the host activation `h`;
+/// [`shadow_metrics`] turns their values into the metrics.
+pub(crate) fn shadow_sums(host: &Tensor, delta: &Tensor) -> Result<Tensor> {
     let h = host.to_dtype(DType::F32)?.flatten_all()?;
     let s = (&h + delta.to_dtype(DType::F32)?.flatten_all()?)?;
-    let parts = Tensor::stack(
+    Ok(Tensor::stack(
         &[(&s - &h)?.sqr()?.sum_all()?, h.sqr()?.sum_all()?, s.sqr()?.sum_all()?, (&s * &h)?.sum_all()?],
         0,
-    )?
-    .to_vec1::<f32>()?;
-    let (diff, hh, ss, sh) = (f64::from(parts[0]), f64::from(parts[1]), f64::from(parts[2]), f64::from(parts[3]));
+    )?)
+}
+
+/// Relative L2 distance `|b − h| / |h|` and cosine similarity of `b` to `h`, from the values of
+/// [`shadow_sums`]. `None` unless there are four.
+pub(crate) fn shadow_metrics(sums: &[f64]) -> Option<(f64, f64)> {
+    let &[diff, hh, ss, sh] = sums else { return None };
     let rel = diff.sqrt() / hh.sqrt().max(1e-12);
     let cos = sh / (hh.sqrt() * ss.sqrt()).max(1e-12);
-    Ok((rel, cos))
+    Some((rel, cos))
 }

@@ -91,6 +91,8 @@ pub(crate) struct Inner {
     pub(crate) slots: RwLock<Vec<Arc<SlotCell>>>,
     pub(crate) evaluating: Arc<AtomicBool>,
     pub(crate) core: Mutex<Core>,
+    /// Device-to-host transfers made by the runtime ([`crate::readout`]).
+    pub(crate) device_reads: std::sync::atomic::AtomicU64,
     pub(crate) queue: Mutex<VecDeque<Pending>>,
     pub(crate) teacher: Mutex<Option<Teacher>>,
     pub(crate) rejections: Mutex<RejectionWindow>,

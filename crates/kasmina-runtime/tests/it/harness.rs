@@ -148,6 +148,12 @@ impl Rig {
         Self::build_in(config, None, None, dtype)
     }
 
+    /// A rig whose host, data and seeds live on `device` (a CUDA device in the CUDA tests).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub fn on_device(config: KasminaConfig, device: Device) -> Self {
+        Self::build_on(config, None, None, DType::F32, device)
+    }
+
     fn build(config: KasminaConfig, blueprints: Option<RuntimeFactory>, telemetry: Option<Telemetry>) -> Self {
         Self::build_in(config, blueprints, telemetry, DType::F32)
     }
@@ -158,7 +164,16 @@ impl Rig {
         telemetry: Option<Telemetry>,
         dtype: DType,
     ) -> Self {
-        let device = Device::Cpu;
+        Self::build_on(config, blueprints, telemetry, dtype, Device::Cpu)
+    }
+
+    fn build_on(
+        config: KasminaConfig,
+        blueprints: Option<RuntimeFactory>,
+        telemetry: Option<Telemetry>,
+        dtype: DType,
+        device: Device,
+    ) -> Self {
         let host = Host::with_dtype(&device, dtype);
         let opt = candle_nn::SGD::new(host.varmap.all_vars(), 0.1).unwrap();
         let sink = MemorySink::new();

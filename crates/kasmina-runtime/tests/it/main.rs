@@ -13,6 +13,7 @@ mod harness;
 mod kd;
 mod layouts;
 mod mixed;
+mod reads;
 mod receipts;
 mod replay_receipt;
 mod runbook;

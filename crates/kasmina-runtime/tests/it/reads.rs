@@ -1,0 +1,97 @@
+//! Host–device synchronisation (issue 19): a slot forward never reads the device, and each
+//! training step's safe point reads it once, whatever the seed's stage.
+
+use candle_core::DType;
+use candle_nn::Optimizer;
+use candle_nn::loss::cross_entropy;
+use kasmina_runtime::StepReport;
+use leyline::{SeedLifecycleStage as Stage, SeedOperation};
+
+use crate::harness::{Rig, config};
+
+/// One training step as [`Rig::step`] takes it, counting the runtime's device reads during the
+/// trainer's part (forwards, shadow forwards, backward) and during `on_step`.
+fn counted_step(rig: &mut Rig) -> (u64, u64) {
+    let reads = |rig: &Rig| rig.kasmina.stats().device_reads;
+    let before = reads(rig);
+    let (x, y) = (&rig.train.0, &rig.train.1);
+    let loss = cross_entropy(&rig.host.forward(x, Some(&rig.slot)), y).unwrap();
+    let grads = loss.backward().unwrap();
+    rig.opt.step(&grads).unwrap();
+    // The trainer reads its own loss; the runtime reads nothing here.
+    let mut report = StepReport::new(loss.to_dtype(DType::F32).unwrap().to_scalar::<f32>().unwrap());
+    for name in rig.kasmina.shadow_slots() {
+        let shadow = rig.kasmina.with_shadow(&name, || rig.host.forward(x, Some(&rig.slot))).unwrap();
+        report = report.with_shadow_loss_tensor(name, &cross_entropy(&shadow, y).unwrap()).unwrap();
+    }
+    let mid = reads(rig);
+    rig.kasmina.on_step(&grads, report).unwrap();
+    rig.step += 1;
+    (mid - before, reads(rig) - mid)
+}
+
+#[test]
+fn a_forward_reads_nothing_and_each_step_reads_the_device_once() {
+    grows_reading_once_per_step(Rig::new(config()));
+}
+
+/// The same on CUDA device 0: the seed grows to FOSSILIZED with the fused kernels and one read
+/// per step, and no isolation violation.
+#[cfg(feature = "cuda")]
+#[test]
+fn on_cuda_a_seed_grows_to_fossilized_reading_the_device_once_per_step() {
+    let rig = Rig::on_device(config(), candle_core::Device::new_cuda(0).unwrap());
+    let kasmina = rig.kasmina.clone();
+    grows_reading_once_per_step(rig);
+    let summary = &kasmina.seed_summaries()[0];
+    assert!(summary.isolation_checks > 0);
+    assert_eq!(summary.isolation_violations, 0);
+}
+
+/// Germinates BP001 and steps it to FOSSILIZED, checking the reads of every step.
+fn grows_reading_once_per_step(mut rig: Rig) {
+    for _ in 0..3 {
+        assert_eq!(counted_step(&mut rig), (0, 0), "no seed: nothing to read");
+    }
+    let cmd = rig.seed_op(SeedOperation::SeedOpGerminate, "seed-1", "BP001");
+    assert!(rig.submit_and_step(&cmd).accepted);
+
+    let mut per_stage: Vec<(Stage, u64)> = Vec::new();
+    for _ in 0..400 {
+        let stage = rig.stage();
+        let (in_forward, in_step) = counted_step(&mut rig);
+        assert_eq!(in_forward, 0, "{stage:?}: the forwards and the backward read nothing");
+        if matches!(
+            stage,
+            Stage::SeedStageTraining
+                | Stage::SeedStageBlending
+                | Stage::SeedStageShadowing
+                | Stage::SeedStageProbationary
+                | Stage::SeedStageFossilized
+        ) {
+            assert_eq!(in_step, 1, "{stage:?}: one read at the safe point");
+        } else {
+            assert!(in_step <= 1, "{stage:?}: {in_step} reads");
+        }
+        match per_stage.last_mut() {
+            Some((s, n)) if *s == stage => *n += 1,
+            _ => per_stage.push((stage, 1)),
+        }
+        if rig.step.is_multiple_of(10) {
+            rig.epoch();
+        }
+        if per_stage.last().is_some_and(|(s, n)| *s == Stage::SeedStageFossilized && *n > 3) {
+            break;
+        }
+    }
+    let stages: Vec<Stage> = per_stage.iter().map(|(s, _)| *s).collect();
+    for stage in [
+        Stage::SeedStageTraining,
+        Stage::SeedStageBlending,
+        Stage::SeedStageShadowing,
+        Stage::SeedStageProbationary,
+        Stage::SeedStageFossilized,
+    ] {
+        assert!(stages.contains(&stage), "the seed went through {stage:?}: {per_stage:?}");
+    }
+}
