@@ -6,6 +6,7 @@
 
 pub mod extras;
 pub mod fixtures;
+pub mod host_rigs;
 pub mod read_all;
 pub mod rigs;
 pub mod threads;

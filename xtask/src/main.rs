@@ -4,12 +4,14 @@
 //! `cargo xtask layering` checks the crate dependency graph against the allowed edges,
 //! `cargo xtask bench [--strict] [--save-baseline]` runs the criterion benches and writes
 //! `target/bench-results/summary.json`, `cargo xtask fuzz [--seconds N]` runs every cargo-fuzz
-//! target of `fuzz/` for a while, and `cargo xtask ci` runs the CI sequence locally.
+//! target of `fuzz/` for a while, `cargo xtask cuda-build` builds the CUDA binaries and the GPU
+//! machine's `dist/` (no GPU needed), and `cargo xtask ci` runs the CI sequence locally.
 //!
 //! Paths come from `CARGO_MANIFEST_DIR`, never from the working directory.
 
 mod bench;
 mod crash;
+mod cuda;
 mod fastgen;
 mod fuzz;
 mod layering;
@@ -42,6 +44,11 @@ commands:
   crash-test [--kills N] [--seed S] [--debug]
                                     SIGKILL the demo at random points (saves included), resume it
                                     each time, compare with an uninterrupted run (default 50 kills)
+  cuda-build [--cap 90] [--toolkit DIR] [--skip-tests]
+                                    the CUDA build on a machine without a GPU: fetches the pinned
+                                    CUDA 13.0 wheels (target/cuda-toolkit), builds kasmina, the
+                                    gpu_check bench and the CUDA test binaries (target/cuda), and
+                                    packs them with the runner dist/gpu-check.sh (under 64 MiB)
   ci                                run the CI sequence (fmt, clippy, tests, proto --check, layering)
 ";
 
@@ -75,6 +82,7 @@ fn run() -> Result<()> {
         "fuzz" => fuzz::run(&workspace_root(), rest),
         "soak" => soak::run(&workspace_root(), rest),
         "crash-test" => crash::run(&workspace_root(), rest),
+        "cuda-build" => cuda::run(&workspace_root(), rest),
         "ci" => {
             parse_flags(rest, &[])?;
             ci(&workspace_root())
