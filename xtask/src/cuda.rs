@@ -14,7 +14,8 @@
 //!    integration-test binaries of `kasmina-isolation` and `kasmina-runtime`. A cold build
 //!    takes about 20 minutes on two cores (candle's kernels); later ones, seconds to minutes.
 //! 3. **dist/.** The binaries, without their line tables and xz-compressed (candle's embedded
-//!    PTX is text: about 7×), with
+//!    PTX is text: about 7×), the non-system libraries `kasmina` links (the plot's fontconfig and
+//!    freetype, for a GPU machine without them), with
 //!    `gpu-check.sh`, the runner for the GPU machine, and `manifest.json`; under 64 MiB in all,
 //!    checked.
 
@@ -269,6 +270,9 @@ fn write_dist(root: &Path, built: &[(PathBuf, String)], cap: &str) -> Result<()>
         entries.push(serde_json::json!({ "name": name, "bytes": raw, "xz_bytes": size }));
     }
     let _ = fs::remove_dir_all(&staging);
+    if let Some((kasmina, _)) = built.iter().find(|(_, name)| name == "kasmina") {
+        bundle_libraries(kasmina, &dist.join("lib"))?;
+    }
     let runner = dist.join("gpu-check.sh");
     fs::write(&runner, RUNNER)?;
     set_executable(&runner)?;
@@ -312,6 +316,43 @@ fn folder_size(dir: &Path) -> Result<u64> {
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// Libraries a GPU machine is expected to have: glibc, the compiler's runtime, the driver and
+/// the CUDA 13 user-space libraries (found by the runner).
+const SYSTEM_LIBRARIES: &[&str] = &[
+    "linux-vdso",
+    "ld-linux",
+    "libc.so",
+    "libm.so",
+    "libdl.so",
+    "libpthread.so",
+    "librt.so",
+    "libgcc_s.so",
+    "libstdc++.so",
+    "libcuda.so",
+    "libcudart.so",
+    "libcublas.so",
+    "libcublasLt.so",
+    "libcurand.so",
+    "libnvrtc.so",
+];
+
+/// Copies into `into` the other shared libraries `exe` needs (the plot's fontconfig and freetype
+/// and theirs): the runner puts them on the library path only when the GPU machine lacks one.
+fn bundle_libraries(exe: &Path, into: &Path) -> Result<()> {
+    let out = Command::new("ldd").arg(exe).output().context("running ldd")?;
+    fs::create_dir_all(into)?;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some((name, rest)) = line.trim().split_once(" => ") else { continue };
+        let Some(path) = rest.split_whitespace().next().filter(|p| p.starts_with('/')) else { continue };
+        if SYSTEM_LIBRARIES.iter().any(|lib| name.starts_with(lib)) {
+            continue;
+        }
+        fs::copy(path, into.join(name)).with_context(|| format!("copying {path}"))?;
+        eprintln!("dist/lib/{name} (from {path})");
+    }
+    Ok(())
 }
 
 /// `dist/gpu-check.sh`, the runner on the GPU machine.

@@ -52,6 +52,12 @@ for lib in "${need[@]}"; do
   done
 done
 export LD_LIBRARY_PATH="$lp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# The other libraries kasmina links (fontconfig, freetype and theirs), from dist/lib, only when
+# this machine lacks one of them.
+if ldd "$work/kasmina" 2>/dev/null | grep -v -E 'libcuda|libcudart|libcublas|libcurand' | grep -q 'not found'; then
+  echo "[gpu-check] using the bundled libraries of dist/lib" >&2
+  export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$here/lib"
+fi
 
 # --- the steps --------------------------------------------------------------------------------
 steps=()   # JSON objects

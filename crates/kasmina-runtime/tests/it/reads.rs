@@ -95,3 +95,35 @@ fn grows_reading_once_per_step(mut rig: Rig) {
         assert!(stages.contains(&stage), "the seed went through {stage:?}: {per_stage:?}");
     }
 }
+
+/// The counter counts the reads made through `readout`; this makes sure there is no other:
+/// outside `readout.rs`, no non-test code of the runtime reads a tensor, except the artefact
+/// fingerprint (checkpoints only, never in a step).
+#[test]
+fn nothing_outside_the_readout_reads_a_tensor() {
+    const READS: [&str; 5] = [".to_scalar", ".to_vec0", ".to_vec1", ".to_vec2", ".to_vec3"];
+    const ALLOWED: [(&str, &str); 2] =
+        [("readout.rs", "the step's one read"), ("blueprint/kernel.rs", "SeedArtifact::fingerprint, for checkpoints")];
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = vec![src.clone()];
+    let mut found = Vec::new();
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        let rel = path.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+        if !rel.ends_with(".rs") || ALLOWED.iter().any(|(f, _)| *f == rel) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for (n, line) in code.lines().enumerate() {
+            let line = line.trim_start();
+            if !line.starts_with("//") && READS.iter().any(|r| line.contains(r)) {
+                found.push(format!("{rel}:{}: {line}", n + 1));
+            }
+        }
+    }
+    assert!(found.is_empty(), "device reads outside the readout:\n{}", found.join("\n"));
+}
