@@ -12,7 +12,7 @@
 //!    `NVCC`, `CUDA_COMPUTE_CAP`, `CUDARC_CUDA_VERSION`, `PATH`), into `target/cuda`, in one
 //!    release cargo invocation: the `kasmina` binary, the `gpu_check` benchmark and the
 //!    integration-test binaries of `kasmina-isolation` and `kasmina-runtime`. A cold build
-//!    takes about 20 minutes on two cores (candle's kernels); later ones, seconds to minutes.
+//!    took about 8 minutes on two cores (most of it candle's kernels); later ones, about one.
 //! 3. **dist/.** The binaries, without their line tables and xz-compressed (candle's embedded
 //!    PTX is text: about 7×), the non-system libraries `kasmina` links (the plot's fontconfig and
 //!    freetype, for a GPU machine without them), with
