@@ -167,19 +167,9 @@ pub struct SeedBranch {
 /// (the graph of the undetached model `h + delta(h)`); the kernel input equals `h` in value for
 /// every `grad_scale`.
 pub fn slot_forward<K: Module + ?Sized>(mode: SlotMode, host: &Tensor, kernel: &K) -> Result<SlotForward> {
-    // Validate the scalars before running the kernel.
-    let mode = match mode {
-        SlotMode::Transparent => return Ok(SlotForward { output: host.clone(), seed: None }),
-        SlotMode::Blend { alpha } => SlotMode::Blend { alpha: clamp_alpha(alpha)? },
-        SlotMode::BlendOut { alpha } => SlotMode::BlendOut { alpha: clamp_alpha(alpha)? },
-        SlotMode::Fossil { grad_scale } => SlotMode::Fossil { grad_scale: clamp_grad_scale(grad_scale)? },
-        m @ (SlotMode::StraightThrough | SlotMode::Full) => m,
+    let Some((mode, input, delta)) = run_seed(mode, host, kernel)? else {
+        return Ok(SlotForward { output: host.clone(), seed: None });
     };
-    let input = match mode {
-        SlotMode::Fossil { grad_scale } => fossil_input(host, grad_scale)?,
-        _ => seed_input(host),
-    };
-    let delta = seed_delta(host, &input, kernel)?;
     let output = match mode {
         SlotMode::StraightThrough => straight_through(host, &delta)?,
         SlotMode::Blend { alpha } => blend(host, &delta, alpha)?,
@@ -216,18 +206,9 @@ pub struct GuardedForward {
 /// take the gate inside their fused kernel (f32, bf16, f16 on the CPU and on CUDA), other dtypes
 /// and devices select with `where_cond`.
 pub fn guarded_slot_forward<K: Module + ?Sized>(mode: SlotMode, host: &Tensor, kernel: &K) -> Result<GuardedForward> {
-    let mode = match mode {
-        SlotMode::Transparent => return Ok(GuardedForward { output: host.clone(), seed: None, finite_check: None }),
-        SlotMode::Blend { alpha } => SlotMode::Blend { alpha: clamp_alpha(alpha)? },
-        SlotMode::BlendOut { alpha } => SlotMode::BlendOut { alpha: clamp_alpha(alpha)? },
-        SlotMode::Fossil { grad_scale } => SlotMode::Fossil { grad_scale: clamp_grad_scale(grad_scale)? },
-        m @ (SlotMode::StraightThrough | SlotMode::Full) => m,
+    let Some((mode, input, delta)) = run_seed(mode, host, kernel)? else {
+        return Ok(GuardedForward { output: host.clone(), seed: None, finite_check: None });
     };
-    let input = match mode {
-        SlotMode::Fossil { grad_scale } => fossil_input(host, grad_scale)?,
-        _ => seed_input(host),
-    };
-    let delta = seed_delta(host, &input, kernel)?;
     let check = finite_check(&delta)?;
     let output = match mode {
         SlotMode::Fossil { .. } => host.add(&delta).op("residual add")?,
@@ -262,6 +243,29 @@ fn gated(kind: Kind, host: &Tensor, delta: &Tensor, check: &Tensor) -> Result<Te
         Kind::Add => host.add(delta).op("residual add")?,
     };
     gate.broadcast_as(host.shape()).and_then(|g| g.where_cond(&plain, host)).op("finite gate")
+}
+
+/// The seed half of a slot forward: the mode with its scalars validated (before the kernel runs,
+/// so bad input costs nothing), the kernel's input for it and the delta. `None` in
+/// [`SlotMode::Transparent`] (the kernel is not run).
+fn run_seed<K: Module + ?Sized>(
+    mode: SlotMode,
+    host: &Tensor,
+    kernel: &K,
+) -> Result<Option<(SlotMode, Tensor, Tensor)>> {
+    let mode = match mode {
+        SlotMode::Transparent => return Ok(None),
+        SlotMode::Blend { alpha } => SlotMode::Blend { alpha: clamp_alpha(alpha)? },
+        SlotMode::BlendOut { alpha } => SlotMode::BlendOut { alpha: clamp_alpha(alpha)? },
+        SlotMode::Fossil { grad_scale } => SlotMode::Fossil { grad_scale: clamp_grad_scale(grad_scale)? },
+        m @ (SlotMode::StraightThrough | SlotMode::Full) => m,
+    };
+    let input = match mode {
+        SlotMode::Fossil { grad_scale } => fossil_input(host, grad_scale)?,
+        _ => seed_input(host),
+    };
+    let delta = seed_delta(host, &input, kernel)?;
+    Ok(Some((mode, input, delta)))
 }
 
 /// The FOSSILIZED kernel input `sg(h) + grad_scale * (h - sg(h))` (equal to `h` in value), with

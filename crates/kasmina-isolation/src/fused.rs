@@ -46,6 +46,14 @@ impl Kind {
         }
     }
 
+    /// The gradient into `d` for the upstream gradient `grad`: `alpha` times it (blend), or it.
+    fn delta_grad(self, grad: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Blend(alpha) => grad.affine(alpha, 0.0),
+            Self::StraightThrough | Self::Add => Ok(grad.clone()),
+        }
+    }
+
     /// One element, in the storage type's own arithmetic (each operation rounded to `T`).
     #[allow(clippy::eq_op)] // `d - d` is the value: 0, or NaN for a non-finite d, as the plain op's.
     fn apply<T: WithDType>(self, h: T, d: T) -> T {
@@ -151,11 +159,7 @@ impl CustomOp2 for Fused {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let to_delta = match self.0 {
-            Kind::Blend(alpha) => grad.affine(alpha, 0.0)?,
-            Kind::StraightThrough | Kind::Add => grad.clone(),
-        };
-        Ok((Some(grad.clone()), Some(to_delta)))
+        Ok((Some(grad.clone()), Some(self.0.delta_grad(grad)?)))
     }
 }
 
@@ -204,11 +208,7 @@ impl CustomOp3 for Fused {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         // Gate 1: exactly the plain op's gradient (`x · 1 = x`); gate 0: none reaches `d`.
         let open = gate.to_dtype(grad.dtype())?.broadcast_as(grad.shape())?;
-        let scaled = match self.0 {
-            Kind::Blend(alpha) => grad.affine(alpha, 0.0)?,
-            Kind::StraightThrough | Kind::Add => grad.clone(),
-        };
-        Ok((Some(grad.clone()), Some(scaled.mul(&open)?), None))
+        Ok((Some(grad.clone()), Some(self.0.delta_grad(grad)?.mul(&open)?), None))
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use kasmina_runtime::{Checkpoint, CheckpointError, Kasmina, TrainerState, blueprint::builtin};
 use leyline::{SeedLifecycleStage as Stage, SeedOperation};
 
-use crate::harness::{Rig, WIDTH, config};
+use crate::harness::{HAPPY_PATH, Rig, WIDTH, config};
 
 const GERMINATE_AT: u64 = 30;
 const HOST_FILE: &str = "host.safetensors";
@@ -102,13 +102,7 @@ fn a_run_resumed_inside_each_stage_of_the_happy_path_is_bit_identical() {
     let mut reference_rig = Rig::new(config());
     let reference = drive(&mut reference_rig, UNTIL, None);
     assert_eq!(reference.last().map(|t| t.2), Some(Stage::SeedStageFossilized), "the reference run must fossilize");
-    for stage in [
-        Stage::SeedStageTraining,
-        Stage::SeedStageBlending,
-        Stage::SeedStageShadowing,
-        Stage::SeedStageProbationary,
-        Stage::SeedStageFossilized,
-    ] {
+    for stage in HAPPY_PATH {
         check_resume(&reference, UNTIL, None, inside(&reference, stage), stage.as_str_name());
     }
 }

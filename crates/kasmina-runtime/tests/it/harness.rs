@@ -114,6 +114,15 @@ pub struct Rig {
     pub losses: Vec<f32>,
 }
 
+/// The stages a helpful seed walks through after GERMINATED, in order.
+pub const HAPPY_PATH: [leyline::SeedLifecycleStage; 5] = [
+    leyline::SeedLifecycleStage::SeedStageTraining,
+    leyline::SeedLifecycleStage::SeedStageBlending,
+    leyline::SeedLifecycleStage::SeedStageShadowing,
+    leyline::SeedLifecycleStage::SeedStageProbationary,
+    leyline::SeedLifecycleStage::SeedStageFossilized,
+];
+
 pub fn config() -> KasminaConfig {
     let mut c = KasminaConfig::default();
     c.training_steps = 40;

@@ -7,7 +7,7 @@ use candle_nn::loss::cross_entropy;
 use kasmina_runtime::StepReport;
 use leyline::{SeedLifecycleStage as Stage, SeedOperation};
 
-use crate::harness::{Rig, config};
+use crate::harness::{HAPPY_PATH, Rig, config};
 
 /// One training step as [`Rig::step`] takes it, counting the runtime's device reads during the
 /// trainer's part (forwards, shadow forwards, backward) and during `on_step`.
@@ -61,14 +61,7 @@ fn grows_reading_once_per_step(mut rig: Rig) {
         let stage = rig.stage();
         let (in_forward, in_step) = counted_step(&mut rig);
         assert_eq!(in_forward, 0, "{stage:?}: the forwards and the backward read nothing");
-        if matches!(
-            stage,
-            Stage::SeedStageTraining
-                | Stage::SeedStageBlending
-                | Stage::SeedStageShadowing
-                | Stage::SeedStageProbationary
-                | Stage::SeedStageFossilized
-        ) {
+        if HAPPY_PATH.contains(&stage) {
             assert_eq!(in_step, 1, "{stage:?}: one read at the safe point");
         } else {
             assert!(in_step <= 1, "{stage:?}: {in_step} reads");
@@ -85,13 +78,7 @@ fn grows_reading_once_per_step(mut rig: Rig) {
         }
     }
     let stages: Vec<Stage> = per_stage.iter().map(|(s, _)| *s).collect();
-    for stage in [
-        Stage::SeedStageTraining,
-        Stage::SeedStageBlending,
-        Stage::SeedStageShadowing,
-        Stage::SeedStageProbationary,
-        Stage::SeedStageFossilized,
-    ] {
+    for stage in HAPPY_PATH {
         assert!(stages.contains(&stage), "the seed went through {stage:?}: {per_stage:?}");
     }
 }
