@@ -56,7 +56,7 @@ impl Inner {
             let mut guard = cell.seed.lock();
             let Some(seed) = guard.as_mut() else { continue };
             let gathering = self.gather(&cell, seed, grads, report, step, &mut readout);
-            gathered.push((cell.clone(), seed.id.clone(), gathering?));
+            gathered.push((cell.clone(), seed.id.clone(), gathering));
         }
         let values = readout.read(&self.device_reads)?;
         let mut monitored = false;
@@ -196,7 +196,9 @@ impl Inner {
     /// the device, pushed onto `readout` as tensors (nothing is read). A seed in RESETTING gets
     /// G5's slot probe; any other, its forward observations, its isolation probe (when due), its
     /// gradient norms (TRAINING), its shadow metrics (SHADOWING, PROBATIONARY) and, in the
-    /// shadow training mode, its shadow backward.
+    /// shadow training mode, its shadow backward. A figure whose tensor operation fails is left
+    /// out (the evidence goes without it, as when it was read on its own); an isolation probe that
+    /// fails is reported as such.
     fn gather(
         &self,
         cell: &SlotCell,
@@ -205,13 +207,10 @@ impl Inner {
         report: &StepReport,
         step: u64,
         readout: &mut Readout,
-    ) -> Result<Gathering> {
+    ) -> Gathering {
         if seed.stage() == Stage::SeedStageResetting {
-            let change = match cell.change_of_probe(&self.device) {
-                Ok(Some(t)) => Some(readout.push(&t)?),
-                Ok(None) | Err(_) => None,
-            };
-            return Ok(Gathering::Reset(change));
+            let change = cell.change_of_probe(&self.device).ok().flatten().and_then(|t| readout.push(&t).ok());
+            return Gathering::Reset(change);
         }
         let seen = cell.take_observation();
         let shadow_grads = self.shadow_grads(seed, &cell.name, report);
@@ -225,33 +224,31 @@ impl Inner {
             seen,
             shadow_grads: None,
         };
-        if let Some(check) = g.seen.finite_checks.as_ref() {
-            g.nonfinite = Some(readout.push(check)?);
-        }
+        // A non-finite check that cannot be queued counts as non-finite: the seed is not trusted.
+        g.nonfinite = g.seen.finite_checks.as_ref().map(|check| readout.push(check).map_err(|_| ()));
         if let Some((h, d)) = g.seen.shadow_pair.as_ref() {
-            g.shadow = Some(readout.push(&shadow_sums(h, d)?)?);
+            g.shadow = shadow_sums(h, d).and_then(|t| readout.push(&t)).ok();
         }
         if !report.shadow_losses.contains_key(&cell.name)
             && let Some(loss) = report.shadow_loss_tensors.get(&cell.name)
         {
-            g.shadow_loss = Some(readout.push(loss)?);
+            g.shadow_loss = readout.push(loss).ok();
         }
         let candidate = seed.stage().is_monitored() && !seed.is_paused();
         if candidate && let Some(branch) = g.seen.branch.as_ref() {
-            g.probe = self.measure_probe(seed, branch, grads, step, readout)?;
+            g.probe = self.measure_probe(seed, branch, grads, step, readout);
         }
         if candidate && seed.live().is_some_and(|l| matches!(l.phase, Phase::Training { .. })) {
             // G1's evidence: the seed's and the host's gradient norms at this step.
             let seed_grads = shadow_grads.as_ref().unwrap_or(grads);
-            g.seed_norm = sum_of_squares(&seed.vars(), seed_grads).map(|t| readout.push(&t)).transpose()?;
+            g.seed_norm = sum_of_squares(&seed.vars(), seed_grads).and_then(|t| readout.push(&t).ok());
             if report.host_grad_norm.is_none() {
-                g.host_norm = sum_of_squares(self.host_vars.iter().map(|(_, v)| v), grads)
-                    .map(|t| readout.push(&t))
-                    .transpose()?;
+                g.host_norm =
+                    sum_of_squares(self.host_vars.iter().map(|(_, v)| v), grads).and_then(|t| readout.push(&t).ok());
             }
         }
         g.shadow_grads = shadow_grads;
-        Ok(Gathering::Step(Box::new(g)))
+        Gathering::Step(Box::new(g))
     }
 
     /// The isolation probe of decisions D6 on this step's seed branch, measured on the device
@@ -264,11 +261,11 @@ impl Inner {
         grads: &GradStore,
         step: u64,
         readout: &mut Readout,
-    ) -> Result<Option<ProbeGathering>> {
+    ) -> Option<ProbeGathering> {
         let stage = seed.stage();
-        let Some(live) = seed.live_mut() else { return Ok(None) };
+        let live = seed.live_mut()?;
         if !live.attached.monitor.should_check(step) {
-            return Ok(None);
+            return None;
         }
         let kernel = live.attached.kernel.clone();
         // The kernel's weights as constants: the probe's backward goes only as far as it must,
@@ -277,16 +274,16 @@ impl Inner {
         let probe = Probe::rerun(&branch.input, &frozen).with_step_grads(grads);
         let pending = match live.attached.monitor.measure(step, stage, &probe) {
             Ok(Measured::Pending(p)) => p,
-            Ok(Measured::Skipped(_)) => return Ok(None),
-            Err(e) => return Ok(Some(ProbeGathering::Failed(e.to_string()))),
+            Ok(Measured::Skipped(_)) => return None,
+            Err(e) => return Some(ProbeGathering::Failed(e.to_string())),
         };
-        let mut ranges = Vec::with_capacity(pending.scalars().len());
-        for t in pending.scalars() {
-            ranges.push(readout.push(t)?);
-        }
+        let ranges = match pending.scalars().iter().map(|t| readout.push(t)).collect::<Result<Vec<_>>>() {
+            Ok(ranges) => ranges,
+            Err(e) => return Some(ProbeGathering::Failed(e.to_string())),
+        };
         let norm =
-            sum_of_squares(kernel.named_vars().iter().map(|(_, v)| v), grads).map(|t| readout.push(&t)).transpose()?;
-        Ok(Some(ProbeGathering::Pending { pending, ranges, norm }))
+            sum_of_squares(kernel.named_vars().iter().map(|(_, v)| v), grads).and_then(|t| readout.push(&t).ok());
+        Some(ProbeGathering::Pending { pending, ranges, norm })
     }
 
     /// In [`crate::TrainingMode::Shadow`], the seed's gradients from its shadow loss (a second
@@ -320,7 +317,7 @@ impl Inner {
                 .get(&cell.name)
                 .copied()
                 .or_else(|| shadow_loss.map(|r| values.one(&r) as f32)),
-            nan_output: nonfinite.is_some_and(|r| values.one(&r) != 0.0),
+            nan_output: nonfinite.is_some_and(|r| r.map_or(true, |r| values.one(&r) != 0.0)),
             interface: seen.interface,
             paused_passes: seen.paused_passes,
             shadow: shadow.and_then(|r| shadow_metrics(values.get(&r))),
@@ -425,7 +422,8 @@ enum Gathering {
 struct StepGathering {
     seen: Observation,
     shadow_grads: Option<GradStore>,
-    nonfinite: Option<Range<usize>>,
+    /// `Err` when the forwards' check could not be queued (taken as non-finite).
+    nonfinite: Option<std::result::Result<Range<usize>, ()>>,
     shadow: Option<Range<usize>>,
     shadow_loss: Option<Range<usize>>,
     probe: Option<ProbeGathering>,

@@ -197,8 +197,12 @@ impl Kasmina {
     /// every training seed's optimiser with `grads`, times embargoes. Call it after the host's
     /// backward (and the host optimiser's step), with the same `GradStore`.
     ///
+    /// Everything it needs from the device (every seed's checks, probes and norms) is read in one
+    /// transfer ([`RuntimeStats::device_reads`]); nothing is read inside a slot forward.
+    ///
     /// A non-finite loss is refused with [`Error::InvalidReport`] (and an ERROR event); no seed
-    /// changes.
+    /// changes. A failed device read (a lost device) is [`Error::Candle`]: the commands queued
+    /// before it were applied, and no seed's evidence of this step was used.
     pub fn on_step(&self, grads: &GradStore, report: StepReport) -> Result<StepOutcome> {
         self.inner.step(grads, &report)
     }
