@@ -6,7 +6,9 @@
 //! Each exists plain ([`CustomOp2`]: `h`, `d`) and **gated** ([`CustomOp3`]: `h`, `d` and a
 //! one-element `u8` gate on the device): the gated form emits `h` itself when the gate is 0, so a
 //! non-finite seed delta is bypassed without the host reading anything back from the device
-//! ([`crate::guarded_slot_forward`]).
+//! ([`crate::guarded_slot_forward`]). The backward is fused too: the gradient into `h` is the
+//! upstream gradient itself (no pass), the one into `d` is one pass (the plain blend's `affine`;
+//! the gated forms' own kernel, which also applies the gate).
 //!
 //! On the CPU they compute exactly what the plain candle ops compute — the same operations in the
 //! same order with the same roundings (`h + (alpha·d + 0)`, `h + (d − d)`, `h + d`), so the same
@@ -54,6 +56,23 @@ impl Kind {
         }
     }
 
+    /// One element of [`delta_grad`](Self::delta_grad), in the storage type's own arithmetic.
+    fn grad_one<T: WithDType>(self, g: T) -> T {
+        match self {
+            Self::Blend(alpha) => g * T::from_f64(alpha) + T::from_f64(0.0),
+            Self::StraightThrough | Self::Add => g,
+        }
+    }
+
+    /// The CUDA kernel's name stem of the gated gradient into `d`, and its factor.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    fn cuda_grad(self) -> (&'static str, f64) {
+        match self {
+            Self::Blend(alpha) => ("grad_blend", alpha),
+            Self::StraightThrough | Self::Add => ("grad_copy", 0.0),
+        }
+    }
+
     /// One element, in the storage type's own arithmetic (each operation rounded to `T`).
     #[allow(clippy::eq_op)] // `d - d` is the value: 0, or NaN for a non-finite d, as the plain op's.
     fn apply<T: WithDType>(self, h: T, d: T) -> T {
@@ -70,6 +89,12 @@ impl Kind {
 /// A fused slot kernel: plain as a [`CustomOp2`], gated as a [`CustomOp3`].
 #[derive(Debug, Clone, Copy)]
 struct Fused(Kind);
+
+/// The backward of a gated form into `d`, one pass: [`Kind::delta_grad`] of the upstream
+/// gradient where the gate is open, 0 where it is closed (a [`CustomOp2`] of the gradient and the
+/// gate).
+#[derive(Debug, Clone, Copy)]
+struct GatedGrad(Kind);
 
 /// The contiguous slice of a storage (the callers make the inputs contiguous).
 fn slice<'a, T>(v: &'a [T], l: &Layout) -> candle_core::Result<&'a [T]> {
@@ -100,6 +125,10 @@ fn cpu_apply(
         (a, b) => return Err(unsupported(a.dtype(), b.dtype())),
     };
     Ok((out, l1.shape().clone()))
+}
+
+fn run_grad<T: WithDType>(kind: Kind, g: &[T], open: bool) -> Vec<T> {
+    if open { g.iter().map(|&g| kind.grad_one(g)).collect() } else { vec![T::from_f64(0.0); g.len()] }
 }
 
 fn unsupported(a: DType, b: DType) -> candle_core::Error {
@@ -149,7 +178,7 @@ impl CustomOp2 for Fused {
         l2: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
         let (stem, alpha) = self.0.cuda();
-        crate::fused_cuda::launch(stem, alpha, (s1, l1), (s2, l2), None)
+        crate::fused_cuda::launch(stem, alpha, &[(s1, l1), (s2, l2)], None)
     }
 
     fn bwd(
@@ -195,7 +224,7 @@ impl CustomOp3 for Fused {
         l3: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
         let (stem, alpha) = self.0.cuda();
-        crate::fused_cuda::launch(stem, alpha, (s1, l1), (s2, l2), Some((s3, l3)))
+        crate::fused_cuda::launch(stem, alpha, &[(s1, l1), (s2, l2)], Some((s3, l3)))
     }
 
     fn bwd(
@@ -206,9 +235,44 @@ impl CustomOp3 for Fused {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        // Gate 1: exactly the plain op's gradient (`x · 1 = x`); gate 0: none reaches `d`.
-        let open = gate.to_dtype(grad.dtype())?.broadcast_as(grad.shape())?;
-        Ok((Some(grad.clone()), Some(self.0.delta_grad(grad)?.mul(&open)?), None))
+        // Gate open: exactly the plain op's gradient; closed: none reaches `d` (zeros).
+        let into_delta = grad.contiguous()?.apply_op2_no_bwd(gate, &GatedGrad(self.0))?;
+        Ok((Some(grad.clone()), Some(into_delta), None))
+    }
+}
+
+impl CustomOp2 for GatedGrad {
+    fn name(&self) -> &'static str {
+        "kasmina-fused-gated-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let open = cpu_gate(s2, l2)?;
+        let out = match s1 {
+            CpuStorage::F32(g) => CpuStorage::F32(run_grad(self.0, slice(g, l1)?, open)),
+            CpuStorage::BF16(g) => CpuStorage::BF16(run_grad::<bf16>(self.0, slice(g, l1)?, open)),
+            CpuStorage::F16(g) => CpuStorage::F16(run_grad::<f16>(self.0, slice(g, l1)?, open)),
+            other => return Err(unsupported(other.dtype(), other.dtype())),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        let (stem, alpha) = self.0.cuda_grad();
+        crate::fused_cuda::launch(stem, alpha, &[(s1, l1)], Some((s2, l2)))
     }
 }
 

@@ -164,7 +164,37 @@ fn the_cuda_kernels_give_the_cpu_bits() {
                 let (cpu, cuda) = (on(&Device::Cpu, dtype, mode, poison), on(&gpu, dtype, mode, poison));
                 assert_eq!(cpu.0, cuda.0, "{dtype:?} {mode:?} poison {poison}: value");
                 assert_eq!(cpu.1, cuda.1, "{dtype:?} {mode:?} poison {poison}: host gradient");
+                if !poison {
+                    // (A poisoned seed's own gradient is NaN on both; NaN bit patterns differ.)
+                    assert_eq!(cpu.2, cuda.2, "{dtype:?} {mode:?}: seed gradient");
+                }
             }
+        }
+    }
+}
+
+#[test]
+fn a_bypassed_delta_gets_a_zero_gradient_in_one_pass() {
+    for dtype in [DType::F32, DType::BF16, DType::F16] {
+        for mode in [SlotMode::StraightThrough, SlotMode::Blend { alpha: 0.37 }, SlotMode::Full] {
+            let host = Var::from_tensor(
+                &Tensor::from_vec(values(30, 1), (3, 10), &Device::Cpu).unwrap().to_dtype(dtype).unwrap(),
+            )
+            .unwrap();
+            let mut raw = values(30, 4);
+            raw[7] = f32::INFINITY;
+            let d = Var::from_tensor(&Tensor::from_vec(raw, (3, 10), &Device::Cpu).unwrap().to_dtype(dtype).unwrap())
+                .unwrap();
+            // A kernel whose delta is the variable itself.
+            let kernel = |_: &Tensor| Ok::<_, candle_core::Error>(d.as_tensor().clone());
+            let fwd = guarded_slot_forward(mode, host.as_tensor(), &kernel).unwrap();
+            let upstream = Tensor::from_vec(values(30, 9), (3, 10), &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
+            let grads = (&fwd.output * &upstream).unwrap().sum_all().unwrap().backward().unwrap();
+            let into_d = bits(grads.get(d.as_tensor()).unwrap());
+            assert!(into_d.iter().all(|&b| b == 0), "{dtype:?} {mode:?}: +0 everywhere, got {into_d:?}");
+            // The identity (in value: candle's gradient accumulation turns -0 into +0).
+            let as_f32 = |t: &Tensor| t.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(as_f32(grads.get(host.as_tensor()).unwrap()), as_f32(&upstream), "{dtype:?} {mode:?}");
         }
     }
 }
