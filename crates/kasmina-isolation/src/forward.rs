@@ -221,10 +221,12 @@ pub fn guarded_slot_forward<K: Module + ?Sized>(mode: SlotMode, host: &Tensor, k
     Ok(GuardedForward { output, seed: Some(SeedBranch { input, delta }), finite_check: Some(check) })
 }
 
-/// `Σd − Σd` in f32: 0 for a finite `d`, NaN otherwise (a NaN survives the sum; an infinity
-/// makes `∞ − ∞`).
-fn finite_check(delta: &Tensor) -> Result<Tensor> {
-    let sum = delta.detach().sum_all().and_then(|s| s.to_dtype(DType::F32)).op("finite check")?;
+/// `Σt − Σt` as an f32 scalar (shape `()`) on `t`'s device, nothing read: `0.0` when every
+/// element of `t` is finite, NaN otherwise (a NaN survives the sum; an infinity makes `∞ − ∞`).
+/// One reduction. [`GuardedForward::finite_check`] is this of the delta; the isolation monitor
+/// and `kasmina-runtime` use it for their own non-finite checks.
+pub fn finite_check(t: &Tensor) -> Result<Tensor> {
+    let sum = t.detach().sum_all().and_then(|s| s.to_dtype(DType::F32)).op("finite check")?;
     sum.sub(&sum).op("finite check")
 }
 

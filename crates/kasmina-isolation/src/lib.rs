@@ -96,8 +96,8 @@ mod schedule;
 pub use alpha::{AlphaController, AlphaCurve, SavedAlpha, SavedRamp};
 pub use error::{Error, Result};
 pub use forward::{
-    GuardedForward, SeedBranch, SlotForward, SlotMode, blend, guarded_slot_forward, seed_input, seed_output,
-    slot_forward, straight_through,
+    GuardedForward, SeedBranch, SlotForward, SlotMode, blend, finite_check, guarded_slot_forward, seed_input,
+    seed_output, slot_forward, straight_through,
 };
 pub use layout::Layout;
 pub use monitor::{

@@ -9,7 +9,7 @@ use leyline::SeedLifecycleStage;
 use quanta::Clock;
 
 use crate::error::{CandleContext, Error, Result};
-use crate::forward::seed_output;
+use crate::forward::{finite_check, seed_output};
 
 /// Settings of an [`IsolationMonitor`].
 #[derive(Debug, Clone, PartialEq)]
@@ -560,21 +560,22 @@ impl fmt::Debug for PendingCheck {
 }
 
 impl PendingCheck {
-    /// The scalars to read (each an f64 tensor of shape `()` on the probe's device), in the order
+    /// The scalars to read (each a one-element f32 or f64 tensor on the probe's device), in the order
     /// [`IsolationMonitor::conclude`] takes their values.
     pub fn scalars(&self) -> &[Tensor] {
         &self.scalars
     }
 }
 
-/// Reads scalar tensors in one transfer (stacked on their device), as f64.
+/// Reads tensors in one transfer (every element of each, in order, concatenated on their
+/// device), as f64. [`PendingCheck::scalars`] are one element each.
 pub fn read_scalars(scalars: &[Tensor]) -> Result<Vec<f64>> {
     if scalars.is_empty() {
         return Ok(Vec::new());
     }
     let flat = scalars
         .iter()
-        .map(|t| t.to_dtype(DType::F64).and_then(|t| t.reshape(1)))
+        .map(|t| t.to_dtype(DType::F64).and_then(|t| t.flatten_all()))
         .collect::<candle_core::Result<Vec<_>>>();
     flat.and_then(|v| Tensor::cat(&v, 0)).and_then(|t| t.to_vec1::<f64>()).op("readout")
 }
@@ -587,17 +588,11 @@ fn first_row(t: &Tensor) -> Result<Tensor> {
     t.narrow(0, 0, 1).op("probe row")
 }
 
-/// `Σt − Σt` as an f64 scalar tensor: 0 when every element is finite, NaN otherwise (a NaN
-/// survives the sum; an infinity makes `∞ − ∞`). One reduction.
-fn finite_check(t: &Tensor) -> Result<Tensor> {
-    let sum = t.detach().sum_all().and_then(|s| s.to_dtype(DType::F64)).op("nan check")?;
-    sum.sub(&sum).op("nan check")
-}
-
 /// The largest `|g|` as an f64 scalar tensor, NaN when `g` holds a non-finite element.
 fn leak_measure(g: &Tensor) -> Result<Tensor> {
     let max_abs = g.abs().and_then(|a| a.max_all()).and_then(|m| m.to_dtype(DType::F64)).op("leak check")?;
-    max_abs.add(&finite_check(g)?).op("leak check")
+    let check = finite_check(g)?.to_dtype(DType::F64).op("leak check")?;
+    max_abs.add(&check).op("leak check")
 }
 
 /// `Σ g²` as a scalar tensor, computed as the matrix product `(1×n)·(n×1)` of the flattened

@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicU64;
 
 use candle_core::{Device, Tensor, Var};
 use candle_nn::optim::{Optimizer, ParamsAdamW};
-use kasmina_isolation::{AlphaController, IsolationMonitor, Layout, MonitorConfig};
+use kasmina_isolation::{AlphaController, IsolationMonitor, Layout, MonitorConfig, finite_check};
 use kasmina_lifecycle::gates::{
     GateContext, GateReason, GerminatedEvidence, LazyProbe, SanityEvidence, ShapeProbe, evaluate_g1_germinated,
 };
@@ -22,7 +22,7 @@ use crate::blueprint::{KernelArtifact, SeedKernel, builtin};
 use crate::breakers::BreakerName;
 use crate::memory::Memory;
 use crate::optim::AdamW;
-use crate::readout::{Readout, finite_check};
+use crate::readout::Readout;
 use crate::receipt::Refusal;
 use crate::seed::{Attached, CullCause, Effects, Health, History, Live, Phase, Seed, StageState};
 use crate::slot::SlotCell;
@@ -331,9 +331,10 @@ fn shape_probe(kernel: &SeedKernel, layout: Layout, width: usize, device: &Devic
         }
         Ok(delta) => {
             let mut readout = Readout::default();
-            let finite = finite_check(&delta)
-                .and_then(|c| readout.push(&c))
-                .and_then(|r| Ok(readout.read(reads)?.one(&r) == 0.0));
+            let finite = finite_check(&delta).map_err(crate::Error::from).and_then(|c| {
+                let at = readout.push(&c);
+                Ok(readout.read(reads)?.one(&at) == 0.0)
+            });
             if matches!(finite, Ok(true)) { ShapeProbe::Matched } else { ShapeProbe::NotFinite }
         }
     }

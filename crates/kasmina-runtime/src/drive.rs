@@ -169,7 +169,7 @@ impl Inner {
             return false;
         }
         let mut readout = Readout::default();
-        let change = cell.change_of_probe(&self.device).ok().flatten().and_then(|t| readout.push(&t).ok());
+        let change = cell.change_of_probe(&self.device).ok().flatten().map(|t| readout.push(&t));
         let transparent = match readout.read(&self.device_reads) {
             Ok(values) => change.is_some_and(|r| values.one(&r) == 0.0),
             Err(_) => false,
@@ -209,7 +209,7 @@ impl Inner {
         readout: &mut Readout,
     ) -> Gathering {
         if seed.stage() == Stage::SeedStageResetting {
-            let change = cell.change_of_probe(&self.device).ok().flatten().and_then(|t| readout.push(&t).ok());
+            let change = cell.change_of_probe(&self.device).ok().flatten().map(|t| readout.push(&t));
             return Gathering::Reset(change);
         }
         let seen = cell.take_observation();
@@ -224,15 +224,14 @@ impl Inner {
             seen,
             shadow_grads: None,
         };
-        // A non-finite check that cannot be queued counts as non-finite: the seed is not trusted.
-        g.nonfinite = g.seen.finite_checks.as_ref().map(|check| readout.push(check).map_err(|_| ()));
+        g.nonfinite = g.seen.finite_checks.as_ref().map(|check| readout.push(check));
         if let Some((h, d)) = g.seen.shadow_pair.as_ref() {
-            g.shadow = shadow_sums(h, d).and_then(|t| readout.push(&t)).ok();
+            g.shadow = shadow_sums(h, d).ok().map(|t| readout.push(&t));
         }
         if !report.shadow_losses.contains_key(&cell.name)
             && let Some(loss) = report.shadow_loss_tensors.get(&cell.name)
         {
-            g.shadow_loss = readout.push(loss).ok();
+            g.shadow_loss = Some(readout.push(loss));
         }
         let candidate = seed.stage().is_monitored() && !seed.is_paused();
         if candidate && let Some(branch) = g.seen.branch.as_ref() {
@@ -240,11 +239,16 @@ impl Inner {
         }
         if candidate && seed.live().is_some_and(|l| matches!(l.phase, Phase::Training { .. })) {
             // G1's evidence: the seed's and the host's gradient norms at this step.
-            let seed_grads = shadow_grads.as_ref().unwrap_or(grads);
-            g.seed_norm = sum_of_squares(&seed.vars(), seed_grads).and_then(|t| readout.push(&t).ok());
+            g.seed_norm = match (&shadow_grads, &g.probe) {
+                // The same variables and gradients as the probe's norm: read that once.
+                (None, Some(ProbeGathering::Pending { norm: Some(norm), .. })) => Some(norm.clone()),
+                _ => {
+                    let seed_grads = shadow_grads.as_ref().unwrap_or(grads);
+                    sum_of_squares(&seed.vars(), seed_grads).map(|t| readout.push(&t))
+                }
+            };
             if report.host_grad_norm.is_none() {
-                g.host_norm =
-                    sum_of_squares(self.host_vars.iter().map(|(_, v)| v), grads).and_then(|t| readout.push(&t).ok());
+                g.host_norm = sum_of_squares(self.host_vars.iter().map(|(_, v)| v), grads).map(|t| readout.push(&t));
             }
         }
         g.shadow_grads = shadow_grads;
@@ -277,12 +281,8 @@ impl Inner {
             Ok(Measured::Skipped(_)) => return None,
             Err(e) => return Some(ProbeGathering::Failed(e.to_string())),
         };
-        let ranges = match pending.scalars().iter().map(|t| readout.push(t)).collect::<Result<Vec<_>>>() {
-            Ok(ranges) => ranges,
-            Err(e) => return Some(ProbeGathering::Failed(e.to_string())),
-        };
-        let norm =
-            sum_of_squares(kernel.named_vars().iter().map(|(_, v)| v), grads).and_then(|t| readout.push(&t).ok());
+        let ranges = pending.scalars().iter().map(|t| readout.push(t)).collect();
+        let norm = sum_of_squares(kernel.named_vars().iter().map(|(_, v)| v), grads).map(|t| readout.push(&t));
         Some(ProbeGathering::Pending { pending, ranges, norm })
     }
 
@@ -317,7 +317,7 @@ impl Inner {
                 .get(&cell.name)
                 .copied()
                 .or_else(|| shadow_loss.map(|r| values.one(&r) as f32)),
-            nan_output: nonfinite.is_some_and(|r| r.map_or(true, |r| values.one(&r) != 0.0)),
+            nan_output: nonfinite.is_some_and(|r| values.one(&r) != 0.0),
             interface: seen.interface,
             paused_passes: seen.paused_passes,
             shadow: shadow.and_then(|r| shadow_metrics(values.get(&r))),
@@ -422,8 +422,7 @@ enum Gathering {
 struct StepGathering {
     seen: Observation,
     shadow_grads: Option<GradStore>,
-    /// `Err` when the forwards' check could not be queued (taken as non-finite).
-    nonfinite: Option<std::result::Result<Range<usize>, ()>>,
+    nonfinite: Option<Range<usize>>,
     shadow: Option<Range<usize>>,
     shadow_loss: Option<Range<usize>>,
     probe: Option<ProbeGathering>,

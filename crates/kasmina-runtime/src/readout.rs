@@ -8,7 +8,7 @@
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 
 use crate::error::Result;
 
@@ -20,13 +20,12 @@ pub(crate) struct Readout {
 }
 
 impl Readout {
-    /// Adds every element of `t` (as f64) and returns where they will be in the values.
-    pub(crate) fn push(&mut self, t: &Tensor) -> Result<Range<usize>> {
-        let flat = t.detach().flatten_all()?.to_dtype(DType::F64)?;
+    /// Adds every element of `t` and returns where they will be in the values.
+    pub(crate) fn push(&mut self, t: &Tensor) -> Range<usize> {
         let start = self.len;
-        self.len += flat.elem_count();
-        self.parts.push(flat);
-        Ok(start..self.len)
+        self.len += t.elem_count();
+        self.parts.push(t.detach());
+        start..self.len
     }
 
     /// Reads everything pushed, in one device-to-host transfer counted in `reads` (none when
@@ -36,11 +35,7 @@ impl Readout {
             return Ok(Values(Vec::new()));
         }
         reads.fetch_add(1, Ordering::Relaxed);
-        let all = match self.parts.as_slice() {
-            [one] => one.clone(),
-            parts => Tensor::cat(parts, 0)?,
-        };
-        Ok(Values(all.to_vec1::<f64>()?))
+        Ok(Values(kasmina_isolation::read_scalars(&self.parts)?))
     }
 }
 
@@ -58,10 +53,4 @@ impl Values {
     pub(crate) fn one(&self, range: &Range<usize>) -> f64 {
         self.get(range).first().copied().unwrap_or(f64::NAN)
     }
-}
-
-/// `Σt − Σt` as a scalar on the device: 0 when every element of `t` is finite, NaN otherwise.
-pub(crate) fn finite_check(t: &Tensor) -> Result<Tensor> {
-    let sum = t.detach().sum_all()?.to_dtype(DType::F32)?;
-    Ok(sum.sub(&sum)?)
 }

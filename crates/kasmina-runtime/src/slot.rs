@@ -8,12 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{DType, Device, Module, Tensor};
-use kasmina_isolation::{Layout, SeedBranch, SlotMode, guarded_slot_forward, seed_input};
+use kasmina_isolation::{Layout, SeedBranch, SlotMode, finite_check, guarded_slot_forward, seed_input};
 use leyline::SeedLifecycleStage as Stage;
 use parking_lot::Mutex;
 
 use crate::error::Result;
-use crate::readout::finite_check;
 use crate::seed::{Interface, Route, Seed};
 
 /// What forwards observed since the last safe point. Nothing here has been read from the device:
