@@ -16,6 +16,7 @@ use kasmina_benches::fixtures;
 use kasmina_security::{
     CommandVerifier, FixedWallClock, KeyRing, NonceLedger, Registration, SigningKey, sign_command, sign_legacy,
 };
+use leyline::view::{AdaptationCommandView, View};
 use leyline::{AdaptationCommand, Message, SignedCommand};
 
 const SECRET: &str = "kasmina-bench-secret";
@@ -153,6 +154,9 @@ fn breakdown(c: &mut Criterion) {
     });
     group.bench_function("decode_command", |b| {
         b.iter(|| AdaptationCommand::decode(black_box(signed.command.as_slice())).expect("decodes"))
+    });
+    group.bench_function("view_command", |b| {
+        b.iter(|| AdaptationCommandView::parse(black_box(signed.command.as_slice())).expect("parses"))
     });
     // A pool of ids twice the steady state, reused round robin: each comes back long after its
     // TTL ran out and it was evicted, so every call registers a new entry (and evicts one), with

@@ -105,15 +105,16 @@ impl SigningKey {
 
     /// Whether `signature` is the signature of `bytes` (constant-time comparison).
     pub fn verify(&self, bytes: &[u8], signature: &str) -> bool {
-        self.verify_parts(&[bytes], signature)
+        self.verify_parts(&[bytes], signature.as_bytes())
     }
 
-    /// Constant-time check of `signature` against the signature of the concatenation of `parts`.
-    pub(crate) fn verify_parts(&self, parts: &[&[u8]], signature: &str) -> bool {
+    /// Constant-time check of `signature` (its bytes as received: bytes that are not UTF-8 never
+    /// match) against the signature of the concatenation of `parts`.
+    pub(crate) fn verify_parts(&self, parts: &[&[u8]], signature: &[u8]) -> bool {
         // The length is public (always 44 for a real signature): a signature of another length
         // is refused without computing the tag. The content is compared in constant time, eight
         // bytes at a time, with no early exit; nothing is allocated.
-        let Ok(given) = <&[u8; SIGNATURE_LEN]>::try_from(signature.as_bytes()) else {
+        let Ok(given) = <&[u8; SIGNATURE_LEN]>::try_from(signature) else {
             return false;
         };
         let expected = encode_tag_array(&self.key.tag(parts));
@@ -455,8 +456,8 @@ mod tests {
     fn verify_parts_equals_verify_of_concatenation() {
         let key = SigningKey::new("k-0123456789abcdef").unwrap();
         let sig = key.sign(b"abcdef");
-        assert!(key.verify_parts(&[b"ab", b"cdef"], &sig));
-        assert!(!key.verify_parts(&[b"ab", b"cde"], &sig));
+        assert!(key.verify_parts(&[b"ab", b"cdef"], sig.as_bytes()));
+        assert!(!key.verify_parts(&[b"ab", b"cde"], sig.as_bytes()));
         assert!(!key.verify(b"abcdef", &sig[..43]));
     }
 

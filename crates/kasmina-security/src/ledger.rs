@@ -1,13 +1,13 @@
 //! The nonce ledger: command ids accepted within the last TTL, on the injected monotonic clock.
 
 use std::collections::VecDeque;
-use std::collections::hash_map::Entry;
 use std::fmt;
 use std::time::Duration;
 
+use hashbrown::{HashTable, hash_table};
 use quanta::{Clock, Instant};
 
-use crate::nonce::{NonceHasher, NonceKey, PrehashedMap};
+use crate::nonce::{NonceHasher, NonceKey};
 use crate::sync::{AtomicUsize, Mutex, Ordering};
 
 /// How many expired entries one registration removes at most; the amortised cost of eviction
@@ -53,17 +53,19 @@ pub struct Restored {
 
 /// Nonces (command ids) seen within the last TTL, safe to share between threads.
 ///
-/// A map from nonce to expiry instant, plus a FIFO of `(expiry, nonce)` in registration order,
-/// both behind one mutex (decision D25). The TTL is fixed, so the FIFO is ordered by expiry: each
-/// registration evicts up to 32 expired entries from its front (all of them when the ledger is
-/// full), and [`purge_expired`](Self::purge_expired) evicts all of them. A registration is one
-/// critical section (look up, insert, queue, evict), so of two threads registering the same nonce
-/// at once exactly one gets [`Registration::Registered`] and the other
-/// [`Registration::Replayed`]. Memory is bounded by `capacity` entries: a full ledger refuses new
-/// nonces rather than forget live ones, and a replay or a renewal takes no slot. A nonce of up to
-/// 46 bytes (a UUID is 36) is stored inline, so registering it allocates nothing, and it is hashed
-/// once (std's SipHash, under random keys of the ledger's own): its key carries the hash into the
-/// queue, so evicting it later hashes nothing.
+/// A hash table of `(nonce, expiry, registration number)`, plus a FIFO of
+/// `(expiry, hash, registration number)` in registration order, both behind one mutex (decision
+/// D25). The TTL is fixed, so the FIFO is ordered by expiry: each registration evicts up to 32
+/// expired entries from its front (all of them when the ledger is full), and
+/// [`purge_expired`](Self::purge_expired) evicts all of them. A registration is one critical
+/// section (look up, insert, queue, evict), so of two threads registering the same nonce at once
+/// exactly one gets [`Registration::Registered`] and the other [`Registration::Replayed`]. Memory
+/// is bounded by `capacity` entries: a full ledger refuses new nonces rather than forget live
+/// ones, and a replay or a renewal takes no slot. A nonce of up to 46 bytes (a UUID is 36) is
+/// stored inline, so registering it allocates nothing, and it is hashed once (foldhash, under a
+/// random seed of the ledger's own). The FIFO holds 24 bytes per item, not the nonce: an item
+/// finds its entry by the hash and the registration number, so evicting compares no nonce bytes
+/// and hashes nothing.
 pub struct NonceLedger {
     state: Mutex<State>,
     /// `state.entries.len()`, written under the lock, so that [`len`](Self::len) takes none.
@@ -73,15 +75,35 @@ pub struct NonceLedger {
     clock: Clock,
 }
 
+/// One nonce of the ledger's table.
+struct Slot {
+    key: NonceKey,
+    expiry: Instant,
+    /// The registration that stored `expiry` (unique within the ledger): the one queue item that
+    /// may evict this entry carries it.
+    seq: u64,
+}
+
+/// One item of the expiry queue: when the registration numbered `seq` expires, and the hash of
+/// its nonce (to find its entry).
+#[derive(Clone, Copy)]
+struct Queued {
+    expiry: Instant,
+    hash: u64,
+    seq: u64,
+}
+
 /// What the ledger's mutex guards.
 struct State {
     /// Hashes each nonce once, when its key is made.
     hasher: NonceHasher,
-    /// Nonce → expiry instant; at most `capacity` entries, expired ones included until evicted.
-    entries: PrehashedMap<Instant>,
-    /// `(expiry, nonce)` in registration order. An entry renewed since keeps its old item here
-    /// until that item reaches the front (it then finds a newer expiry in `entries` and is dropped).
-    queue: VecDeque<(Instant, NonceKey)>,
+    /// At most `capacity` entries, expired ones included until evicted.
+    entries: HashTable<Slot>,
+    /// In registration order. An entry renewed since keeps its old item here until that item
+    /// reaches the front; the item's `seq` then no longer matches the entry's and it is dropped.
+    queue: VecDeque<Queued>,
+    /// The next registration number.
+    next_seq: u64,
 }
 
 /// Outcome of [`State::insert_unless_live`].
@@ -90,48 +112,58 @@ enum Insert {
     Stored,
     /// The nonce is live: nothing changed.
     Live,
-    /// The nonce is absent and the map holds `capacity` entries: nothing changed.
+    /// The nonce is absent and the table holds `capacity` entries: nothing changed.
     NoRoom,
 }
 
 impl State {
+    fn new() -> Self {
+        Self { hasher: NonceHasher::default(), entries: HashTable::new(), queue: VecDeque::new(), next_seq: 0 }
+    }
+
     /// Stores `expiry` for `nonce` and queues it, unless the nonce is live at `now` or it is new
-    /// and the map is full. An expired entry is renewed in place (it takes no new slot).
+    /// and the table is full. An expired entry is renewed in place (it takes no new slot).
     fn insert_unless_live(&mut self, nonce: &str, now: Instant, expiry: Instant, capacity: usize) -> Insert {
+        let key = self.hasher.key(nonce);
+        self.insert_key(key, now, expiry, capacity)
+    }
+
+    /// [`insert_unless_live`](Self::insert_unless_live) for a key already made.
+    fn insert_key(&mut self, key: NonceKey, now: Instant, expiry: Instant, capacity: usize) -> Insert {
         let full = self.entries.len() >= capacity;
+        let (hash, seq) = (key.hash(), self.next_seq);
         // One probe for the lookup and the insert.
-        let key = match self.entries.entry(self.hasher.key(nonce)) {
-            Entry::Occupied(stored) if *stored.get() > now => return Insert::Live,
-            Entry::Occupied(mut stored) => {
-                stored.insert(expiry);
-                stored.key().clone()
+        match self.entries.entry(hash, |slot| slot.key == key, |slot| slot.key.hash()) {
+            hash_table::Entry::Occupied(stored) if stored.get().expiry > now => return Insert::Live,
+            hash_table::Entry::Occupied(mut stored) => {
+                let slot = stored.get_mut();
+                (slot.expiry, slot.seq) = (expiry, seq);
             }
-            Entry::Vacant(_) if full => return Insert::NoRoom,
-            Entry::Vacant(vacant) => {
-                let key = vacant.key().clone();
-                vacant.insert(expiry);
-                key
+            hash_table::Entry::Vacant(_) if full => return Insert::NoRoom,
+            hash_table::Entry::Vacant(vacant) => {
+                vacant.insert(Slot { key, expiry, seq });
             }
-        };
-        self.queue.push_back((expiry, key));
+        }
+        self.next_seq += 1;
+        self.queue.push_back(Queued { expiry, hash, seq });
         Insert::Stored
     }
 
+    /// The entry the queue item `item` stands for, unless it was renewed since.
+    fn slot_of(&self, item: &Queued) -> Option<&Slot> {
+        self.entries.find(item.hash, |slot| slot.seq == item.seq)
+    }
+
     /// Pops up to `max` expired items from the front of the queue and removes their entries. An
-    /// entry re-registered since (a newer expiry in the map) is left alone: its newer queue item
-    /// evicts it later. Returns how many entries were removed.
+    /// entry re-registered since (another registration number in the table) is left alone: its
+    /// newer queue item evicts it later. Returns how many entries were removed.
     fn sweep(&mut self, now: Instant, max: usize) -> usize {
         let mut removed = 0;
         for _ in 0..max {
-            match self.queue.front() {
-                Some((expiry, _)) if *expiry <= now => {}
-                _ => break,
-            }
-            let Some((_, key)) = self.queue.pop_front() else { break };
-            // The key carries its hash: nothing is hashed again.
-            if let Entry::Occupied(stored) = self.entries.entry(key)
-                && *stored.get() <= now
-            {
+            let Some(item) = self.queue.front().copied().filter(|item| item.expiry <= now) else { break };
+            self.queue.pop_front();
+            // Found by hash and number: nothing is hashed or compared byte by byte.
+            if let Ok(stored) = self.entries.find_entry(item.hash, |slot| slot.seq == item.seq) {
                 stored.remove();
                 removed += 1;
             }
@@ -143,17 +175,7 @@ impl State {
 impl NonceLedger {
     /// A ledger whose nonces live `ttl` on `clock`, holding at most `capacity` (at least 1) entries.
     pub fn new(ttl: Duration, capacity: usize, clock: Clock) -> Self {
-        Self {
-            state: Mutex::new(State {
-                hasher: NonceHasher::default(),
-                entries: PrehashedMap::default(),
-                queue: VecDeque::new(),
-            }),
-            held: AtomicUsize::new(0),
-            ttl,
-            capacity: capacity.max(1),
-            clock,
-        }
+        Self { state: Mutex::new(State::new()), held: AtomicUsize::new(0), ttl, capacity: capacity.max(1), clock }
     }
 
     /// Records `nonce` unless it is live (a replay) or the ledger is full of live nonces.
@@ -185,7 +207,8 @@ impl NonceLedger {
     pub fn is_live(&self, nonce: &str) -> bool {
         let now = self.clock.now();
         let state = self.state.lock();
-        state.entries.get(&state.hasher.key(nonce)).is_some_and(|expiry| *expiry > now)
+        let key = state.hasher.key(nonce);
+        state.entries.find(key.hash(), |slot| slot.key == key).is_some_and(|slot| slot.expiry > now)
     }
 
     /// Evicts every expired entry; returns how many were removed. Costs O(expired entries).
@@ -226,8 +249,9 @@ impl NonceLedger {
         state
             .queue
             .iter()
-            .filter(|(expiry, key)| *expiry > now && state.entries.get(key) == Some(expiry))
-            .map(|(expiry, key)| LiveNonce { nonce: key.to_text(), remaining: expiry.duration_since(now) })
+            .filter(|item| item.expiry > now)
+            .filter_map(|item| state.slot_of(item))
+            .map(|slot| LiveNonce { nonce: slot.key.to_text(), remaining: slot.expiry.duration_since(now) })
             .collect()
     }
 
@@ -399,6 +423,33 @@ mod tests {
         assert_eq!(ledger.purge_expired(), 1);
         assert!(ledger.is_empty());
         assert_eq!(ledger.queue_len(), 0);
+    }
+
+    #[test]
+    fn nonces_with_one_hash_stay_apart_and_each_is_evicted_by_its_own_item() {
+        // Forced collisions: the table must fall back on comparing the bytes, and eviction on
+        // the registration number.
+        let (clock, mock) = Clock::mock();
+        let mut state = State::new();
+        let long = "z".repeat(100);
+        let key = |state: &State, nonce: &str| state.hasher.key(nonce).with_hash(7);
+        let now = clock.now();
+        let later = now + Duration::from_secs(10);
+        for nonce in ["a", "b", long.as_str()] {
+            assert!(matches!(state.insert_key(key(&state, nonce), now, later, 10), Insert::Stored));
+        }
+        assert!(matches!(state.insert_key(key(&state, "b"), now, later, 10), Insert::Live));
+        assert_eq!(state.entries.len(), 3);
+        // "a" expires and is renewed later; its first queue item must not evict the renewal.
+        mock.increment(Duration::from_secs(10));
+        let now = clock.now();
+        assert!(matches!(state.insert_key(key(&state, "a"), now, now + Duration::from_secs(10), 10), Insert::Stored));
+        assert_eq!(state.sweep(now, usize::MAX), 2, "b and the long nonce");
+        let live: Vec<String> = state.entries.iter().map(|slot| slot.key.to_text()).collect();
+        assert_eq!(live, ["a"]);
+        mock.increment(Duration::from_secs(10));
+        assert_eq!(state.sweep(clock.now(), usize::MAX), 1);
+        assert!(state.entries.is_empty() && state.queue.is_empty());
     }
 
     #[test]

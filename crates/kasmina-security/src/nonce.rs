@@ -2,22 +2,20 @@
 //! with its hash computed once.
 
 use std::fmt;
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 /// Longest nonce stored inline, in bytes: a UUID (36 characters, the ids Esper's peers send) with
 /// room to spare.
 pub(crate) const INLINE_LEN: usize = 46;
 
-/// A nonce (command id) as the ledger's map and expiry queue hold it: up to [`INLINE_LEN`] bytes
+/// A nonce (command id) as the ledger's table holds it: up to [`INLINE_LEN`] bytes
 /// inline, so registering one allocates nothing and copying it is a `memcpy`; a longer one in a
 /// shared `Arc<str>`.
 ///
-/// It carries its hash: SipHash of its bytes under the ledger's random keys ([`NonceHasher`]),
-/// computed once when the key is made. The ledger's map only passes it through
-/// ([`PrehashedMap`]), so evicting an entry with the key kept in the expiry queue hashes nothing,
-/// and the map stays as resistant to chosen collisions as with std's default hasher. Keys are
-/// equal when their bytes are (their hashes are then equal too, under one [`NonceHasher`]).
+/// It carries its hash: foldhash of its bytes under the ledger's random seed ([`NonceHasher`]),
+/// computed once when the key is made; the ledger's table finds entries by it. Keys are equal
+/// when their bytes are (their hashes are then equal too, under one [`NonceHasher`]).
 #[derive(Clone)]
 pub(crate) struct NonceKey {
     hash: u64,
@@ -57,6 +55,17 @@ impl NonceHasher {
 }
 
 impl NonceKey {
+    /// The hash computed when the key was made.
+    pub(crate) fn hash(&self) -> u64 {
+        self.hash
+    }
+
+    /// The same nonce under another hash (to force collisions in tests).
+    #[cfg(test)]
+    pub(crate) fn with_hash(self, hash: u64) -> Self {
+        Self { hash, ..self }
+    }
+
     pub(crate) fn as_bytes(&self) -> &[u8] {
         match &self.text {
             Text::Inline { len, bytes } => &bytes[..usize::from(*len)],
@@ -71,12 +80,6 @@ impl NonceKey {
     }
 }
 
-impl Hash for NonceKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
-    }
-}
-
 impl PartialEq for NonceKey {
     fn eq(&self, other: &Self) -> bool {
         self.hash == other.hash && self.as_bytes() == other.as_bytes()
@@ -88,31 +91,6 @@ impl Eq for NonceKey {}
 impl fmt::Debug for NonceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&self.to_text(), f)
-    }
-}
-
-/// A map keyed by [`NonceKey`]s, which hash themselves.
-pub(crate) type PrehashedMap<V> = std::collections::HashMap<NonceKey, V, BuildHasherDefault<PassThrough>>;
-
-/// The hasher of [`PrehashedMap`]: the key's own hash, as it is.
-#[derive(Debug, Default)]
-pub(crate) struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write_u64(&mut self, hash: u64) {
-        self.0 = hash;
-    }
-
-    /// Not used by [`NonceKey`] (it writes one `u64`); folds the bytes in, should anything else
-    /// ever be hashed with it.
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
-        }
     }
 }
 
@@ -135,23 +113,5 @@ mod tests {
         }
         assert_ne!(hasher.key("a"), hasher.key("b"));
         assert_ne!(hasher.key(&long[1..]), hasher.key(&long));
-    }
-
-    #[test]
-    fn keys_with_one_hash_stay_apart_in_the_map() {
-        // Forced collisions: the map must fall back on comparing the bytes.
-        let hasher = NonceHasher::default();
-        let collide = |nonce: &str| NonceKey { hash: 7, ..hasher.key(nonce) };
-        let mut map = PrehashedMap::default();
-        let long = "z".repeat(100);
-        for (i, nonce) in ["a", "b", long.as_str()].into_iter().enumerate() {
-            assert_eq!(map.insert(collide(nonce), i), None);
-        }
-        assert_eq!(
-            (map.get(&collide("a")), map.get(&collide("b")), map.get(&collide(&long))),
-            (Some(&0), Some(&1), Some(&2))
-        );
-        assert_eq!(map.remove(&collide("b")), Some(1));
-        assert_eq!((map.get(&collide("a")), map.get(&collide("b"))), (Some(&0), None));
     }
 }

@@ -124,12 +124,13 @@ impl VerifiedCommand {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verified<'a> {
     /// The envelope form: the command's borrowed view of the received bytes (nothing was
-    /// decoded into owned strings or maps, nothing allocated).
+    /// decoded into owned strings or maps, nothing allocated, no shared count touched).
     View {
         /// The command, checked.
         command: AdaptationCommandView<'a>,
-        /// The key ring's copy of the id of the key whose signature matched.
-        key_id: Arc<str>,
+        /// The id of the key whose signature matched, as the envelope named it
+        /// ([`DEFAULT_KEY_ID`] for an envelope that named none).
+        key_id: &'a str,
     },
     /// The legacy form (its signature sits inside the command, which is decoded without it) or
     /// a command only prost's merging decodes: owned.
@@ -164,9 +165,11 @@ impl Verified<'_> {
     /// The owned [`VerifiedCommand`] (decodes the view's strings and maps).
     pub fn into_owned(self) -> VerifiedCommand {
         match self {
-            Self::View { command, key_id } => {
-                VerifiedCommand { command: command.to_message(), key_id, form: CommandForm::Envelope }
-            }
+            Self::View { command, key_id } => VerifiedCommand {
+                command: command.to_message(),
+                key_id: Arc::from(key_id),
+                form: CommandForm::Envelope,
+            },
             Self::Owned(v) => v,
         }
     }
@@ -249,7 +252,13 @@ impl CommandVerifier {
     pub fn verify_signed(&self, signed: &SignedCommand) -> Result<VerifiedCommand, Rejection> {
         let authenticated = self.keys.with_keys(|keys| {
             check_available(keys)?;
-            self.authenticate_envelope(keys, &signed.command, &signed.signature, &signed.key_id)
+            self.authenticate_envelope(
+                keys,
+                &signed.command,
+                signed.signature.as_bytes(),
+                &signed.key_id,
+                KeyUse::Share,
+            )
         })?;
         self.decode_and_admit(authenticated)
     }
@@ -264,7 +273,7 @@ impl CommandVerifier {
     /// itself does not decode.
     pub fn verify_envelope_bytes(&self, bytes: &[u8]) -> Result<VerifiedCommand, Rejection> {
         // `None`: not a well-formed envelope; prost decodes it below and names the error.
-        match self.authenticate_wire(bytes)? {
+        match self.authenticate_wire(bytes, KeyUse::Share)? {
             Some(authenticated) => self.decode_and_admit(authenticated),
             None => {
                 let signed = SignedCommand::decode(bytes)
@@ -287,13 +296,14 @@ impl CommandVerifier {
     /// # Errors
     /// As [`verify_envelope_bytes`](Self::verify_envelope_bytes).
     pub fn verify_envelope_view<'a>(&self, bytes: &'a [u8]) -> Result<Verified<'a>, Rejection> {
-        let Some(authenticated) = self.authenticate_wire(bytes)? else {
+        let Some(authenticated) = self.authenticate_wire(bytes, KeyUse::Borrow)? else {
             // Not a well-formed envelope: the owned path names the error.
             return self.verify_envelope_bytes(bytes).map(Verified::Owned);
         };
-        if authenticated.form != CommandForm::Envelope || !authenticated.after.is_empty() {
+        // Only the envelope form borrows its key id; the legacy form takes the owned path.
+        let KeyId::Borrowed(key_id) = authenticated.key_id else {
             return self.decode_and_admit(authenticated).map(Verified::Owned);
-        }
+        };
         let command = match AdaptationCommandView::parse(authenticated.before) {
             Ok(view) => view,
             Err(ViewError::RepeatedSingular { .. } | ViewError::InvalidKey { .. }) => {
@@ -308,7 +318,7 @@ impl CommandVerifier {
         };
         let issued_at = command.issued_at.map(leyline::wkt::Timestamp::from);
         self.admit_fields(command.command_id, issued_at.as_ref())?;
-        Ok(Verified::View { command, key_id: authenticated.key_id })
+        Ok(Verified::View { command, key_id })
     }
 
     /// Verifies a legacy command as received: the signature is `annotations["signature"]`, checked
@@ -348,7 +358,7 @@ impl CommandVerifier {
             if signature.is_empty() {
                 return Err(Rejection::MissingSignature);
             }
-            check_signature(keys, DEFAULT_KEY_ID, |key| key.verify(envelope, signature))
+            check_signature(keys, DEFAULT_KEY_ID, |key| key.verify(envelope, signature)).map(Arc::clone)
         })?;
         let adaptation_command = leyline::BusMessageType::AdaptationCommand as i32;
         let payload = match split_bus(envelope) {
@@ -376,13 +386,19 @@ impl CommandVerifier {
 
     /// D8's checks up to the signature on an encoded envelope read in place (one read lock on
     /// the key ring); `None` when `bytes` is not a well-formed envelope.
-    fn authenticate_wire<'a>(&self, bytes: &'a [u8]) -> Result<Option<Authenticated<'a>>, Rejection> {
+    fn authenticate_wire<'a>(&self, bytes: &'a [u8], key_use: KeyUse) -> Result<Option<Authenticated<'a>>, Rejection> {
         self.keys.with_keys(|keys| {
             check_available(keys)?;
             self.check_size(bytes.len(), self.config.max_command_bytes.saturating_add(ENVELOPE_OVERHEAD_BYTES))?;
-            split_envelope(bytes)
-                .map(|fields| self.authenticate_envelope(keys, fields.command, fields.signature, fields.key_id))
-                .transpose()
+            let Some(fields) = split_envelope(bytes) else { return Ok(None) };
+            let authenticated =
+                self.authenticate_envelope(keys, fields.command, fields.signature, fields.key_id, key_use);
+            // A signature that is not UTF-8 never matches, and prost refuses the envelope: it is
+            // checked here, off the accept path, so that prost names the error.
+            if authenticated.is_err() && std::str::from_utf8(fields.signature).is_err() {
+                return Ok(None);
+            }
+            authenticated.map(Some)
         })
     }
 
@@ -392,15 +408,20 @@ impl CommandVerifier {
         &self,
         keys: &Keys,
         command: &'a [u8],
-        signature: &str,
-        key_id: &str,
+        signature: &[u8],
+        key_id: &'a str,
+        key_use: KeyUse,
     ) -> Result<Authenticated<'a>, Rejection> {
         if signature.is_empty() {
             return self.authenticate_legacy(keys, command, key_id);
         }
         self.check_size(command.len(), self.config.max_command_bytes)?;
         let key_id = if key_id.is_empty() { DEFAULT_KEY_ID } else { key_id };
-        let key_id = check_signature(keys, key_id, |key| key.verify(command, signature))?;
+        let shared = check_signature(keys, key_id, |key| key.verify_parts(&[command], signature))?;
+        let key_id = match key_use {
+            KeyUse::Share => KeyId::Shared(Arc::clone(shared)),
+            KeyUse::Borrow => KeyId::Borrowed(key_id),
+        };
         Ok(Authenticated { before: command, after: &[], key_id, form: CommandForm::Envelope })
     }
 
@@ -432,22 +453,29 @@ impl CommandVerifier {
         let parts = [split.before, split.after];
         let key_id = match named {
             // One constant-time check against the named key; no other key is tried.
-            Some(id) => check_signature(keys, id, |key| key.verify_parts(&parts, split.signature))?,
+            Some(id) => {
+                Arc::clone(check_signature(keys, id, |key| key.verify_parts(&parts, split.signature.as_bytes()))?)
+            }
             None => keys
                 .iter()
-                .find(|(_, key)| key.verify_parts(&parts, split.signature))
+                .find(|(_, key)| key.verify_parts(&parts, split.signature.as_bytes()))
                 .map(|(id, _)| Arc::clone(id))
                 .ok_or(Rejection::InvalidSignature { key_id: None })?,
         };
         // Decode exactly the authenticated bytes.
-        Ok(Authenticated { before: split.before, after: split.after, key_id, form: CommandForm::Legacy })
+        Ok(Authenticated {
+            before: split.before,
+            after: split.after,
+            key_id: KeyId::Shared(key_id),
+            form: CommandForm::Legacy,
+        })
     }
 
     /// Decodes what passed the signature check, then the checks after it.
     fn decode_and_admit(&self, authenticated: Authenticated<'_>) -> Result<VerifiedCommand, Rejection> {
         let Authenticated { before, after, key_id, form } = authenticated;
         let command = if after.is_empty() { decode(before)? } else { decode(before.chain(after))? };
-        self.admit(command, key_id, form)
+        self.admit(command, key_id.into_shared(), form)
     }
 
     fn check_size(&self, size: usize, limit: usize) -> Result<(), Rejection> {
@@ -518,8 +546,36 @@ impl fmt::Debug for CommandVerifier {
 struct Authenticated<'a> {
     before: &'a [u8],
     after: &'a [u8],
-    key_id: Arc<str>,
+    key_id: KeyId<'a>,
     form: CommandForm,
+}
+
+/// How the envelope form names the key that matched: by the ring's shared copy of its id (what
+/// a [`VerifiedCommand`] keeps), or by the envelope's own text (what [`Verified::View`] borrows).
+#[derive(Clone, Copy)]
+enum KeyUse {
+    Share,
+    Borrow,
+}
+
+/// The id of the key whose signature matched.
+enum KeyId<'a> {
+    /// The ring's copy.
+    Shared(Arc<str>),
+    /// The key id the envelope named ([`DEFAULT_KEY_ID`] when it named none): the same text as
+    /// the ring's id, not shared.
+    Borrowed(&'a str),
+}
+
+impl KeyId<'_> {
+    /// The id as a [`VerifiedCommand`] keeps it (a borrowed one is copied: only the view path's
+    /// rare fallbacks to the owned path do that).
+    fn into_shared(self) -> Arc<str> {
+        match self {
+            Self::Shared(id) => id,
+            Self::Borrowed(id) => Arc::from(id),
+        }
+    }
 }
 
 /// `verifier_unavailable` for an empty key ring.
@@ -532,10 +588,14 @@ fn check_available(keys: &Keys) -> Result<(), Rejection> {
 
 /// Checks a signature with the key `key_id` (`verify` runs the constant-time check); the ring's
 /// shared copy of the id when it matches.
-fn check_signature(keys: &Keys, key_id: &str, verify: impl FnOnce(&SigningKey) -> bool) -> Result<Arc<str>, Rejection> {
+fn check_signature<'k>(
+    keys: &'k Keys,
+    key_id: &str,
+    verify: impl FnOnce(&SigningKey) -> bool,
+) -> Result<&'k Arc<str>, Rejection> {
     match keys.get_key_value(key_id) {
         None => Err(Rejection::UnknownKey { key_id: key_id.to_owned() }),
-        Some((id, key)) if verify(key) => Ok(Arc::clone(id)),
+        Some((id, key)) if verify(key) => Ok(id),
         Some(_) => Err(Rejection::InvalidSignature { key_id: Some(key_id.to_owned()) }),
     }
 }

@@ -21,17 +21,19 @@ const BUS_ATTRIBUTES_FIELD: u32 = 3;
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct EnvelopeFields<'a> {
     pub(crate) command: &'a [u8],
-    pub(crate) signature: &'a str,
+    /// Not checked for UTF-8 here (a signature that matches is ASCII): the caller checks it
+    /// when the signature does not match.
+    pub(crate) signature: &'a [u8],
     pub(crate) key_id: &'a str,
 }
 
 /// Reads an encoded `SignedCommand` in place, as prost decodes it (the last occurrence of a field
-/// wins, unknown fields are skipped, strings must be UTF-8) but without copying anything. `None`
-/// when the bytes are not a well-formed `SignedCommand`: the caller then has prost decode them,
-/// which names the error.
+/// wins, unknown fields are skipped, strings must be UTF-8, except that the UTF-8 of the last
+/// signature is left to the caller) but without copying anything. `None` when the bytes are not a well-formed
+/// `SignedCommand`: the caller then has prost decode them, which names the error.
 pub(crate) fn split_envelope(bytes: &[u8]) -> Option<EnvelopeFields<'_>> {
     let mut buf = bytes;
-    let mut fields = EnvelopeFields { command: &[], signature: "", key_id: "" };
+    let mut fields = EnvelopeFields { command: &[], signature: &[], key_id: "" };
     while !buf.is_empty() {
         let (tag, wire_type) = decode_key(&mut buf).ok()?;
         match tag {
@@ -42,7 +44,13 @@ pub(crate) fn split_envelope(bytes: &[u8]) -> Option<EnvelopeFields<'_>> {
                 let value = length_delimited(&mut buf)?;
                 match tag {
                     ENVELOPE_COMMAND_FIELD => fields.command = value,
-                    ENVELOPE_SIGNATURE_FIELD => fields.signature = std::str::from_utf8(value).ok()?,
+                    ENVELOPE_SIGNATURE_FIELD => {
+                        // prost checks every occurrence; only the last one is left to the caller.
+                        if !fields.signature.is_empty() {
+                            std::str::from_utf8(fields.signature).ok()?;
+                        }
+                        fields.signature = value;
+                    }
                     _ => fields.key_id = std::str::from_utf8(value).ok()?,
                 }
             }
@@ -238,8 +246,13 @@ mod tests {
         leyline::SignedCommand::decode(bytes).ok().map(|s| (s.command, s.signature, s.key_id))
     }
 
+    /// The envelope read in place, refused as the verifier refuses it when its signature is not
+    /// UTF-8.
     fn split_envelope_owned(bytes: &[u8]) -> Option<(Vec<u8>, String, String)> {
-        split_envelope(bytes).map(|f| (f.command.to_vec(), f.signature.to_owned(), f.key_id.to_owned()))
+        split_envelope(bytes).and_then(|f| {
+            let signature = String::from_utf8(f.signature.to_vec()).ok()?;
+            Some((f.command.to_vec(), signature, f.key_id.to_owned()))
+        })
     }
 
     /// What prost reads from `bytes` when it has no attributes (what [`split_bus`] handles).
@@ -329,11 +342,15 @@ mod tests {
         bytes.extend_from_slice(&[9 << 3, 1]);
         let fields = split_envelope(&bytes).unwrap();
         // `second` leaves its empty key_id out of the encoding: the first one stays.
-        assert_eq!(fields, EnvelopeFields { command: b"two", signature: "S2", key_id: "k1" });
+        assert_eq!(fields, EnvelopeFields { command: b"two", signature: b"S2", key_id: "k1" });
         assert_eq!(split_envelope_owned(&bytes), prost_envelope(&bytes));
-        assert_eq!(split_envelope(&[]), Some(EnvelopeFields { command: b"", signature: "", key_id: "" }));
-        // Not UTF-8, a wrong wire type, a truncated length: left to prost.
-        assert_eq!(split_envelope(&[2 << 3 | 2, 1, 0xff]), None);
+        assert_eq!(split_envelope(&[]), Some(EnvelopeFields { command: b"", signature: b"", key_id: "" }));
+        // A key id that is not UTF-8, a wrong wire type, a truncated length: left to prost.
+        assert_eq!(split_envelope(&[3 << 3 | 2, 1, 0xff]), None);
+        // A signature that is not UTF-8 is read as it is (the verifier checks it when it does not
+        // match) and refused as prost refuses it.
+        assert_eq!(split_envelope(&[2 << 3 | 2, 1, 0xff]).map(|f| f.signature), Some(&[0xff][..]));
+        assert_eq!(split_envelope_owned(&[2 << 3 | 2, 1, 0xff]), None);
         assert_eq!(split_envelope(&[1 << 3, 1]), None);
         assert_eq!(split_envelope(&[1 << 3 | 2, 5, 0]), None);
     }

@@ -150,13 +150,19 @@ impl<'a> Reader<'a> {
     /// Truncated or over-long.
     #[inline]
     pub fn varint(&mut self) -> Result<u64, ViewError> {
-        match self.buf.first() {
-            Some(&b) if b < 0x80 => {
-                self.buf = &self.buf[1..];
+        // One and two bytes inline: every key of a field numbered up to 2047, every length up to
+        // 16 383.
+        match *self.buf {
+            [b, ref rest @ ..] if b < 0x80 => {
+                self.buf = rest;
                 Ok(u64::from(b))
             }
-            Some(_) => self.varint_slow(),
-            None => Err(ViewError::Truncated),
+            [b0, b1, ref rest @ ..] if b1 < 0x80 => {
+                self.buf = rest;
+                Ok(u64::from(b0 & 0x7f) | u64::from(b1) << 7)
+            }
+            [_, ..] => self.varint_slow(),
+            [] => Err(ViewError::Truncated),
         }
     }
 

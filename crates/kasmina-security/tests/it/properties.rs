@@ -239,3 +239,36 @@ fn fixture_command_is_valid() {
     let signed = sign_command(&command("fixture"), "default", &fixture.keys).unwrap();
     assert!(fixture.verifier.verify_signed(&signed).is_ok());
 }
+
+/// The envelope's signature is read as bytes (its UTF-8 is checked only when it does not match),
+/// yet an envelope whose signature is not UTF-8 is refused as prost refuses it, on every path
+/// and whatever else is wrong with it.
+#[test]
+fn a_signature_that_is_not_utf8_makes_the_envelope_malformed_on_every_path() {
+    let fixture = Fixture::default_key();
+    let signed = sign_command(&command("not-utf8"), "default", &fixture.keys).unwrap();
+    for key_id in ["", "default", "no-such-key"] {
+        for signature in [vec![0xff; 44], [&[0xc3][..], &signed.signature.as_bytes()[1..]].concat(), vec![0x80]] {
+            let mut bytes =
+                SignedCommand { signature: String::new(), key_id: key_id.into(), ..signed.clone() }.encode_to_vec();
+            // Field 2 (signature), length-delimited, with the raw bytes.
+            bytes.extend_from_slice(&[2 << 3 | 2, signature.len() as u8]);
+            bytes.extend_from_slice(&signature);
+            assert!(SignedCommand::decode(bytes.as_slice()).is_err(), "prost refuses it");
+            let by_bytes = fixture.verifier.verify_envelope_bytes(&bytes).unwrap_err();
+            let by_view = fixture.verifier.verify_envelope_view(&bytes).unwrap_err();
+            assert_eq!((by_bytes.reason(), by_view.reason()), ("malformed_command", "malformed_command"), "{key_id}");
+        }
+    }
+    // An earlier occurrence that is not UTF-8, then the right signature: prost refuses it too.
+    let mut bytes = SignedCommand { signature: String::new(), ..signed.clone() }.encode_to_vec();
+    bytes.extend_from_slice(&[2 << 3 | 2, 1, 0xff, 2 << 3 | 2, 44]);
+    bytes.extend_from_slice(signed.signature.as_bytes());
+    assert!(SignedCommand::decode(bytes.as_slice()).is_err());
+    assert_eq!(fixture.verifier.verify_envelope_view(&bytes).unwrap_err().reason(), "malformed_command");
+    // The same bytes made valid UTF-8 but wrong: a signature mismatch, not a malformed envelope.
+    let wrong = SignedCommand { signature: "A".repeat(44), ..signed };
+    let rejection = fixture.verifier.verify_envelope_view(&wrong.encode_to_vec()).unwrap_err();
+    assert_eq!(rejection.reason(), "invalid_signature");
+    assert!(fixture.verifier.ledger().is_empty());
+}
