@@ -2,8 +2,8 @@
 //! rotation for the commands Kasmina receives (decisions D8, D11).
 //!
 //! Layer L1 (domain crate): it depends only on the L0 crates `leyline` and `kasmina-clock` and on
-//! small external crates (`sha2`, `zeroize`, `base64`, `subtle`, `parking_lot`, `quanta`, `foldhash`), never on
-//! another Kasmina domain crate.
+//! small external crates (`sha2`, `zeroize`, `base64`, `subtle`, `parking_lot`, `quanta`,
+//! `foldhash`, `hashbrown`), never on another Kasmina domain crate.
 //! It returns typed values; the runtime turns a [`Rejection`] into a `command_rejected` event.
 //!
 //! Main types:
