@@ -1,6 +1,8 @@
-//! Integration tests of kasmina-security: the peer's vectors, properties, concurrency, keys, ledger.
+//! Integration tests of kasmina-security: the peer's vectors, properties, concurrency, keys, ledger,
+//! allocations.
 #![allow(clippy::unwrap_used)] // Test helpers outside `#[test]` functions unwrap too.
 
+mod alloc;
 mod bus;
 mod concurrency;
 mod keys;
