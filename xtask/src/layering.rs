@@ -57,10 +57,35 @@ fn layer_of(name: &str) -> Option<u8> {
     LAYERS.iter().find(|(n, _)| *n == name).map(|(_, l)| *l)
 }
 
+/// Why [`edge_allowed`] refused an edge of the crate graph.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EdgeError {
+    /// One of the two crates is not in [`LAYERS`].
+    Unlisted { from: String, to: String },
+    /// The layers forbid `from` to depend on `to`.
+    Forbidden { from: String, from_layer: u8, to: String, to_layer: u8 },
+}
+
+impl std::fmt::Display for EdgeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unlisted { from, to } => {
+                write!(f, "`{from}` -> `{to}`: crate missing from the layer table in xtask/src/layering.rs")
+            }
+            Self::Forbidden { from, from_layer, to, to_layer } => write!(
+                f,
+                "`{from}` (layer {}) must not depend on `{to}` (layer {})",
+                layer_name(*from_layer),
+                layer_name(*to_layer)
+            ),
+        }
+    }
+}
+
 /// Whether `from` may depend on the workspace crate `to`.
-pub(crate) fn edge_allowed(from: &str, to: &str) -> Result<(), String> {
+pub(crate) fn edge_allowed(from: &str, to: &str) -> Result<(), EdgeError> {
     let (Some(lf), Some(lt)) = (layer_of(from), layer_of(to)) else {
-        return Err(format!("`{from}` -> `{to}`: crate missing from the layer table in xtask/src/layering.rs"));
+        return Err(EdgeError::Unlisted { from: from.to_owned(), to: to.to_owned() });
     };
     let ok = match (lf, lt) {
         (255, _) | (_, 255) => false,
@@ -75,7 +100,7 @@ pub(crate) fn edge_allowed(from: &str, to: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("`{from}` (layer {}) must not depend on `{to}` (layer {})", layer_name(lf), layer_name(lt)))
+        Err(EdgeError::Forbidden { from: from.to_owned(), from_layer: lf, to: to.to_owned(), to_layer: lt })
     }
 }
 
