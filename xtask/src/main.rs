@@ -49,7 +49,7 @@ commands:
                                     CUDA 13.0 wheels (target/cuda-toolkit), builds kasmina, the
                                     gpu_check bench and the CUDA test binaries (target/cuda), and
                                     packs them with the runner dist/gpu-check.sh (under 64 MiB)
-  ci                                run the CI sequence (fmt, clippy, tests, proto --check, layering)
+  ci                                run the CI sequence (fmt, clippy, tests, docs, proto --check, layering)
 ";
 
 fn main() -> std::process::ExitCode {
@@ -129,6 +129,21 @@ fn ci(root: &Path) -> Result<()> {
         let status = cargo().args(*step).current_dir(root).status().context("running cargo")?;
         if !status.success() {
             bail!("`cargo {}` failed", step.join(" "));
+        }
+    }
+    // Rustdoc warnings denied, for the workspace and for leyline alone (docs.rs's build).
+    let docs: &[&[&str]] =
+        &[&["doc", "--workspace", "--no-deps", "--locked"], &["doc", "-p", "leyline", "--no-deps", "--locked"]];
+    for step in docs {
+        eprintln!("$ RUSTDOCFLAGS=\"-D warnings\" cargo {}", step.join(" "));
+        let status = cargo()
+            .args(*step)
+            .env("RUSTDOCFLAGS", "-D warnings")
+            .current_dir(root)
+            .status()
+            .context("running cargo")?;
+        if !status.success() {
+            bail!("`cargo {}` failed with rustdoc warnings denied", step.join(" "));
         }
     }
     proto::run(root, true)?;

@@ -17,7 +17,7 @@
 //!   Esper's Python peer (upb, `deterministic=True`) writes: each map in upb's key order, where a
 //!   key comes after every longer key it is a prefix of.
 //! - The `KasminaControl` gRPC stubs are behind the `client` and `server` features; their
-//!   [`codec`] answers a malformed request body with `INVALID_ARGUMENT`.
+//!   `codec` module answers a malformed request body with `INVALID_ARGUMENT`.
 //! - [`constants`] holds the values of the contract's budget messages, and the `impl` blocks in
 //!   this file add name helpers built on the generated enums.
 //!
