@@ -90,11 +90,11 @@ impl HmacKey {
     /// HMAC-SHA256 of the concatenation of `parts`.
     ///
     /// The inner hash resumes from the `key ^ ipad` state and compresses up to four blocks per
-    /// call, the last ones with their padding. The outer hash is a single block (the inner digest
-    /// and its fixed padding) on the `key ^ opad` state. For the 214-byte reference command that
-    /// is five compressions in two calls (the four blocks of the message and its padding, the
-    /// outer block) and little else: with SHA-NI, which `sha2` detects at run time, they are
-    /// almost the whole cost.
+    /// call (the last call also takes the padding: up to five blocks). The outer hash is a single
+    /// block (the inner digest and its fixed padding) on the `key ^ opad` state. For the 214-byte
+    /// reference command that is five compressions in two calls (the four blocks of the message
+    /// and its padding, the outer block) and little else: with SHA-NI, which `sha2` detects at
+    /// run time, they are almost the whole cost.
     pub(crate) fn tag(&self, parts: &[&[u8]]) -> [u8; TAG_LEN] {
         let mut inner = Sha256::resume(self.inner);
         for part in parts {

@@ -29,8 +29,8 @@ pub(crate) struct EnvelopeFields<'a> {
 
 /// Reads an encoded `SignedCommand` in place, as prost decodes it (the last occurrence of a field
 /// wins, unknown fields are skipped, strings must be UTF-8, except that the UTF-8 of the last
-/// signature is left to the caller) but without copying anything. `None` when the bytes are not a well-formed
-/// `SignedCommand`: the caller then has prost decode them, which names the error.
+/// signature is left to the caller) but without copying anything. `None` when the bytes are not
+/// a well-formed `SignedCommand`: the caller then has prost decode them, which names the error.
 pub(crate) fn split_envelope(bytes: &[u8]) -> Option<EnvelopeFields<'_>> {
     let mut buf = bytes;
     let mut fields = EnvelopeFields { command: &[], signature: &[], key_id: "" };
